@@ -1,0 +1,27 @@
+"""The one exception type users see.
+
+The CLI turns a :class:`FcbenchError` into a single line on stderr and exit code 2
+(usage or input error) or 1 (a run that failed). Messages say what, where and how to fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class FcbenchError(Exception):
+    """An error a user can act on. ``exit_code`` 2 means bad input or usage."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+def suggest(name: str, choices: Iterable[str]) -> str:
+    """Return ' (did you mean X?)' for the closest choice, or '' when none is close."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
+    return f" (did you mean '{close[0]}'?)" if close else ""

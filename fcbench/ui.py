@@ -1,0 +1,32 @@
+"""Console helpers: logs and progress go to stderr, data to stdout."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True)
+
+
+class _NoProgress:
+    def add_task(self, *args, **kwargs) -> int:
+        return 0
+
+    def update(self, *args, **kwargs) -> None:
+        pass
+
+
+@contextmanager
+def progress_bar(console: Console, enabled: bool = True) -> Iterator[Progress | _NoProgress]:
+    if not enabled:
+        yield _NoProgress()
+        return
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+               TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
+    with Progress(*columns, console=console, transient=False) as bar:
+        yield bar
