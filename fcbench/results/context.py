@@ -1,0 +1,65 @@
+"""What every row of one run shares: run id, time, git revision, versions, recipe."""
+
+from __future__ import annotations
+
+import os
+import platform
+import secrets
+import subprocess
+import time
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from importlib import metadata
+
+import fcbench
+from fcbench.results.store import Row
+
+
+def _git_rev() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    if out.returncode != 0:
+        return ""
+    rev = out.stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True, timeout=5)
+    return rev + ("-dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")
+
+
+def package_version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return ""
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+
+
+@dataclass
+class RunContext:
+    """Shared fields stamped on every row a run writes."""
+
+    run_id: str = field(default_factory=lambda: os.environ.get("FCBENCH_RUN_ID") or new_run_id())
+    recipe: str = ""
+    git_rev: str = field(default_factory=_git_rev)
+    device: str = field(default_factory=lambda: f"localhost ({platform.machine()})")
+
+    def row(self, kind: str, **values) -> Row:
+        versions = values.pop("runtime_versions", None) or {"torch": package_version("torch")}
+        row = Row(
+            kind=kind,
+            run_id=self.run_id,
+            time=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            git_rev=self.git_rev,
+            fcbench_version=fcbench.__version__,
+            runtime_versions=versions,
+            recipe=self.recipe,
+            device=self.device,
+        )
+        return replace(row, **values)

@@ -1,0 +1,61 @@
+"""Render result rows as a rich table, CSV, JSON or Markdown."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+FORMATS = ("table", "csv", "json", "markdown")
+
+# Preferred column order; a column shows only when some row has a value in it.
+_VIEW = ["run_id", "kind", "model", "lineage", "format", "backend", "variant", "device", "threads", "batch",
+         "dataset", "protocol", "metric", "value", "p50_ms", "p90_ms", "mean_ms", "std_ms", "init_ms"]
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, dict):
+        return json.dumps(v, sort_keys=True)
+    return str(v)
+
+
+def visible_columns(rows: list[dict[str, Any]], all_columns: bool = False) -> list[str]:
+    if not rows:
+        return []
+    if all_columns:
+        return [c for c in rows[0] if c != "id"]
+    return [c for c in _VIEW if any(r.get(c) not in (None, "", {}) for r in rows)]
+
+
+def render(rows: list[dict[str, Any]], fmt: str = "table", title: str | None = None) -> str | Any:
+    """Return text for csv/json/markdown; a rich Table for 'table'."""
+    if fmt == "json":
+        return json.dumps(rows, indent=2, default=str)
+    if fmt == "csv":
+        cols = visible_columns(rows, all_columns=True)
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({c: (json.dumps(r[c], sort_keys=True) if isinstance(r[c], dict) else r[c]) for c in cols})
+        return buf.getvalue()
+    cols = visible_columns(rows)
+    if fmt == "markdown":
+        lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        lines += ["| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |" for r in rows]
+        return "\n".join(lines) + "\n"
+    if fmt == "table":
+        from rich.table import Table
+
+        table = Table(title=title)
+        for c in cols:
+            table.add_column(c, justify="right" if c in ("value", "threads", "batch") or c.endswith("_ms") else "left")
+        for r in rows:
+            table.add_row(*(_fmt(r.get(c)) for c in cols))
+        return table
+    raise ValueError(fmt)

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from fcbench.errors import FcbenchError
+from fcbench.results import RunContext, Store
+
+
+def test_rows_are_written_immediately_and_read_back(tmp_path):
+    path = tmp_path / "s.sqlite"
+    ctx = RunContext(recipe="r")
+    store = Store(path)
+    store.add(ctx.row("quality", model="r18", metric="accuracy", value=0.9, dataset="lfw", protocol="verification"))
+    # a second connection sees the row before the writer closes: nothing waits for the end of a run
+    with Store(path) as reader:
+        rows = reader.query()
+    assert len(rows) == 1
+    assert rows[0]["metric"] == "accuracy" and rows[0]["value"] == pytest.approx(0.9)
+    assert rows[0]["run_id"] == ctx.run_id and rows[0]["recipe"] == "r"
+    assert rows[0]["fcbench_version"] and "torch" in rows[0]["runtime_versions"]
+    store.add(ctx.row("speed", model="r18", p50_ms=3.5, extra={"samples": [1.0, 2.0]}))
+    assert store.query(kind="speed")[0]["extra"] == {"samples": [1.0, 2.0]}
+    assert [r["kind"] for r in store.query(last_run=True)] == ["quality", "speed"]
+    store.close()
+
+
+def test_results_command_formats(cli, tmp_path):
+    path = tmp_path / "s.sqlite"
+    with Store(path) as s:
+        ctx = RunContext()
+        s.add(ctx.row("quality", model="r18", metric="accuracy", value=0.75, dataset="d", protocol="verification"))
+        s.add(ctx.row("quality", model="mbf", metric="accuracy", value=0.5, dataset="d", protocol="verification"))
+    r = cli("results", "--store", path, "--format", "json", "--model", "mbf")
+    assert r.code == 0
+    rows = json.loads(r.out)
+    assert [x["model"] for x in rows] == ["mbf"]
+    r = cli("results", "--store", path, "--format", "csv")
+    parsed = list(csv.DictReader(io.StringIO(r.out)))
+    assert {p["model"] for p in parsed} == {"r18", "mbf"} and "p50_ms" in parsed[0]
+    r = cli("results", "--store", path, "--format", "markdown")
+    assert r.out.startswith("| run_id |") and "0.75" in r.out
+    r = cli("results", "--store", path)
+    assert r.code == 0 and "r18" in r.out
+
+
+def test_results_bad_input(cli, tmp_path):
+    r = cli("results", "--store", tmp_path / "missing.sqlite")
+    assert r.code == 2 and "does not exist" in r.err and len(r.err.strip().splitlines()) == 1
+    bad = tmp_path / "bad.sqlite"
+    bad.write_text("this is not a database" * 100)
+    r = cli("results", "--store", bad)
+    assert r.code == 2 and "cannot be opened as SQLite" in r.err
+    r = cli("results", "--store", bad, "--format", "xml")
+    assert r.code == 2 and "--format" in r.err
+
+
+def test_store_rejects_non_sqlite(tmp_path):
+    bad = tmp_path / "x.sqlite"
+    bad.write_bytes(b"\x00garbage" * 200)
+    with pytest.raises(FcbenchError):
+        Store(bad)
