@@ -1,0 +1,382 @@
+"""The fcbench command line: each verb parses, calls the library, prints.
+
+Heavy imports (torch, runtimes) happen inside the verbs, so ``fcbench --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from fcbench.errors import FcbenchError
+
+app = typer.Typer(
+    name="fcbench",
+    help="Compress vision models, convert them to edge runtimes, and measure latency and accuracy.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+StoreOpt = typer.Option(None, "--store", help="Results store (SQLite file). Default: results/fcbench.sqlite")
+
+
+def _out():
+    from rich.console import Console
+
+    return Console(soft_wrap=True)
+
+
+def _err():
+    from fcbench.ui import stderr_console
+
+    return stderr_console()
+
+
+def parse_kv(items: list[str] | None, what: str) -> dict[str, Any]:
+    """['width=0.25', 'layers=[1,1,1,1]'] -> {'width': 0.25, 'layers': [1, 1, 1, 1]} (values read as YAML)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise FcbenchError(f"{what} '{item}' is not KEY=VALUE (e.g. {what} width=0.25)")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise FcbenchError(f"{what} '{item}': value is not valid YAML ({exc})") from exc
+    return out
+
+
+def _parse_ints(text: str | None, what: str) -> list[int]:
+    if not text:
+        return []
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError as exc:
+        raise FcbenchError(f"{what} '{text}' must be comma-separated integers, e.g. 8,14,20") from exc
+
+
+def _check_format(fmt: str, allowed: tuple[str, ...]) -> None:
+    if fmt not in allowed:
+        raise FcbenchError(f"--format must be one of {', '.join(allowed)}, got '{fmt}'")
+
+
+@app.command()
+def plugins(
+    kind: str | None = typer.Option(None, "--kind", help="model, dataset, technique, backend or device"),
+    fmt: str = typer.Option("table", "--format", help="table or json"),
+) -> None:
+    """List installed plugins (built-in and third-party alike) and whether each can be used."""
+    import json
+
+    from fcbench.plugins import describe
+
+    _check_format(fmt, ("table", "json"))
+    infos = describe(kind)
+    if fmt == "json":
+        typer.echo(json.dumps([i.to_dict() for i in infos], indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title="fcbench plugins")
+    for col in ("kind", "name", "available", "provider", "reason"):
+        table.add_column(col)
+    for i in infos:
+        table.add_row(i.kind, i.name, "yes" if i.available else "[red]no[/red]", i.distribution, i.reason)
+    _out().print(table)
+
+
+@app.command()
+def profile(
+    model: str = typer.Argument(..., help="Model name, e.g. r18, mbf, resnet18"),
+    option: list[str] = typer.Option(None, "-o", "--model-opt", help="Model option KEY=VALUE (repeatable)"),
+    input_size: str | None = typer.Option(None, "--input-size", help="H or HxW; default: the model's own"),
+    fmt: str = typer.Option("table", "--format", help="table or json"),
+) -> None:
+    """Params, MACs and FLOPs (= 2 x MACs) of a model at an input size."""
+    import json
+
+    from fcbench.models import create
+    from fcbench.models import profile as profile_model
+
+    _check_format(fmt, ("table", "json"))
+    opts = parse_kv(option, "-o")
+    size = None
+    if input_size:
+        try:
+            parts = [int(p) for p in input_size.lower().split("x")]
+        except ValueError as exc:
+            raise FcbenchError(f"--input-size '{input_size}' must be H or HxW, e.g. 112 or 112x96") from exc
+        size = (parts[0], parts[-1])
+        opts.setdefault("input_size", list(size))
+    m = create(model, **opts)
+    size = size or tuple(m.input_size)
+    prof = profile_model(m, input_size=size)
+    info = {"model": model, "options": m.fcbench_options, "input_size": list(size), **prof}
+    if fmt == "json":
+        typer.echo(json.dumps(info, indent=2))
+        return
+    typer.echo(f"{model} at {size[0]}x{size[1]}: {prof['params']:,} params, "
+               f"{prof['macs'] / 1e9:.3f} GMACs, {prof['flops'] / 1e9:.3f} GFLOPs (FLOPs = 2 x MACs)")
+
+
+@app.command()
+def train(
+    model: str = typer.Option("r18", "--model", help="Model name (fcbench plugins --kind model)"),
+    model_opt: list[str] = typer.Option(None, "-o", "--model-opt", help="Model option KEY=VALUE, e.g. width=0.25"),
+    weights: str | None = typer.Option(None, "--weights", help="Start from these weights"),
+    head: str = typer.Option("arcface", "--head", help="arcface, cosface or softmax (face models)"),
+    head_opt: list[str] = typer.Option(None, "--head-opt", help="Head option KEY=VALUE, e.g. s=64 m=0.5"),
+    data: str = typer.Option("synthetic:faces", "--data", help="Dataset: synthetic[:kind], NAME:PATH or a path"),
+    data_opt: list[str] = typer.Option(None, "--data-opt", help="Dataset option KEY=VALUE"),
+    epochs: int = typer.Option(10, "--epochs"),
+    batch_size: int = typer.Option(64, "--batch-size"),
+    lr: float = typer.Option(0.1, "--lr"),
+    head_lr: float | None = typer.Option(None, "--head-lr", help="Head optimizer lr (default: --lr)"),
+    optimizer: str = typer.Option("sgd", "--optimizer", help="sgd or adamw"),
+    momentum: float = typer.Option(0.9, "--momentum"),
+    weight_decay: float = typer.Option(5e-4, "--weight-decay"),
+    schedule: str = typer.Option("step", "--schedule", help="step, cosine or constant"),
+    milestones: str | None = typer.Option(None, "--milestones", help="Epochs of x gamma steps, e.g. 8,14,20,25"),
+    gamma: float = typer.Option(0.1, "--gamma"),
+    warmup_epochs: float = typer.Option(0.0, "--warmup-epochs"),
+    max_steps: int | None = typer.Option(None, "--max-steps", help="Stop after this many steps"),
+    workers: int = typer.Option(0, "--workers", help="DataLoader worker processes"),
+    seed: int = typer.Option(0, "--seed"),
+    out: str = typer.Option("runs/train", "--out", help="Output folder for checkpoints"),
+    resume: str | None = typer.Option(None, "--resume", help="'auto' (latest epoch in --out) or a checkpoint"),
+    amp: str = typer.Option("auto", "--amp", help="auto (on with CUDA), on, off"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N"),
+    threads: int | None = typer.Option(None, "--threads"),
+    store: str | None = StoreOpt,
+) -> None:
+    """Train a model (single process, or DDP under torchrun). Writes OUT/model.pt + manifest."""
+    from fcbench.train.config import TrainConfig
+    from fcbench.train.loop import train as run_train
+
+    cfg = TrainConfig(
+        model=model, model_options=parse_kv(model_opt, "-o"), weights=weights, head=head,
+        head_options=parse_kv(head_opt, "--head-opt"), data=data, data_options=parse_kv(data_opt, "--data-opt"),
+        epochs=epochs, batch_size=batch_size, lr=lr, head_lr=head_lr, optimizer=optimizer, momentum=momentum,
+        weight_decay=weight_decay, schedule=schedule, milestones=_parse_ints(milestones, "--milestones"),
+        gamma=gamma, warmup_epochs=warmup_epochs, max_steps=max_steps, workers=workers, seed=seed, out=out,
+        resume=resume, amp=amp, device=device, threads=threads, store=store,
+    )
+    final = run_train(cfg)
+    import os
+
+    if int(os.environ.get("RANK", "0")) == 0:
+        typer.echo(str(final))
+
+
+def _print_report(report, fmt: str) -> None:
+    import json
+
+    if fmt == "json":
+        typer.echo(json.dumps({"checkpoint": report.checkpoint, "model": report.model, "dataset": report.dataset,
+                               "protocol": report.protocol, "metrics": dict(report.metrics)}, indent=2))
+        return
+    rows = [{"model": report.model, "lineage": report.lineage, "dataset": report.dataset,
+             "protocol": report.protocol, "metric": k, "value": v} for k, v in report.metrics]
+    from fcbench.results.render import render
+
+    out = render(rows, fmt, title=f"eval {report.checkpoint}")
+    _out().print(out) if fmt == "table" else typer.echo(out, nl=False)
+
+
+@app.command("eval")
+def eval_(
+    checkpoint: str = typer.Argument(..., help="fcbench checkpoint (.pt), or a plain state_dict with --model"),
+    model: str | None = typer.Option(None, "--model", help="Architecture of a plain state_dict"),
+    model_opt: list[str] = typer.Option(None, "-o", "--model-opt", help="Model option KEY=VALUE (with --model)"),
+    data: str = typer.Option("synthetic:pairs", "--data", help="Dataset: synthetic[:kind], NAME:PATH or a path"),
+    data_opt: list[str] = typer.Option(None, "--data-opt", help="Dataset option KEY=VALUE"),
+    protocol: str = typer.Option("auto", "--protocol", help="auto, verification, classification, identification"),
+    batch_size: int = typer.Option(64, "--batch-size"),
+    nfolds: int = typer.Option(10, "--nfolds", help="Folds of the verification protocol"),
+    workers: int = typer.Option(0, "--workers"),
+    threads: int | None = typer.Option(None, "--threads"),
+    store: str | None = StoreOpt,
+    fmt: str = typer.Option("table", "--format", help="table, json, csv or markdown"),
+) -> None:
+    """Measure a checkpoint's quality on a dataset; rows go to the results store."""
+    from fcbench.evaluate import EvalConfig, evaluate
+
+    _check_format(fmt, ("table", "json", "csv", "markdown"))
+    cfg = EvalConfig(checkpoint=checkpoint, model=model, model_options=parse_kv(model_opt, "-o"), data=data,
+                     data_options=parse_kv(data_opt, "--data-opt"), protocol=protocol, batch_size=batch_size,
+                     nfolds=nfolds, workers=workers, threads=threads, store=store)
+    _print_report(evaluate(cfg), fmt)
+
+
+def _show_rows(rows: list[dict], fmt: str, title: str) -> None:
+    from fcbench.results.render import render
+
+    out = render(rows, fmt, title=title)
+    if fmt == "table":
+        _out().print(out)
+    else:
+        typer.echo(out, nl=False)
+
+
+@app.command()
+def results(
+    store: str | None = StoreOpt,
+    run: str | None = typer.Option(None, "--run", help="A run id, or 'last'"),
+    kind: str | None = typer.Option(None, "--kind", help="speed, quality or train"),
+    model: str | None = typer.Option(None, "--model"),
+    metric: str | None = typer.Option(None, "--metric"),
+    limit: int | None = typer.Option(None, "--limit", help="Only the newest N rows"),
+    fmt: str = typer.Option("table", "--format", help="table, csv, json or markdown"),
+) -> None:
+    """Show rows of the results store."""
+    from fcbench.results.render import FORMATS
+    from fcbench.results.store import DEFAULT_STORE, Store
+
+    _check_format(fmt, FORMATS)
+    path = Path(store) if store else DEFAULT_STORE
+    if not path.exists():
+        raise FcbenchError(f"results store {path} does not exist yet; run a verb first or pass --store")
+    with Store(path) as s:
+        rows = s.query(run_id=None if run == "last" else run, last_run=run == "last", kind=kind, model=model,
+                       metric=metric, limit=limit)
+    _show_rows(rows, fmt, title=f"results in {path}")
+
+
+@app.command()
+def run(
+    recipe: str = typer.Argument(..., help="Recipe YAML, e.g. recipes/quickstart.yaml"),
+    set_: list[str] = typer.Option(None, "--set", help="Override a recipe variable KEY=VALUE"),
+    check: bool = typer.Option(False, "--check", help="Validate the recipe and stop"),
+) -> None:
+    """Run a recipe: a sequence of verbs with shared options."""
+    import time
+
+    from fcbench.recipes import load_recipe, run_recipe
+
+    rec = load_recipe(recipe, parse_kv(set_, "--set"))
+    err = _err()
+    if check:
+        err.print(f"{recipe}: {len(rec.steps)} steps, valid")
+        return
+    t0 = time.perf_counter()
+
+    def on_step(i: int, verb: str, cfg: Any, result: Any) -> None:
+        err.log(f"step {i}/{len(rec.steps)} {verb} done ({time.perf_counter() - t0:.0f} s)")
+        if verb == "eval":
+            _print_report(result, "table")
+        elif verb == "results":
+            from fcbench.results.store import DEFAULT_STORE, Store
+
+            with Store(cfg.store or DEFAULT_STORE) as s:
+                rows = s.query() if cfg.all_runs else s.query(run_id=result.run_id)
+            rows = [r for r in rows if r["kind"] != "train"] or rows
+            _show_rows(rows, cfg.format, title=f"{rec.name}: run {result.run_id}")
+
+    run_id = run_recipe(rec, on_step)
+    err.log(f"recipe {rec.name} finished in {time.perf_counter() - t0:.0f} s; run id {run_id}")
+
+
+@app.command()
+def convert(
+    checkpoint: str = typer.Argument(..., help="fcbench checkpoint (.pt with its manifest)"),
+    to: str = typer.Option(..., "--to", help="Formats, comma-separated: onnx,tflite,openvino,ptl,pte or all"),
+    out: str | None = typer.Option(None, "--out", help="Output folder (default: beside the checkpoint)"),
+    opt: list[str] = typer.Option(None, "--opt", help="Exporter option FORMAT.KEY=VALUE, e.g. onnx.opset=17"),
+    fmt: str = typer.Option("table", "--format", help="table or json"),
+) -> None:
+    """Export a checkpoint to edge formats, each with a manifest and a parity check against PyTorch."""
+    import json
+
+    from fcbench.convert import convert as run_convert
+    from fcbench.convert import parse_formats
+
+    _check_format(fmt, ("table", "json"))
+    formats = parse_formats(to)
+    per_format: dict[str, dict[str, Any]] = {}
+    for key, value in parse_kv(opt, "--opt").items():
+        f, dot, k = key.partition(".")
+        if not dot or f not in formats:
+            raise FcbenchError(f"--opt {key}: write FORMAT.KEY=VALUE with FORMAT one of {', '.join(formats)}")
+        per_format.setdefault(f, {})[k] = value
+    err = _err()
+    outcomes = run_convert(checkpoint, formats, out, per_format,
+                           on_outcome=lambda o: err.log(f"{o.format}: {o.status} {o.reason}".rstrip()))
+    if fmt == "json":
+        typer.echo(json.dumps([{"format": o.format, "status": o.status, "file": str(o.file) if o.file else None,
+                                "reason": o.reason, "parity": o.parity} for o in outcomes], indent=2))
+    else:
+        from rich.table import Table
+
+        table = Table(title=f"convert {checkpoint}")
+        for col in ("format", "status", "file", "size MB", "max abs diff", "cosine", "reason"):
+            table.add_column(col)
+        for o in outcomes:
+            p = o.parity
+            size = f"{o.manifest.size / 1e6:.2f}" if o.manifest else ""
+            table.add_row(o.format, o.status if o.status == "ok" else f"[red]{o.status}[/red]",
+                          str(o.file or ""), size,
+                          f"{p['max_abs_diff']:.2e}" if "max_abs_diff" in p else "",
+                          f"{p['cosine']:.6f}" if "cosine" in p else "", o.reason)
+        _out().print(table)
+    if any(o.status in ("failed", "parity-failed") for o in outcomes):
+        raise typer.Exit(1)
+
+
+@app.command()
+def bench(
+    artifacts: list[str] = typer.Argument(..., help="Artifacts (files with a manifest), e.g. out/model.onnx"),
+    backend: str = typer.Option("all", "--backend", help="Comma-separated profiles, plugin:variant, or all"),
+    threads: int | None = typer.Option(None, "--threads", help="Threads per runtime (default: all cores)"),
+    warmup: int = typer.Option(10, "--warmup", help="Untimed queries before timing"),
+    runs: int = typer.Option(50, "--runs", help="Minimum timed queries"),
+    min_seconds: float = typer.Option(1.0, "--min-seconds", help="Minimum timed duration"),
+    max_seconds: float | None = typer.Option(None, "--max-seconds", help="Stop once runs are met and this passed"),
+    batch: int = typer.Option(1, "--batch"),
+    store: str | None = StoreOpt,
+    fmt: str = typer.Option("table", "--format", help="table, json, csv or markdown"),
+) -> None:
+    """Time artifacts through backends (single-stream); one row per cell, streamed into the store."""
+    from fcbench.bench.run import BenchConfig
+    from fcbench.bench.run import bench as run_bench
+    from fcbench.bench.table import cells_table
+
+    _check_format(fmt, ("table", "json", "csv", "markdown"))
+    cfg = BenchConfig(artifacts=list(artifacts), backends=[b.strip() for b in backend.split(",") if b.strip()],
+                      threads=threads, warmup=warmup, runs=runs, min_seconds=min_seconds, max_seconds=max_seconds,
+                      batch=batch, store=store)
+    err = _err()
+
+    def on_cell(c) -> None:
+        if c.status == "ok":
+            err.log(f"{c.backend} {Path(c.artifact).name}: p50 {c.stats.p50_ms:.3f} ms")
+        else:
+            err.log(f"{c.backend} {Path(c.artifact).name}: {c.status}: {c.reason}")
+
+    cells = run_bench(cfg, on_cell=on_cell)
+    out = cells_table(cells, fmt)
+    _out().print(out) if fmt == "table" else typer.echo(out, nl=False)
+    if any(c.status == "failed" for c in cells):
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    """Console entry point: FcbenchError -> one line on stderr and its exit code."""
+    try:
+        app()
+    except FcbenchError as exc:
+        print(f"fcbench: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("fcbench: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

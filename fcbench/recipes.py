@@ -1,0 +1,139 @@
+"""Recipes: YAML pipelines that chain verbs with shared options.
+
+    name: quickstart
+    vars: {out: runs/quickstart}          # ${out} is substituted in every string below
+    defaults: {store: results/fcbench.sqlite}   # given to every step whose verb takes the key
+    steps:
+      - train: {model: r18, epochs: 2, out: "${out}"}
+      - eval: {checkpoint: "${out}/model.pt", data: synthetic:pairs}
+      - results: {}
+
+The whole file is validated before any step runs: an unknown top-level key, verb or step
+key is one error naming the key and the file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fcbench.errors import FcbenchError, suggest
+from fcbench.evaluate import EvalConfig
+from fcbench.train.config import TrainConfig, from_mapping
+
+_TOP_KEYS = ("name", "description", "vars", "defaults", "steps")
+
+
+@dataclass
+class ResultsStep:
+    """Show the rows this recipe run wrote."""
+
+    format: str = "table"
+    store: str | None = None
+    all_runs: bool = False
+
+
+VERBS: dict[str, type] = {"train": TrainConfig, "eval": EvalConfig, "results": ResultsStep}
+
+
+@dataclass
+class Recipe:
+    path: Path
+    name: str
+    description: str
+    steps: list[tuple[str, Any]] = field(default_factory=list)
+
+
+def _substitute(value: Any, variables: dict[str, Any], where: str) -> Any:
+    if isinstance(value, str):
+        def repl(m: re.Match) -> str:
+            key = m.group(1)
+            if key not in variables:
+                raise FcbenchError(
+                    f"{where}: unknown variable '${{{key}}}'{suggest(key, variables)}; define it under vars:")
+            return str(variables[key])
+
+        return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", repl, value)
+    if isinstance(value, list):
+        return [_substitute(v, variables, where) for v in value]
+    if isinstance(value, dict):
+        return {k: _substitute(v, variables, where) for k, v in value.items()}
+    return value
+
+
+def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:
+    """Parse and validate a recipe; ``overrides`` replace entries of its ``vars``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FcbenchError(f"recipe {path} does not exist")
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" line {mark.line + 1}" if mark else ""
+        raise FcbenchError(f"{path}:{at} is not valid YAML ({getattr(exc, 'problem', exc)})") from exc
+    if not isinstance(doc, dict):
+        raise FcbenchError(f"{path}: a recipe is a mapping with keys {', '.join(_TOP_KEYS)}")
+    for key in doc:
+        if key not in _TOP_KEYS:
+            raise FcbenchError(
+                f"{path}: unknown key '{key}'{suggest(str(key), _TOP_KEYS)}; valid: {', '.join(_TOP_KEYS)}")
+    variables = dict(doc.get("vars") or {})
+    for key in overrides or {}:
+        if key not in variables:
+            raise FcbenchError(
+                f"{path}: --set {key}: no such variable{suggest(key, variables)}; vars: {', '.join(variables)}")
+    variables.update(overrides or {})
+    defaults = doc.get("defaults") or {}
+    steps = doc.get("steps")
+    if not isinstance(steps, list) or not steps:
+        raise FcbenchError(f"{path}: 'steps' must be a non-empty list of verbs ({', '.join(VERBS)})")
+    recipe = Recipe(path=path, name=str(doc.get("name", path.stem)), description=str(doc.get("description", "")))
+    for i, step in enumerate(steps, 1):
+        if not isinstance(step, dict) or len(step) != 1:
+            raise FcbenchError(f"{path}: step {i} must be a mapping with exactly one verb ({', '.join(VERBS)})")
+        verb, opts = next(iter(step.items()))
+        where = f"{path}: step {i} ({verb})"
+        if verb not in VERBS:
+            raise FcbenchError(
+                f"{path}: step {i}: unknown verb '{verb}'{suggest(str(verb), VERBS)}; verbs: {', '.join(VERBS)}")
+        opts = opts or {}
+        if not isinstance(opts, dict):
+            raise FcbenchError(f"{where}: options must be a mapping")
+        cls = VERBS[verb]
+        names = {f.name for f in fields(cls)}
+        merged = {k: v for k, v in defaults.items() if k in names}
+        merged.update(opts)
+        merged = _substitute(merged, variables, where)
+        cfg = from_mapping(cls, merged, where)
+        if hasattr(cfg, "validate"):
+            try:
+                cfg.validate()
+            except FcbenchError as exc:
+                raise FcbenchError(f"{where}: {exc}") from exc
+        recipe.steps.append((verb, cfg))
+    return recipe
+
+
+def run_recipe(recipe: Recipe, on_step: Callable[[int, str, Any, Any], None] | None = None) -> str:
+    """Run every step in order; return the run id stamped on all rows."""
+    from fcbench.evaluate import evaluate
+    from fcbench.results.context import RunContext
+    from fcbench.train.loop import train
+
+    ctx = RunContext(recipe=recipe.name)
+    for i, (verb, cfg) in enumerate(recipe.steps, 1):
+        if verb == "train":
+            result: Any = train(cfg, ctx)
+        elif verb == "eval":
+            result = evaluate(cfg, ctx)
+        else:
+            result = None
+        if on_step:
+            on_step(i, verb, cfg, result if verb != "results" else ctx)
+    return ctx.run_id

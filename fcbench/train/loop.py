@@ -1,0 +1,250 @@
+"""The training loop: one process, or DDP under ``torchrun`` (gloo on CPU, nccl on GPU).
+
+Face models train an embedding through a margin head (ArcFace, CosFace) or a softmax head;
+classification models train their logits directly. The backbone and the head have
+separate optimizers (as in the Serbian thesis' recipe), stepped together. Checkpoints are
+written every epoch with optimizer, schedule and RNG state, so ``resume`` continues exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+
+from fcbench.artifact import Step, sha256_file
+from fcbench.errors import FcbenchError
+from fcbench.results.context import RunContext
+from fcbench.results.store import DEFAULT_STORE, Store
+from fcbench.train.checkpoint import load_checkpoint, save_checkpoint
+from fcbench.train.config import TrainConfig
+from fcbench.ui import progress_bar, stderr_console
+
+
+class _Joint(nn.Module):
+    """Backbone + optional head as one module, so DDP syncs both."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module | None) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        out = self.backbone(x)
+        return self.head(out, y) if self.head is not None else out
+
+
+def _lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
+    epoch = step / steps_per_epoch
+    if cfg.warmup_epochs > 0 and epoch < cfg.warmup_epochs:
+        return (step + 1) / (cfg.warmup_epochs * steps_per_epoch)
+    if cfg.schedule == "step":
+        return cfg.gamma ** sum(1 for m in cfg.milestones if epoch >= m)
+    if cfg.schedule == "cosine":
+        total = cfg.epochs * steps_per_epoch
+        if cfg.max_steps:
+            total = min(total, cfg.max_steps)
+        start = cfg.warmup_epochs * steps_per_epoch
+        t = min(1.0, max(0.0, (step - start) / max(1.0, total - start)))
+        return 0.5 * (1.0 + math.cos(math.pi * t))
+    return 1.0
+
+
+def _device(cfg: TrainConfig, local_rank: int) -> torch.device:
+    if cfg.device == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    dev = torch.device(cfg.device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise FcbenchError(f"train: device '{cfg.device}' asked for but CUDA is not available; use --device cpu")
+    return dev
+
+
+def _build_model(cfg: TrainConfig) -> nn.Module:
+    """The model, from ``weights`` when given (an fcbench checkpoint or a plain state_dict)."""
+    from fcbench.models import create
+
+    return create(cfg.model, weights=cfg.weights, **cfg.model_options)
+
+
+def _find_resume(cfg: TrainConfig) -> Path | None:
+    if not cfg.resume:
+        return None
+    if cfg.resume != "auto":
+        return Path(cfg.resume)
+    found = sorted(Path(cfg.out).glob("epoch-*.pt"))
+    return found[-1] if found else None
+
+
+def train(cfg: TrainConfig, ctx: RunContext | None = None) -> Path:
+    """Train and return the path of the final checkpoint (``OUT/model.pt``)."""
+    cfg.validate()
+    from fcbench.data import open_dataset
+    from fcbench.models import create_head, profile
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = _device(cfg, local_rank)
+    distributed = world > 1
+    if distributed and not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend=backend)
+    main_proc = rank == 0
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    ctx = ctx or RunContext()
+    use_amp = device.type == "cuda" and cfg.amp != "off"
+    if cfg.amp == "on" and device.type != "cuda":
+        raise FcbenchError("train: --amp on needs CUDA; this run is on CPU (use --amp auto or off)")
+
+    torch.manual_seed(cfg.seed)
+    model = _build_model(cfg)
+    dataset = open_dataset(cfg.data, preprocessing=model.preprocessing, **cfg.data_options)
+    if not hasattr(dataset, "num_classes"):
+        raise FcbenchError(f"train: data '{dataset.source}' has no class labels (is it a verification pair set?)")
+    head: nn.Module | None = None
+    head_spec: dict[str, Any] | None = None
+    if model.fcbench_task == "embedding":
+        head_spec = {"name": cfg.head, "embedding_size": int(model.output_size),
+                     "num_classes": int(dataset.num_classes), "options": dict(cfg.head_options)}
+        head = create_head(cfg.head, model.output_size, dataset.num_classes, **cfg.head_options)
+    elif model.output_size != dataset.num_classes:
+        raise FcbenchError(
+            f"train: model '{cfg.model}' outputs {model.output_size} classes but data '{dataset.source}' has "
+            f"{dataset.num_classes}; pass model option num_classes={dataset.num_classes}"
+        )
+    net = _Joint(model, head).to(device)
+    ddp_net: nn.Module = net
+    if distributed:
+        ddp_net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+
+    def make_opt(params, lr: float) -> torch.optim.Optimizer:
+        if cfg.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+
+    optimizers = [make_opt(model.parameters(), cfg.lr)]
+    if head is not None:
+        optimizers.append(make_opt(head.parameters(), cfg.head_lr or cfg.lr))
+    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed, drop_last=True)
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
+                        drop_last=True, persistent_workers=cfg.workers > 0)
+    steps_per_epoch = len(loader)
+    if steps_per_epoch == 0:
+        raise FcbenchError(
+            f"train: data '{dataset.source}' has {len(dataset)} samples, fewer than one batch of "
+            f"{cfg.batch_size} per process; lower --batch-size"
+        )
+    schedulers = [torch.optim.lr_scheduler.LambdaLR(o, lambda s: _lr_factor(cfg, s, steps_per_epoch))
+                  for o in optimizers]
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    out = Path(cfg.out)
+    start_epoch, step = 1, 0
+    resume_path = _find_resume(cfg)
+    init_sha = ""
+    if resume_path is not None:
+        state = load_checkpoint(resume_path)
+        if state.train_state is None:
+            raise FcbenchError(f"{resume_path}: holds no training state (only epoch-*.pt checkpoints do)")
+        net.backbone.load_state_dict(state.state_dict)
+        if head is not None and state.head is not None:
+            head.load_state_dict(state.head["state_dict"])
+        ts = state.train_state
+        for o, s in zip(optimizers, ts["optimizers"], strict=True):
+            o.load_state_dict(s)
+        for sch, s in zip(schedulers, ts["schedulers"], strict=True):
+            sch.load_state_dict(s)
+        torch.set_rng_state(ts["rng"])
+        start_epoch, step, init_sha = ts["epoch"] + 1, ts["step"], ts.get("init_sha256", "")
+    elif main_proc:
+        init_manifest = save_checkpoint(out / "init.pt", model, head=head, head_spec=head_spec,
+                                        lineage=[Step("init", technique=cfg.model, options=dict(cfg.model_options))])
+        init_sha = init_manifest.sha256
+    parent_sha = sha256_file(cfg.weights) if cfg.weights else init_sha
+
+    store = Store(cfg.store or DEFAULT_STORE) if main_proc else None
+    console = stderr_console()
+    lineage_opts = {k: v for k, v in asdict(cfg).items() if k not in ("out", "resume", "store", "workers")}
+    done = False
+    try:
+        with progress_bar(console, enabled=main_proc) as bar:
+            task = bar.add_task("train", total=(cfg.epochs - start_epoch + 1) * steps_per_epoch, info="")
+            for epoch in range(start_epoch, cfg.epochs + 1):
+                sampler.set_epoch(epoch)
+                ddp_net.train()
+                t0, seen, loss_sum, batches = time.perf_counter(), 0, 0.0, 0
+                for x, y in loader:
+                    x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                    with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                        logits = ddp_net(x, y)
+                    loss = nn.functional.cross_entropy(logits.float(), y)
+                    if not torch.isfinite(loss):
+                        raise FcbenchError(f"train: loss became {loss.item()} at step {step}; lower --lr", exit_code=1)
+                    for o in optimizers:
+                        o.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                    for o in optimizers:
+                        scaler.step(o)
+                    scaler.update()
+                    for s in schedulers:
+                        s.step()
+                    step += 1
+                    seen += x.shape[0] * world
+                    loss_sum += loss.item()
+                    batches += 1
+                    ips = seen / (time.perf_counter() - t0)
+                    bar.update(task, advance=1,
+                               info=f"epoch {epoch}/{cfg.epochs} loss {loss.item():.3f} {ips:.0f} img/s")
+                    if cfg.max_steps and step >= cfg.max_steps:
+                        done = True
+                        break
+                mean_loss = loss_sum / max(1, batches)
+                if main_proc:
+                    elapsed = time.perf_counter() - t0
+                    train_state = {
+                        "epoch": epoch, "step": step, "init_sha256": init_sha,
+                        "optimizers": [o.state_dict() for o in optimizers],
+                        "schedulers": [s.state_dict() for s in schedulers],
+                        "rng": torch.get_rng_state(), "config": lineage_opts,
+                    }
+                    save_checkpoint(out / f"epoch-{epoch:03d}.pt", model, head=head, head_spec=head_spec,
+                                    train_state=train_state)
+                    if store is not None:
+                        store.add(ctx.row("train", model=cfg.model, metric="loss", value=mean_loss,
+                                          dataset=str(dataset.source), protocol="train",
+                                          batch=cfg.batch_size, threads=torch.get_num_threads(),
+                                          extra={"epoch": epoch, "step": step,
+                                                 "lr": schedulers[0].get_last_lr()[0],
+                                                 "images_per_s": seen / elapsed, "world_size": world}))
+                    console.log(f"epoch {epoch}: loss {mean_loss:.4f}, {seen / elapsed:.1f} img/s")
+                if distributed:
+                    dist.barrier()
+                if done:
+                    break
+        final = out / "model.pt"
+        if main_proc:
+            net.backbone.eval()
+            prof = profile(model, input_size=tuple(model.preprocessing.size))
+            technique = cfg.head if head is not None else "softmax"
+            save_checkpoint(final, model, head=head, head_spec=head_spec, profile=prof,
+                            lineage=[Step("train", technique=technique, options=lineage_opts,
+                                                 parent_sha256=parent_sha)])
+        if distributed:
+            dist.barrier()
+        return final
+    finally:
+        if store is not None:
+            store.close()
+        if distributed and dist.is_initialized():
+            dist.destroy_process_group()

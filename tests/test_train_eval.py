@@ -1,0 +1,164 @@
+"""train and eval through the CLI and the library, on tiny models and synthetic data."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from fcbench.artifact import read_manifest
+from fcbench.evaluate import EvalConfig, evaluate
+from fcbench.results import Store
+from fcbench.train.checkpoint import load_checkpoint
+from fcbench.train.config import TrainConfig
+from fcbench.train.loop import train
+
+TINY = ["-o", "width=0.125", "-o", "layers=[1,1,1,1]", "-o", "input_size=[32,32]", "-o", "embedding_size=32"]
+TINY_OPTS = {"width": 0.125, "layers": [1, 1, 1, 1], "input_size": [32, 32], "embedding_size": 32}
+FACES = {"num_classes": 8, "samples_per_class": 8}
+
+
+def tiny_cfg(tmp_path, **kw) -> TrainConfig:
+    base = dict(model="r18", model_options=dict(TINY_OPTS), head="arcface", head_options={"s": 16.0, "m": 0.2},
+                data="synthetic:faces", data_options=dict(FACES), epochs=2, batch_size=16, lr=0.05,
+                out=str(tmp_path / "run"), store=str(tmp_path / "s.sqlite"), seed=1)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_train_cli_writes_checkpoints_manifest_and_rows(cli, in_tmp):
+    r = cli("train", "--model", "r18", *TINY, "--data", "synthetic:faces", "--data-opt", "num_classes=8",
+            "--data-opt", "samples_per_class=8", "--epochs", "2", "--batch-size", "16", "--lr", "0.05",
+            "--milestones", "1", "--out", "run", "--store", "s.sqlite")
+    assert r.code == 0, r.err
+    assert r.out.strip().endswith("model.pt")
+    for name in ("init.pt", "epoch-001.pt", "epoch-002.pt", "model.pt"):
+        assert (in_tmp / "run" / name).exists(), name
+    m = read_manifest(in_tmp / "run" / "model.pt")
+    assert m.format == "fcbench-ckpt" and m.output_kind == "embedding" and m.output_size == 32
+    assert m.preprocessing.size == (32, 32) and m.inputs[0].shape == [1, 3, 32, 32]
+    assert m.params and m.flops == 2 * m.macs
+    assert m.lineage[-1].verb == "train" and m.lineage[-1].technique == "arcface"
+    assert m.lineage[-1].parent_sha256 == read_manifest(in_tmp / "run" / "init.pt").sha256
+    with Store(in_tmp / "s.sqlite") as s:
+        rows = s.query(kind="train")
+    assert [r["extra"]["epoch"] for r in rows] == [1, 2]
+    assert rows[1]["extra"]["lr"] == pytest.approx(0.005)  # x0.1 after milestone epoch 1
+    ckpt = load_checkpoint(in_tmp / "run" / "model.pt")
+    assert ckpt.head["name"] == "arcface" and ckpt.head["num_classes"] == 8
+
+
+def test_resume_continues_exactly(tmp_path):
+    straight = train(tiny_cfg(tmp_path / "a", epochs=3))
+    train(tiny_cfg(tmp_path / "b", epochs=2))
+    resumed = train(tiny_cfg(tmp_path / "b", epochs=3, resume="auto"))
+    a, b = load_checkpoint(straight).state_dict, load_checkpoint(resumed).state_dict
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_training_works_and_eval_measures_it(tmp_path):
+    """Verification accuracy on unseen identities rises clearly after training; metrics are stored."""
+    cfg = tiny_cfg(tmp_path, epochs=4, data_options={"num_classes": 16, "samples_per_class": 16},
+                   model_options={**TINY_OPTS, "width": 0.25}, schedule="cosine")
+    final = train(cfg)
+    store = str(tmp_path / "s.sqlite")
+    ev = dict(data="synthetic:pairs", data_options={"num_pairs": 200}, store=store)
+    before = dict(evaluate(EvalConfig(checkpoint=str(tmp_path / "run" / "init.pt"), **ev)).metrics)
+    after_report = evaluate(EvalConfig(checkpoint=str(final), **ev))
+    after = dict(after_report.metrics)
+    assert after_report.protocol == "verification"
+    assert {"accuracy", "accuracy_std", "eer", "auc"} <= set(after)
+    assert after["accuracy"] > before["accuracy"] + 0.05, (before, after)
+    with Store(store) as s:
+        rows = s.query(kind="quality", metric="accuracy")
+    assert len(rows) == 2 and rows[1]["lineage"].startswith("train")
+
+
+def test_eval_cli_identification_and_json(cli, tmp_path):
+    final = train(tiny_cfg(tmp_path, epochs=1))
+    r = cli("eval", final, "--data", "synthetic:faces", "--data-opt", "num_classes=8", "--data-opt",
+            "samples_per_class=4", "--store", tmp_path / "s.sqlite", "--format", "json")
+    assert r.code == 0, r.err
+    out = json.loads(r.out)
+    assert out["protocol"] == "identification" and 0.0 <= out["metrics"]["rank1"] <= 1.0
+
+
+def test_classification_train_and_eval(cli, tmp_path):
+    opts = ["-o", "width=0.25", "-o", "num_classes=10", "-o", "cifar_stem=true", "-o", "layers=[1,1,1,1]"]
+    r = cli("train", "--model", "resnet18", *opts, "--data", "synthetic:classes", "--data-opt",
+            "samples_per_class=8", "--epochs", "1", "--batch-size", "16", "--out", tmp_path / "c",
+            "--store", tmp_path / "s.sqlite")
+    assert r.code == 0, r.err
+    r = cli("eval", tmp_path / "c" / "model.pt", "--data", "synthetic:classes", "--data-opt", "split=test",
+            "--data-opt", "samples_per_class=4", "--store", tmp_path / "s.sqlite", "--format", "json")
+    assert r.code == 0, r.err
+    assert set(json.loads(r.out)["metrics"]) >= {"top1", "top5"}
+
+
+def test_eval_plain_state_dict_with_model(cli, tmp_path):
+    """An insightface-style backbone.pth (a bare state_dict) evaluates with --model."""
+    from fcbench.models import create
+
+    model = create("r18", **TINY_OPTS)
+    torch.save(model.state_dict(), tmp_path / "backbone.pth")
+    r = cli("eval", tmp_path / "backbone.pth", "--data", "synthetic:pairs", "--data-opt", "num_pairs=40",
+            "--nfolds", "2", "--store", tmp_path / "s.sqlite")
+    assert r.code == 2 and "--model" in r.err
+    r = cli("eval", tmp_path / "backbone.pth", "--model", "r18", *TINY, "--data", "synthetic:pairs",
+            "--data-opt", "num_pairs=40", "--nfolds", "2", "--store", tmp_path / "s.sqlite")
+    assert r.code == 0, r.err and "accuracy" in r.out
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["train", "--model", "r19"], "did you mean 'r18'"),
+        (["train", "--model", "r18", "-o", "widht=0.5"], "widht"),
+        (["train", "--data", "synthetic:pairs", *TINY], "no class labels"),
+        (["train", "--data", "/nonexistent/data.rec", *TINY], "/nonexistent/data.rec"),
+        (["train", "--optimizer", "adam"], "optimizer"),
+        (["train", "--milestones", "8,x"], "--milestones"),
+        (["train", "-o", "width"], "KEY=VALUE"),
+        (["eval", "missing.pt"], "missing.pt"),
+        (["eval", "notes.txt"], "not a PyTorch checkpoint"),
+        (["eval", "run/model.pt", "--protocol", "roc"], "protocol"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(cli, in_tmp, args, needle):
+    (in_tmp / "notes.txt").write_text("hello")
+    train(tiny_cfg(in_tmp, epochs=1)) if "run/model.pt" in args else None
+    r = cli(*args, "--store", in_tmp / "s.sqlite")
+    assert r.code == 2, (r.code, r.err)
+    lines = [ln for ln in r.err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("fcbench: error:"), r.err
+    assert needle in lines[0]
+
+
+def test_incompatible_checkpoint_is_rejected(cli, tmp_path):
+    final = train(tiny_cfg(tmp_path, epochs=1))
+    r = cli("train", "--model", "r34", *TINY, "--weights", final, "--epochs", "1", "--out", tmp_path / "x",
+            "--store", tmp_path / "s.sqlite")
+    assert r.code == 2 and "do not fit" in r.err
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes(tmp_path):
+    """torchrun with 2 processes (gloo): one checkpoint, rows from rank 0 only, world size recorded."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+           "-m", "fcbench.cli", "train", "--model", "r18", *TINY, "--data", "synthetic:faces",
+           "--data-opt", "num_classes=8", "--data-opt", "samples_per_class=8", "--epochs", "2",
+           "--batch-size", "8", "--out", str(tmp_path / "ddp"), "--store", str(tmp_path / "s.sqlite")]
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert (tmp_path / "ddp" / "model.pt").exists()
+    with Store(tmp_path / "s.sqlite") as s:
+        rows = s.query(kind="train")
+    assert len(rows) == 2 and all(r["extra"]["world_size"] == 2 for r in rows)
+    # 64 samples / (2 ranks x batch 8) = 4 steps per epoch
+    assert rows[-1]["extra"]["step"] == 8
