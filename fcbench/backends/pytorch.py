@@ -1,0 +1,50 @@
+"""Eager PyTorch on an fcbench checkpoint: the reference every other backend is compared to."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fcbench.artifact import Manifest
+from fcbench.backends.base import Backend, Session
+from fcbench.errors import FcbenchError
+
+
+class _TorchSession(Session):
+    def __init__(self, model, threads: int | None) -> None:
+        import torch
+
+        self._torch = torch
+        self.model = model
+        if threads:
+            torch.set_num_threads(threads)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        with self._torch.inference_mode():
+            try:
+                return self.model(self._torch.from_numpy(x)).float().numpy()
+            except RuntimeError as exc:
+                raise FcbenchError(f"pytorch: run failed on input {list(x.shape)}: {str(exc).splitlines()[0]}",
+                                   exit_code=1) from exc
+
+
+class PytorchBackend(Backend):
+    name = "pytorch"
+    formats = ("fcbench-ckpt",)
+    variants = ("eager",)
+    default_variant = "eager"
+    module = "torch"
+    install_hint = "pip install torch==2.13.0"
+
+    def versions(self) -> dict[str, str]:
+        import torch
+
+        return {"torch": torch.__version__}
+
+    def load(self, artifact: Path, manifest: Manifest, variant: str, threads: int | None,
+             options: dict[str, Any]) -> Session:
+        from fcbench.train.checkpoint import load_checkpoint
+
+        return _TorchSession(load_checkpoint(artifact).build_model(), threads)

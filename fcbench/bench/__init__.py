@@ -1,0 +1,1 @@
+"""Timing harness, statistics and the machine's measured peak."""

@@ -1,0 +1,180 @@
+"""The bench matrix: every artifact x every backend, one row per cell, streamed to the store.
+
+A cell that cannot run (runtime not installed, variant not on this host, format not taken)
+is shown with its reason and the matrix goes on; a cell that fails while running is
+recorded as failed with the runtime's message.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fcbench.artifact import Manifest, read_manifest
+from fcbench.backends import BackendSpec, expand, get_backend
+from fcbench.bench.peak import machine_peak
+from fcbench.bench.timing import PeakMemory, Stats, time_queries
+from fcbench.errors import FcbenchError
+from fcbench.results.context import RunContext
+from fcbench.results.store import DEFAULT_STORE, Store
+
+
+@dataclass
+class BenchConfig:
+    artifacts: list[str] = field(default_factory=list)
+    backends: list[str] = field(default_factory=lambda: ["all"])
+    threads: int | None = None  # default: every core of this machine
+    warmup: int = 10
+    runs: int = 50  # minimum timed queries
+    min_seconds: float = 1.0  # minimum timed duration
+    max_seconds: float | None = None
+    batch: int = 1
+    store: str | None = None
+
+    def validate(self) -> BenchConfig:
+        for ok, msg in [(self.warmup >= 0, "--warmup must be >= 0"), (self.runs >= 1, "--runs must be >= 1"),
+                        (self.min_seconds >= 0, "--min-seconds must be >= 0"),
+                        (self.batch >= 1, "--batch must be >= 1"),
+                        (self.threads is None or self.threads >= 1, "--threads must be >= 1"),
+                        (bool(self.artifacts), "give at least one artifact")]:
+            if not ok:
+                raise FcbenchError(f"bench: {msg}")
+        return self
+
+
+@dataclass
+class Cell:
+    artifact: str
+    format: str
+    backend: str
+    status: str  # ok | failed | skipped
+    reason: str = ""
+    stats: Stats | None = None
+    init_ms: float | None = None
+    first_run_ms: float | None = None
+    peak_mem_mb: float | None = None
+    size_mb: float | None = None
+    gflops_per_s: float | None = None
+    peak_share: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def artifact_size_mb(path: Path, manifest: Manifest) -> float:
+    files = [path] + [path.with_name(n) for n in manifest.extra.get("companion_files", [])]
+    return sum(f.stat().st_size for f in files if f.exists()) / 1e6
+
+
+def prepared_input(manifest: Manifest, batch: int = 1, seed: int = 0) -> np.ndarray:
+    """The one input every backend gets: a fixed RGB image through the manifest's preprocessing."""
+    pre = manifest.preprocessing
+    h, w = pre.size
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([xx * 255 / max(1, w - 1), yy * 255 / max(1, h - 1), (xx + yy) * 127 / max(1, h + w - 2)], -1)
+    img = np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
+    x = pre.apply(img)  # CHW or HWC per pre.layout
+    layout = manifest.inputs[0].layout if manifest.inputs else pre.layout
+    if layout != pre.layout:
+        x = x.transpose(1, 2, 0) if layout == "NHWC" else x.transpose(2, 0, 1)
+    return np.ascontiguousarray(np.repeat(x[None], batch, axis=0))
+
+
+def _peak_gflops(threads: int, precision: str) -> float | None:
+    peak = machine_peak(threads)["best"]
+    entry = peak.get(precision) or peak.get("f32")
+    return entry["gflops"] if entry else None
+
+
+def run_cell(path: Path, manifest: Manifest, spec: BackendSpec, cfg: BenchConfig, threads: int) -> Cell:
+    cell = Cell(artifact=str(path), format=manifest.format, backend=spec.label, status="skipped")
+    backend = get_backend(spec.plugin)
+    if manifest.format not in backend.formats:
+        cell.reason = f"{spec.plugin} does not load {manifest.format} (it loads {', '.join(backend.formats)})"
+        return cell
+    ok, reason = backend.available()
+    if ok:
+        ok, reason = backend.variant_available(spec.variant)
+    if not ok:
+        cell.reason = reason
+        return cell
+    x = prepared_input(manifest, cfg.batch)
+    cell.size_mb = artifact_size_mb(path, manifest)
+    try:
+        with PeakMemory() as mem:
+            t = time.perf_counter()
+            session = backend.load(path, manifest, spec.variant, threads, dict(spec.options))
+            cell.init_ms = (time.perf_counter() - t) * 1e3
+            timing = time_queries(lambda: session.run(x), warmup=cfg.warmup, min_runs=cfg.runs,
+                                  min_seconds=cfg.min_seconds, max_seconds=cfg.max_seconds)
+            placement = session.placement()
+            session.close()
+    except FcbenchError as exc:
+        cell.status, cell.reason = "failed", str(exc)
+        return cell
+    cell.status = "ok"
+    cell.stats = timing.stats
+    cell.first_run_ms = timing.first_run_ms
+    cell.peak_mem_mb = mem.peak_mb
+    precisions = {p.precision for p in placement if p.precision}
+    cell.extra = {"samples_ms": [round(s, 4) for s in timing.samples_ms], "mem_delta_mb": mem.delta_mb,
+                  "versions": backend.versions(), "precisions": sorted(precisions),
+                  "placement_nodes": len(placement)}
+    if manifest.flops:
+        cell.gflops_per_s = manifest.flops * cfg.batch / (cell.stats.p50_ms / 1e3) / 1e9
+        prec = "bf16" if precisions == {"bf16"} or "bf16" in precisions else "f32"
+        peak = _peak_gflops(threads, prec)
+        if peak:
+            cell.peak_share = cell.gflops_per_s / peak
+            cell.extra["peak_gflops"] = peak
+            cell.extra["peak_precision"] = prec
+    return cell
+
+
+def bench(cfg: BenchConfig, ctx: RunContext | None = None, on_cell: Callable[[Cell], None] | None = None) -> list[Cell]:
+    """Run the matrix; each finished cell is stored before the next starts."""
+    cfg.validate()
+    ctx = ctx or RunContext()
+    threads = cfg.threads or os.cpu_count() or 1
+    specs = expand(cfg.backends)
+    loaded: list[tuple[Path, Manifest]] = []
+    for a in cfg.artifacts:
+        path = Path(a)
+        if not path.exists():
+            raise FcbenchError(f"bench: artifact {path} does not exist")
+        loaded.append((path, read_manifest(path)))
+    cells: list[Cell] = []
+    with Store(cfg.store or DEFAULT_STORE) as store:
+        for path, manifest in loaded:
+            for spec in specs:
+                cell = run_cell(path, manifest, spec, cfg, threads)
+                if cell.status != "skipped":
+                    _store_cell(store, ctx, cell, manifest, spec, cfg, threads)
+                cells.append(cell)
+                if on_cell:
+                    on_cell(cell)
+    return cells
+
+
+def _store_cell(store: Store, ctx: RunContext, cell: Cell, manifest: Manifest, spec: BackendSpec,
+                cfg: BenchConfig, threads: int) -> None:
+    s = cell.stats
+    extra = dict(cell.extra)
+    extra["status"] = cell.status
+    if cell.reason:
+        extra["reason"] = cell.reason
+    stat_values = {} if s is None else dict(runs=s.runs, mean_ms=s.mean_ms, std_ms=s.std_ms, min_ms=s.min_ms,
+                                            p50_ms=s.p50_ms, p90_ms=s.p90_ms, p99_ms=s.p99_ms)
+    store.add(ctx.row(
+        "speed", model=manifest.model.get("name", ""), lineage=manifest.lineage_summary(), artifact=cell.artifact,
+        artifact_sha256=manifest.sha256, format=manifest.format, backend=spec.plugin, variant=spec.variant,
+        threads=threads, batch=cfg.batch, input_shape="x".join(map(str, [cfg.batch, *manifest.inputs[0].shape[1:]])),
+        warmup=cfg.warmup, init_ms=cell.init_ms, first_run_ms=cell.first_run_ms, peak_mem_mb=cell.peak_mem_mb,
+        model_size_mb=cell.size_mb, gflops_per_s=cell.gflops_per_s, peak_share=cell.peak_share,
+        runtime_versions=cell.extra.get("versions") or None, extra=extra, **stat_values,
+    ))

@@ -1,0 +1,60 @@
+"""The bench matrix as a table: one row per artifact x backend, failures with reasons."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fcbench.bench.run import Cell
+from fcbench.results.render import render
+
+
+def cell_rows(cells: list[Cell]) -> list[dict[str, Any]]:
+    rows = []
+    for c in cells:
+        s = c.stats
+        rows.append({
+            "artifact": Path(c.artifact).name, "format": c.format, "backend": c.backend, "status": c.status,
+            "p50_ms": s.p50_ms if s else None, "p90_ms": s.p90_ms if s else None, "mean_ms": s.mean_ms if s else None,
+            "std_ms": s.std_ms if s else None, "runs": s.runs if s else None, "init_ms": c.init_ms,
+            "first_run_ms": c.first_run_ms, "peak_mem_mb": c.peak_mem_mb, "size_mb": c.size_mb,
+            "gflops_per_s": c.gflops_per_s, "peak_share": c.peak_share,
+            "precision": ",".join(c.extra.get("precisions", [])), "reason": c.reason,
+        })
+    return rows
+
+
+def cells_table(cells: list[Cell], fmt: str = "table") -> Any:
+    rows = cell_rows(cells)
+    if fmt != "table":
+        return render(rows, fmt) if fmt in ("json", "csv") else _markdown(rows)
+    from rich.table import Table
+
+    table = Table(title="fcbench bench (single-stream, ms)")
+    cols = ["artifact", "backend", "status", "p50_ms", "p90_ms", "mean_ms", "std_ms", "runs", "init_ms",
+            "first_run_ms", "peak_mem_mb", "size_mb", "gflops_per_s", "peak_share", "precision", "reason"]
+    for col in cols:
+        table.add_column(col.replace("_ms", " ms").replace("_", " "), overflow="fold")
+    for r in rows:
+        table.add_row(*(_fmt(col, r[col]) for col in cols))
+    return table
+
+
+def _fmt(col: str, v: Any) -> str:
+    if v is None:
+        return ""
+    if col == "peak_share":
+        return f"{100 * v:.0f} %"
+    if col == "status" and v != "ok":
+        return f"[red]{v}[/red]"
+    if isinstance(v, float):
+        return f"{v:.3f}" if col.endswith("_ms") else f"{v:.3g}"
+    return str(v)
+
+
+def _markdown(rows: list[dict[str, Any]]) -> str:
+    cols = list(rows[0]) if rows else []
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(_fmt(c, r[c]).replace("[red]", "").replace("[/red]", "") for c in cols) + " |"
+              for r in rows]
+    return "\n".join(lines) + "\n"

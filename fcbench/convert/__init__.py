@@ -1,0 +1,161 @@
+"""The convert verb: one checkpoint -> one artifact per format, each with its manifest and
+a numerical parity check against PyTorch on the same prepared input.
+
+Exporters are found by format name in ``EXPORTERS`` (module:class, imported only when used,
+so a missing converter disables its format only).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fcbench.artifact import Manifest, Step, TensorSpec, sha256_file, write_manifest
+from fcbench.convert.base import Exporter, ExportResult
+from fcbench.errors import FcbenchError, suggest
+
+EXPORTERS: dict[str, str] = {
+    "onnx": "fcbench.convert.onnx:OnnxExporter",
+    "tflite": "fcbench.convert.tflite:TfliteExporter",
+    "openvino": "fcbench.convert.openvino:OpenVinoExporter",
+    "ptl": "fcbench.convert.ptl:PtlExporter",
+    "pte": "fcbench.convert.pte:PteExporter",
+}
+# parity passes when the cosine of the flattened outputs is at least this and the max abs
+# difference is within this share of the reference's largest magnitude
+PARITY_MIN_COSINE = 0.9999
+PARITY_MAX_REL_DIFF = 1e-3
+
+
+@dataclass
+class ConvertOutcome:
+    format: str
+    status: str  # ok | parity-failed | failed | skipped
+    file: Path | None = None
+    reason: str = ""
+    parity: dict[str, Any] = field(default_factory=dict)
+    manifest: Manifest | None = None
+
+
+def exporter_class(fmt: str) -> type[Exporter]:
+    if fmt not in EXPORTERS:
+        raise FcbenchError(f"unknown format '{fmt}'{suggest(fmt, EXPORTERS)}; formats: {', '.join(EXPORTERS)}")
+    module, _, attr = EXPORTERS[fmt].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def parse_formats(text: str | list[str]) -> list[str]:
+    items = text if isinstance(text, list) else [t.strip() for t in text.split(",") if t.strip()]
+    if items == ["all"]:
+        return list(EXPORTERS)
+    for f in items:
+        if f not in EXPORTERS:
+            exporter_class(f)  # raises with the closest format named
+    return items
+
+
+def parity(reference: np.ndarray, output: np.ndarray) -> dict[str, Any]:
+    """Max abs difference and cosine of two outputs, and whether they pass."""
+    ref = np.asarray(reference, np.float64).ravel()
+    out = np.asarray(output, np.float64).ravel()
+    if ref.shape != out.shape:
+        return {"ok": False, "reason": f"output shape {list(np.shape(output))} != PyTorch {list(np.shape(reference))}"}
+    diff = float(np.max(np.abs(ref - out)))
+    cos = float(ref @ out / (np.linalg.norm(ref) * np.linalg.norm(out) + 1e-30))
+    scale = float(np.max(np.abs(ref))) or 1.0
+    ok = cos >= PARITY_MIN_COSINE and diff <= PARITY_MAX_REL_DIFF * scale
+    return {"ok": ok, "max_abs_diff": diff, "cosine": cos, "reference_max_abs": scale,
+            "min_cosine": PARITY_MIN_COSINE, "max_rel_diff": PARITY_MAX_REL_DIFF}
+
+
+def _parity_check(file: Path, manifest: Manifest, fmt_cls: type[Exporter], reference: np.ndarray,
+                  x_nchw: np.ndarray) -> dict[str, Any]:
+    from fcbench.backends import get_backend
+
+    backend = get_backend(fmt_cls.default_backend)
+    ok, reason = backend.available()
+    if not ok:
+        return {"ok": None, "reason": f"parity not checked: {reason}"}
+    options = {"precision": "f32"} if backend.name == "openvino" else {}
+    x = x_nchw if manifest.inputs[0].layout == "NCHW" else x_nchw.transpose(0, 2, 3, 1).copy()
+    variant = manifest.extra.get("backend_variant", backend.default_variant)
+    session = backend.load(file, manifest, variant, None, options)
+    try:
+        out = session.run(x)
+    finally:
+        session.close()
+    result = parity(reference, out)
+    result["backend"] = f"{backend.name}:{variant}"
+    return result
+
+
+def convert(
+    checkpoint: str | Path, formats: list[str], out_dir: str | Path | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
+    on_outcome: Callable[[ConvertOutcome], None] | None = None,
+) -> list[ConvertOutcome]:
+    """Export ``checkpoint`` to each format; every outcome is reported, none aborts the rest."""
+    import torch
+
+    from fcbench.bench.run import prepared_input
+    from fcbench.train.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(checkpoint)
+    if ckpt.manifest is None:
+        raise FcbenchError(f"{checkpoint}: no manifest beside it; convert needs an fcbench checkpoint with one")
+    model = ckpt.build_model()
+    out = Path(out_dir) if out_dir else Path(checkpoint).parent
+    out.mkdir(parents=True, exist_ok=True)
+    stem = Path(checkpoint).stem
+    x = prepared_input(ckpt.manifest, batch=1)
+    example = torch.from_numpy(x)
+    with torch.inference_mode():
+        reference = model(example).float().numpy()
+    outcomes = []
+    for fmt in formats:
+        opts = (options or {}).get(fmt, {})
+        outcome = _convert_one(fmt, model, example, reference, x, ckpt.manifest, out / stem, opts)
+        outcomes.append(outcome)
+        if on_outcome:
+            on_outcome(outcome)
+    return outcomes
+
+
+def _convert_one(fmt: str, model, example, reference: np.ndarray, x: np.ndarray, parent: Manifest, stem: Path,
+                 opts: dict[str, Any]) -> ConvertOutcome:
+    cls = exporter_class(fmt)
+    ok, reason = cls.available()
+    if not ok:
+        return ConvertOutcome(fmt, "skipped", reason=reason)
+    target = stem.with_name(stem.name + cls.suffix)
+    try:
+        result: ExportResult = cls().export(model, example, target, dict(opts))
+    except FcbenchError as exc:
+        return ConvertOutcome(fmt, "failed", reason=str(exc))
+    file = result.file
+    companions = [p.name for p in (file.with_suffix(".bin"),) if fmt == "openvino" and p.exists()]
+    shape = list(parent.inputs[0].shape)
+    if result.input_layout != parent.inputs[0].layout:
+        shape = [shape[0], shape[2], shape[3], shape[1]] if result.input_layout == "NHWC" else shape
+    manifest = replace(
+        parent, format=fmt, file=file.name, sha256=sha256_file(file),
+        size=file.stat().st_size + sum((file.parent / c).stat().st_size for c in companions),
+        inputs=[TensorSpec(name="input", shape=shape, dtype="float32", layout=result.input_layout)],
+        lineage=[*parent.lineage, Step("convert", technique=fmt, options=result.options, parent_sha256=parent.sha256)],
+        extra={**parent.extra, **result.extra, "companion_files": companions},
+    )
+    write_manifest(manifest, file)
+    try:
+        check = _parity_check(file, manifest, cls, reference, x)
+    except FcbenchError as exc:
+        check = {"ok": False, "reason": f"artifact does not run in {cls.default_backend}: {exc}"}
+    manifest.extra["parity"] = check
+    write_manifest(manifest, file)
+    status = "ok" if check.get("ok") in (True, None) else "parity-failed"
+    return ConvertOutcome(fmt, status, file=file, reason=check.get("reason", ""), parity=check, manifest=manifest)
+

@@ -1,0 +1,115 @@
+"""PyTorch -> OpenVINO IR (``.xml`` + ``.bin``) with ``openvino.convert_model`` and ``save_model``.
+
+Options:
+  compress_to_fp16  store weights as f16 in the .bin (default false: f32 weights, as trained)
+  source            "torch" (default: OpenVINO's PyTorch frontend on the module) | "onnx" (export to
+                    ONNX with fcbench's ONNX exporter first, then convert that file)
+  dynamic_batch     leave the batch dimension dynamic (default false: fixed to the example's)
+  opset             ONNX opset when source = "onnx" (default as the ONNX exporter)
+
+The IR's input is named "input" and its output "output", as in fcbench's ONNX files. What the
+runtime computes in (f32 or bf16/f16) is a compile-time choice of the OpenVINO backend, not of
+the IR: ``compress_to_fp16`` only changes how weights are stored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fcbench.convert.base import Exporter, ExportResult
+from fcbench.errors import FcbenchError
+
+OPTIONS = ("compress_to_fp16", "source", "dynamic_batch", "opset")
+
+
+def _bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+        return value.lower() in ("true", "1", "yes")
+    raise FcbenchError(f"openvino export: option '{name}' must be true or false, got {value!r}")
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip() and not ln.startswith("Exception from")]
+    return (lines[0] if lines else type(exc).__name__)[:300]
+
+
+class OpenVinoExporter(Exporter):
+    format = "openvino"
+    suffix = ".xml"
+    module = "openvino"
+    install_hint = "pip install 'fcbench[openvino]'"
+    default_backend = "openvino"
+
+    def export(self, model: torch.nn.Module, example: torch.Tensor, out: Path, options: dict[str, Any]) -> ExportResult:
+        unknown = sorted(set(options) - set(OPTIONS))
+        if unknown:
+            raise FcbenchError(f"openvino export: unknown option(s) {', '.join(unknown)}; "
+                               f"options: {', '.join(OPTIONS)}")
+        compress = _bool("compress_to_fp16", options.get("compress_to_fp16", False))
+        dynamic_batch = _bool("dynamic_batch", options.get("dynamic_batch", False))
+        source = str(options.get("source", "torch"))
+        if source not in ("torch", "onnx"):
+            raise FcbenchError(f"openvino export: source must be 'torch' or 'onnx', got '{source}'")
+        if "opset" in options and source != "onnx":
+            raise FcbenchError("openvino export: option 'opset' only applies with source = 'onnx'")
+
+        import openvino as ov
+
+        out = Path(out)
+        if out.suffix != ".xml":
+            raise FcbenchError(f"openvino export: output must end in .xml (the .bin is written beside it), got {out}")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        example = example.detach().to(torch.float32)
+        shape = list(example.shape)
+        ov_shape = [-1, *shape[1:]] if dynamic_batch else shape
+        extra: dict[str, Any] = {"openvino": ov.get_version()}
+        was_training = model.training
+        model.eval()
+        try:
+            if source == "torch":
+                with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
+                    warnings.simplefilter("ignore")
+                    ov_model = ov.convert_model(model, example_input=example, input=[ov.PartialShape(ov_shape)])
+                extra["frontend"] = "pytorch"
+            else:
+                from fcbench.convert.onnx import OnnxExporter
+
+                onnx_opts = {"dynamic_batch": dynamic_batch}
+                if "opset" in options:
+                    onnx_opts["opset"] = options["opset"]
+                with tempfile.TemporaryDirectory() as tmp:
+                    res = OnnxExporter().export(model, example, Path(tmp) / "model.onnx", onnx_opts)
+                    ov_model = ov.convert_model(str(res.file))
+                extra["frontend"] = "onnx"
+                extra["onnx"] = {"opset": res.options["opset"], "exporter": res.options["exporter"]}
+        except FcbenchError:
+            raise
+        except Exception as exc:  # the frontends raise RuntimeError/OpConversionFailure/...
+            raise FcbenchError(f"openvino export: convert_model failed: {_one_line(exc)}", exit_code=1) from exc
+        finally:
+            model.train(was_training)
+
+        if len(ov_model.inputs) != 1:
+            raise FcbenchError(f"openvino export: expected one model input, got {len(ov_model.inputs)}", exit_code=1)
+        ov_model.inputs[0].get_tensor().set_names({"input"})
+        ov_model.outputs[0].get_tensor().set_names({"output"})
+        ov.save_model(ov_model, str(out), compress_to_fp16=compress)
+        bin_file = out.with_suffix(".bin")
+        if not bin_file.exists():
+            raise FcbenchError(f"openvino export: save_model wrote no {bin_file.name}", exit_code=1)
+        extra["companion_files"] = [bin_file.name]
+        extra["input_shape"] = ["batch", *shape[1:]] if dynamic_batch else shape
+        extra["weights"] = "f16" if compress else "f32"
+        used = {"compress_to_fp16": compress, "source": source, "dynamic_batch": dynamic_batch}
+        if source == "onnx":
+            used["opset"] = extra["onnx"]["opset"]
+        return ExportResult(file=out, input_layout="NCHW", options=used, extra=extra)

@@ -1,0 +1,90 @@
+"""PyTorch Mobile (lite interpreter) artifacts: TorchScript saved with ``_save_for_lite_interpreter``.
+
+``torch.utils.mobile_optimizer.optimize_for_mobile`` needs XNNPACK, which the CPU wheels of
+recent torch builds lack (it fails there), so it is not used. Instead the TorchScript module
+is frozen (``torch.jit.freeze``: parameters become constants, Conv+BatchNorm are folded),
+which is the part of optimize_for_mobile that does not need XNNPACK.
+
+The lite interpreter is deprecated upstream in favour of ExecuTorch (``.pte``); fcbench keeps
+it so existing Android apps built on it can be measured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fcbench.convert.base import Exporter, ExportResult
+from fcbench.errors import FcbenchError, suggest
+
+PTL_OPTIONS = ("method", "freeze")
+METHODS = ("trace", "script")
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+class PtlExporter(Exporter):
+    """PyTorch -> ``.ptl``.
+
+    Options: ``method`` ("trace" (default) or "script"): how TorchScript is made;
+    ``freeze`` (bool, default True): ``torch.jit.freeze`` before saving.
+    """
+
+    format = "ptl"
+    suffix = ".ptl"
+    module = "torch"
+    install_hint = "pip install torch"
+    default_backend = "pytorch-mobile"
+
+    def export(self, model: torch.nn.Module, example: torch.Tensor, out: Path, options: dict[str, Any]) -> ExportResult:
+        for key in options:
+            if key not in PTL_OPTIONS:
+                raise FcbenchError(f"ptl: unknown option '{key}'{suggest(key, PTL_OPTIONS)}; "
+                                   f"options: {', '.join(PTL_OPTIONS)}")
+        method = options.get("method", "trace")
+        if method not in METHODS:
+            raise FcbenchError(f"ptl: option method must be one of {', '.join(METHODS)}, got '{method}'")
+        freeze = bool(options.get("freeze", True))
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        model = model.eval()
+        try:
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # tracer warnings, lite-interpreter deprecation
+                if method == "trace":
+                    scripted = torch.jit.trace(model, (example.float(),), check_trace=False)
+                else:
+                    scripted = torch.jit.script(model)
+                if freeze:
+                    scripted = torch.jit.freeze(scripted.eval())
+                fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=out.name + ".", suffix=".tmp")
+                os.close(fd)
+                try:
+                    scripted._save_for_lite_interpreter(tmp)
+                    os.replace(tmp, out)
+                finally:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(tmp)
+        except FcbenchError:
+            raise
+        except Exception as exc:  # torch.jit raises RuntimeError, TypeError, NotSupportedError, ...
+            raise FcbenchError(f"ptl: torch.jit.{method} failed: {type(exc).__name__}: {_first_line(exc)[:300]}",
+                               exit_code=1) from exc
+        extra: dict[str, Any] = {}
+        with contextlib.suppress(Exception):  # informative only
+            from fcbench.backends.pytorch_mobile import bytecode_ops
+
+            extra["ptl_operators"] = sorted({op for _, op in bytecode_ops(out)})
+        return ExportResult(file=out, input_layout="NCHW",
+                            options={"method": method, "freeze": freeze, "optimize_for_mobile": False,
+                                     "torch": torch.__version__},
+                            extra=extra)
