@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -59,8 +60,9 @@ def test_profile_reports_params_and_flops(cli):
 def test_third_party_plugin_is_discovered(tmp_path):
     """A separately installed package registers a model via an entry point; fcbench lists and builds it."""
     target = tmp_path / "site"
+    source = shutil.copytree(REPO / "tests" / "plugin_example", tmp_path / "src")  # keep the tree clean
     p = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                        "--target", str(target), str(REPO / "tests" / "plugin_example")],
+                        "--target", str(target), str(source)],
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     env = {**os.environ, "PYTHONPATH": str(target)}

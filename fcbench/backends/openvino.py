@@ -18,6 +18,8 @@ each (except Input/Output/Const) with the compiled model's EXECUTION_DEVICES. Th
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,38 @@ HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
 PRECISIONS = ("f32", "bf16", "f16")
 OPTIONS = ("performance_hint", "precision", "num_streams", "config")
 DATA_LAYERS = {"Input", "Output", "Const", "Parameter", "Result", "Constant"}
+
+
+class _StackT(ctypes.Structure):
+    _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
+
+
+@contextlib.contextmanager
+def keep_sigaltstack():
+    """Put this thread's alternate signal stack back after an OpenVINO call that replaced it.
+
+    OpenVINO 2026.4's CPU plugin installs its own sigaltstack on the compiling thread and
+    swaps it back when compiled models are released; with several compiled models released
+    out of order the thread was left pointing at a freed stack, and the next signal with an
+    SA_ONSTACK handler (e.g. SIGCHLD once a DataLoader has used workers, as Python installs
+    every handler with SA_ONSTACK) killed the process with SIGSEGV. Keeping the caller's
+    stack (Python's faulthandler stack, larger than OpenVINO's) avoids the dangling pointer.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        saved = _StackT()
+        have = libc.sigaltstack(None, ctypes.byref(saved)) == 0
+    except (OSError, AttributeError):
+        have = False
+    try:
+        yield
+    finally:
+        if have:
+            now = _StackT()
+            libc.sigaltstack(None, ctypes.byref(now))
+            if (now.ss_sp, now.ss_size) != (saved.ss_sp, saved.ss_size):
+                saved.ss_flags &= ~1  # SS_ONSTACK is not settable
+                libc.sigaltstack(ctypes.byref(saved), None)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -208,7 +242,8 @@ class OpenVinoBackend(Backend):
                 raise FcbenchError(f"openvino: unsupported op(s) in {artifact}: {ops}", exit_code=1) from exc
             raise FcbenchError(f"openvino: cannot read {artifact}: {_one_line(exc)}") from exc
         try:
-            compiled = core.compile_model(model, variant, config)
+            with keep_sigaltstack():
+                compiled = core.compile_model(model, variant, config)
         except Exception as exc:
             ops = _unsupported_ops(str(exc))
             what = f"unsupported op(s) {ops}" if ops else _one_line(exc)
