@@ -62,6 +62,18 @@ def _parse_ints(text: str | None, what: str) -> list[int]:
         raise FcbenchError(f"{what} '{text}' must be comma-separated integers, e.g. 8,14,20") from exc
 
 
+def _parse_shape(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        shape = [int(p) for p in text.lower().replace(",", "x").split("x")]
+    except ValueError as exc:
+        raise FcbenchError(f"--input-shape '{text}' must be like 1x3x112x112") from exc
+    if len(shape) != 4 or min(shape) < 1:
+        raise FcbenchError(f"--input-shape '{text}' must be 4 positive sizes, like 1x3x112x112")
+    return shape
+
+
 def _check_format(fmt: str, allowed: tuple[str, ...]) -> None:
     if fmt not in allowed:
         raise FcbenchError(f"--format must be one of {', '.join(allowed)}, got '{fmt}'")
@@ -285,17 +297,21 @@ def run(
 
 @app.command()
 def convert(
-    checkpoint: str = typer.Argument(..., help="fcbench checkpoint (.pt with its manifest)"),
+    checkpoint: str = typer.Argument(..., help="fcbench checkpoint (.pt with its manifest), or a Keras model "
+                                              "(.keras, .h5, SavedModel folder) for --to tflite"),
     to: str = typer.Option(..., "--to", help="Formats, comma-separated: onnx,tflite,openvino,ptl,pte or all"),
     out: str | None = typer.Option(None, "--out", help="Output folder (default: beside the checkpoint)"),
-    opt: list[str] = typer.Option(None, "--opt", help="Exporter option FORMAT.KEY=VALUE, e.g. onnx.opset=17"),
+    opt: list[str] = typer.Option(None, "--opt", help="Exporter option FORMAT.KEY=VALUE, e.g. onnx.opset=17, "
+                                                      "tflite.optimize=latency (Keras)"),
+    preprocessing: str | None = typer.Option(None, "--preprocessing",
+                                             help="Keras models: face, imagenet or cifar (default: by input size)"),
     fmt: str = typer.Option("table", "--format", help="table or json"),
 ) -> None:
     """Export a checkpoint to edge formats, each with a manifest and a parity check against PyTorch."""
     import json
 
     from fcbench.convert import convert as run_convert
-    from fcbench.convert import parse_formats
+    from fcbench.convert import convert_keras_source, is_keras_source, parse_formats
 
     _check_format(fmt, ("table", "json"))
     formats = parse_formats(to)
@@ -306,8 +322,17 @@ def convert(
             raise FcbenchError(f"--opt {key}: write FORMAT.KEY=VALUE with FORMAT one of {', '.join(formats)}")
         per_format.setdefault(f, {})[k] = value
     err = _err()
-    outcomes = run_convert(checkpoint, formats, out, per_format,
-                           on_outcome=lambda o: err.log(f"{o.format}: {o.status} {o.reason}".rstrip()))
+    if is_keras_source(checkpoint):
+        outcome, assumed = convert_keras_source(checkpoint, formats, out, per_format, preprocessing)
+        if assumed:
+            err.log(f"{Path(checkpoint).name}: assumed " + "; ".join(assumed))
+        err.log(f"{outcome.format}: {outcome.status} {outcome.reason}".rstrip())
+        outcomes = [outcome]
+    else:
+        if preprocessing:
+            raise FcbenchError("--preprocessing is for Keras models; an fcbench checkpoint records its own")
+        outcomes = run_convert(checkpoint, formats, out, per_format,
+                               on_outcome=lambda o: err.log(f"{o.format}: {o.status} {o.reason}".rstrip()))
     if fmt == "json":
         typer.echo(json.dumps([{"format": o.format, "status": o.status, "file": str(o.file) if o.file else None,
                                 "reason": o.reason, "parity": o.parity} for o in outcomes], indent=2))
@@ -339,6 +364,13 @@ def bench(
     min_seconds: float = typer.Option(1.0, "--min-seconds", help="Minimum timed duration"),
     max_seconds: float | None = typer.Option(None, "--max-seconds", help="Stop once runs are met and this passed"),
     batch: int = typer.Option(1, "--batch"),
+    infer_manifest: bool = typer.Option(False, "--infer-manifest",
+                                        help="Artifacts without a manifest: infer one from the file, print what "
+                                             "was assumed"),
+    preprocessing: str | None = typer.Option(None, "--preprocessing",
+                                             help="With --infer-manifest: face, imagenet or cifar"),
+    input_shape: str | None = typer.Option(None, "--input-shape",
+                                           help="With --infer-manifest: e.g. 1x3x112x112 (for .ptl/.pte)"),
     store: str | None = StoreOpt,
     fmt: str = typer.Option("table", "--format", help="table, json, csv or markdown"),
 ) -> None:
@@ -350,7 +382,8 @@ def bench(
     _check_format(fmt, ("table", "json", "csv", "markdown"))
     cfg = BenchConfig(artifacts=list(artifacts), backends=[b.strip() for b in backend.split(",") if b.strip()],
                       threads=threads, warmup=warmup, runs=runs, min_seconds=min_seconds, max_seconds=max_seconds,
-                      batch=batch, store=store)
+                      batch=batch, store=store, infer_manifest=infer_manifest, preprocessing=preprocessing,
+                      input_shape=_parse_shape(input_shape))
     err = _err()
 
     def on_cell(c) -> None:
@@ -359,7 +392,10 @@ def bench(
         else:
             err.log(f"{c.backend} {Path(c.artifact).name}: {c.status}: {c.reason}")
 
-    cells = run_bench(cfg, on_cell=on_cell)
+    def on_assumed(path: Path, assumed: list[str]) -> None:
+        err.log(f"{path.name}: no manifest; assumed " + "; ".join(assumed))
+
+    cells = run_bench(cfg, on_cell=on_cell, on_assumed=on_assumed)
     out = cells_table(cells, fmt)
     _out().print(out) if fmt == "table" else typer.echo(out, nl=False)
     if any(c.status == "failed" for c in cells):

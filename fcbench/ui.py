@@ -10,7 +10,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 
 def stderr_console() -> Console:
-    return Console(stderr=True)
+    return Console(stderr=True, log_path=False)
 
 
 class _NoProgress:

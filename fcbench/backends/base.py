@@ -67,6 +67,11 @@ class Backend:
             return False, f"{self.name} has no variant '{variant}'; variants: {', '.join(self.variants)}"
         return True, ""
 
+    def accepts(self, artifact: Path, manifest: Manifest, variant: str) -> tuple[bool, str]:
+        """Whether this variant applies to this artifact at all (e.g. an ExecuTorch program exported
+        for XNNPACK is not a portable-kernels program); a matrix skips, not fails, a cell that does not."""
+        return True, ""
+
     def versions(self) -> dict[str, str]:
         """Runtime package versions to stamp on result rows."""
         return {}

@@ -156,6 +156,15 @@ class ExecutorchBackend(Backend):
         except metadata.PackageNotFoundError:
             return {}
 
+    def accepts(self, artifact: Path, manifest: Manifest, variant: str) -> tuple[bool, str]:
+        if variant not in ("xnnpack", "portable") or not Path(artifact).is_file():
+            return True, ""  # load() reports these
+        delegated = _delegated(Path(artifact), manifest)
+        if delegated == (variant == "xnnpack"):
+            return True, ""
+        made = "with XNNPACK delegate blobs" if delegated else "for portable kernels (delegate=none)"
+        return False, f"{Path(artifact).name} was exported {made}; executorch:{variant} does not apply"
+
     def load(self, artifact: Path, manifest: Manifest, variant: str, threads: int | None,
              options: dict[str, Any]) -> Session:
         for key in options:

@@ -145,6 +145,16 @@ class OpenCvDnnBackend(Backend):
             return False, f"{where}: backend {backend_name[12:]} offers no {target_name[11:]} target here"
         return True, ""
 
+    def accepts(self, artifact: Path, manifest: Manifest, variant: str) -> tuple[bool, str]:
+        if manifest.format != "openvino":
+            return True, ""
+        import cv2
+
+        if list(cv2.dnn.getAvailableTargets(cv2.dnn.DNN_BACKEND_INFERENCE_ENGINE)):
+            return True, ""
+        return False, (f"this OpenCV {cv2.__version__} is built without the OpenVINO backend, so it cannot run an "
+                       "OpenVINO IR; it runs the ONNX file")
+
     def versions(self) -> dict[str, str]:
         import cv2
 

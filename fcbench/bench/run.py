@@ -36,6 +36,9 @@ class BenchConfig:
     max_seconds: float | None = None
     batch: int = 1
     store: str | None = None
+    infer_manifest: bool = False  # artifacts without a manifest: infer one and say what was assumed
+    preprocessing: str | None = None  # preset for inferred manifests: face | imagenet | cifar
+    input_shape: list[int] | None = None  # for inferred manifests of formats that do not store it
 
     def validate(self) -> BenchConfig:
         for ok, msg in [(self.warmup >= 0, "--warmup must be >= 0"), (self.runs >= 1, "--runs must be >= 1"),
@@ -100,6 +103,8 @@ def run_cell(path: Path, manifest: Manifest, spec: BackendSpec, cfg: BenchConfig
     ok, reason = backend.available()
     if ok:
         ok, reason = backend.variant_available(spec.variant)
+    if ok:
+        ok, reason = backend.accepts(path, manifest, spec.variant)
     if not ok:
         cell.reason = reason
         return cell
@@ -125,6 +130,8 @@ def run_cell(path: Path, manifest: Manifest, spec: BackendSpec, cfg: BenchConfig
     cell.extra = {"samples_ms": [round(s, 4) for s in timing.samples_ms], "mem_delta_mb": mem.delta_mb,
                   "versions": backend.versions(), "precisions": sorted(precisions),
                   "placement_nodes": len(placement)}
+    if "manifest_inferred" in manifest.extra:
+        cell.extra["manifest_inferred"] = manifest.extra["manifest_inferred"]
     if manifest.flops:
         cell.gflops_per_s = manifest.flops * cfg.batch / (cell.stats.p50_ms / 1e3) / 1e9
         prec = "bf16" if precisions == {"bf16"} or "bf16" in precisions else "f32"
@@ -136,18 +143,35 @@ def run_cell(path: Path, manifest: Manifest, spec: BackendSpec, cfg: BenchConfig
     return cell
 
 
-def bench(cfg: BenchConfig, ctx: RunContext | None = None, on_cell: Callable[[Cell], None] | None = None) -> list[Cell]:
+def load_artifact(a: str | Path, cfg: BenchConfig,
+                  on_assumed: Callable[[Path, list[str]], None] | None = None) -> tuple[Path, Manifest]:
+    """The artifact and its manifest; without one, infer it if asked to (and say what was assumed)."""
+    from fcbench.artifact import manifest_path
+
+    path = Path(a)
+    if not path.exists():
+        raise FcbenchError(f"bench: artifact {path} does not exist")
+    if manifest_path(path).exists() or not cfg.infer_manifest:
+        if not manifest_path(path).exists():
+            raise FcbenchError(f"{path}: no manifest beside it ({manifest_path(path).name}); pass --infer-manifest "
+                               "to infer inputs and preprocessing from the file (what is assumed gets printed)")
+        return path, read_manifest(path)
+    from fcbench.infer import infer_manifest
+
+    manifest, assumed = infer_manifest(path, cfg.preprocessing, cfg.input_shape)
+    if on_assumed:
+        on_assumed(path, assumed)
+    return path, manifest
+
+
+def bench(cfg: BenchConfig, ctx: RunContext | None = None, on_cell: Callable[[Cell], None] | None = None,
+          on_assumed: Callable[[Path, list[str]], None] | None = None) -> list[Cell]:
     """Run the matrix; each finished cell is stored before the next starts."""
     cfg.validate()
     ctx = ctx or RunContext()
     threads = cfg.threads or os.cpu_count() or 1
     specs = expand(cfg.backends)
-    loaded: list[tuple[Path, Manifest]] = []
-    for a in cfg.artifacts:
-        path = Path(a)
-        if not path.exists():
-            raise FcbenchError(f"bench: artifact {path} does not exist")
-        loaded.append((path, read_manifest(path)))
+    loaded = [load_artifact(a, cfg, on_assumed) for a in cfg.artifacts]
     cells: list[Cell] = []
     with Store(cfg.store or DEFAULT_STORE) as store:
         for path, manifest in loaded:

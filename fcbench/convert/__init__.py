@@ -136,6 +136,8 @@ def _convert_one(fmt: str, model, example, reference: np.ndarray, x: np.ndarray,
     try:
         result: ExportResult = cls().export(model, example, target, dict(opts))
     except FcbenchError as exc:
+        if exc.exit_code == 2:  # a bad option is the user's to fix, not a conversion failure
+            raise
         return ConvertOutcome(fmt, "failed", reason=str(exc))
     file = result.file
     companions = [p.name for p in (file.with_suffix(".bin"),) if fmt == "openvino" and p.exists()]
@@ -159,3 +161,87 @@ def _convert_one(fmt: str, model, example, reference: np.ndarray, x: np.ndarray,
     status = "ok" if check.get("ok") in (True, None) else "parity-failed"
     return ConvertOutcome(fmt, status, file=file, reason=check.get("reason", ""), parity=check, manifest=manifest)
 
+
+
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+
+def is_keras_source(path: str | Path) -> bool:
+    """A Keras file or a SavedModel folder (the TFLiteConverter path), not a PyTorch checkpoint."""
+    p = Path(path)
+    return p.suffix.lower() in KERAS_SUFFIXES or (p.is_dir() and (p / "saved_model.pb").exists())
+
+
+def _keras_reference(source: Path, x_nhwc: np.ndarray) -> np.ndarray:
+    import tensorflow as tf
+
+    if source.is_dir():
+        fn = tf.saved_model.load(str(source)).signatures["serving_default"]
+        out = fn(tf.constant(x_nhwc))
+        return np.asarray(next(iter(out.values())))
+    import keras
+
+    return np.asarray(keras.models.load_model(str(source), compile=False)(x_nhwc, training=False))
+
+
+def convert_keras_source(
+    source: str | Path, formats: list[str], out_dir: str | Path | None = None,
+    options: dict[str, dict[str, Any]] | None = None, preprocessing: str | None = None,
+) -> tuple[ConvertOutcome, list[str]]:
+    """Keras/SavedModel -> .tflite through tf.lite.TFLiteConverter (the only format this path makes).
+
+    The manifest is inferred from the .tflite (input shape, NHWC) and the assumptions are
+    returned; parity is checked against the Keras model on the same prepared input. With an
+    optimize mode that quantizes weights the figures are recorded and shown but not enforced.
+    """
+    from fcbench.convert.tflite import convert_keras
+    from fcbench.infer import infer_manifest
+
+    source = Path(source)
+    if formats != ["tflite"]:
+        raise FcbenchError(f"{source}: a Keras model converts to tflite only (--to tflite), not {', '.join(formats)}")
+    opts = dict((options or {}).get("tflite", {}))
+    unknown = set(opts) - {"optimize", "allow_select_tf_ops"}
+    if unknown:
+        raise FcbenchError(f"--opt tflite.{sorted(unknown)[0]}: Keras conversion takes tflite.optimize "
+                           "(latency, size, default, none) and tflite.allow_select_tf_ops")
+    out = Path(out_dir) if out_dir else source.parent
+    target = out / (source.stem if source.is_file() else source.name)
+    target = target.with_name(target.name + ".tflite")
+    optimize = str(opts.get("optimize", "latency"))
+    try:
+        result = convert_keras(source, target, optimize, allow_select_tf_ops=bool(opts.get("allow_select_tf_ops")))
+    except FcbenchError as exc:
+        if exc.exit_code == 2:  # bad input: not a Keras model, unknown mode, missing file
+            raise
+        return ConvertOutcome("tflite", "failed", reason=str(exc)), []
+    manifest, assumed = infer_manifest(result.file, preprocessing)
+    manifest = replace(
+        manifest, model={"name": source.stem if source.is_file() else source.name, "options": {}},
+        lineage=[Step("convert", technique="tflite", options=result.options, parent_sha256=(
+            sha256_file(source) if source.is_file() else ""))],
+        extra={**manifest.extra, **result.extra, "companion_files": []},
+    )
+    manifest.lineage[0].options["parent_file"] = str(source)
+    write_manifest(manifest, result.file)
+    from fcbench.bench.run import prepared_input
+
+    x = prepared_input(manifest, batch=1)
+    check: dict[str, Any]
+    try:
+        reference = _keras_reference(source, x)
+        check = _parity_check(result.file, manifest, exporter_class("tflite"), reference,
+                              x.transpose(0, 3, 1, 2) if manifest.inputs[0].layout == "NHWC" else x)
+    except FcbenchError as exc:
+        check = {"ok": False, "reason": f"artifact does not run in tflite: {exc}"}
+    except Exception as exc:  # the Keras model itself failed to run: report, do not hide
+        check = {"ok": None, "reason": f"parity not checked: the Keras model did not run ({type(exc).__name__})"}
+    if optimize != "none" and check.get("ok") is False and "max_abs_diff" in check:
+        check["ok"] = None
+        check["reason"] = (f"optimize={optimize} quantizes weights (dynamic range): parity shown, not enforced "
+                           f"(cosine {check['cosine']:.4f})")
+    manifest.extra["parity"] = check
+    write_manifest(manifest, result.file)
+    status = "ok" if check.get("ok") in (True, None) else "parity-failed"
+    return ConvertOutcome("tflite", status, file=result.file, reason=check.get("reason", ""), parity=check,
+                          manifest=manifest), assumed

@@ -1,0 +1,206 @@
+"""convert + bench through the CLI on tiny models: every format, every installed backend, for real."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from fcbench.backends import get_backend
+from fcbench.convert import EXPORTERS, exporter_class
+from fcbench.results.store import Store
+from fcbench.train.config import TrainConfig
+from fcbench.train.loop import train
+
+TINY = {
+    "r18": dict(model="r18", model_options={"width": 0.125, "layers": [1, 1, 1, 1], "input_size": [32, 32],
+                                            "embedding_size": 16},
+                data="synthetic:faces", data_options={"num_classes": 4, "samples_per_class": 4}),
+    "mobilenet_v2": dict(model="mobilenet_v2", model_options={"width": 0.25, "num_classes": 5, "input_size": [32, 32]},
+                         head="softmax", data="synthetic:classes",
+                         data_options={"num_classes": 5, "samples_per_class": 4}),
+}
+FAST = ["--warmup", "1", "--runs", "3", "--min-seconds", "0", "--threads", "2"]
+
+
+def _installed_formats() -> list[str]:
+    return [f for f in EXPORTERS if exporter_class(f).available()[0]]
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    """Train each tiny model for a few steps, then `fcbench convert --to all` through the CLI."""
+    from typer.testing import CliRunner
+
+    from fcbench.cli import app
+
+    root = tmp_path_factory.mktemp("cb")
+    out = {}
+    for name, spec in TINY.items():
+        ckpt = train(TrainConfig(**spec, epochs=1, batch_size=8, lr=0.01, out=str(root / name),
+                                 store=str(root / "train.sqlite")))
+        r = CliRunner().invoke(app, ["convert", str(ckpt), "--to", "all", "--format", "json"])
+        assert r.exit_code == 0, r.output
+        out[name] = (Path(ckpt), json.loads(r.stdout))
+    return root, out
+
+
+@pytest.mark.parametrize("name", list(TINY))
+def test_convert_all_formats_with_parity(converted, name):
+    _, out = converted
+    ckpt, outcomes = out[name]
+    by_format = {o["format"]: o for o in outcomes}
+    assert set(by_format) == set(EXPORTERS)
+    for fmt in EXPORTERS:
+        o = by_format[fmt]
+        if fmt not in _installed_formats():
+            assert o["status"] == "skipped" and "install" in o["reason"]
+            continue
+        assert o["status"] == "ok", o
+        assert o["parity"]["ok"] is True and o["parity"]["cosine"] > 0.9999, o["parity"]
+        manifest = json.loads(Path(o["file"] + ".manifest.json").read_text())
+        assert manifest["format"] == fmt and manifest["lineage"][-1]["verb"] == "convert"
+        assert manifest["extra"]["parity"]["max_abs_diff"] == o["parity"]["max_abs_diff"]
+        assert manifest["preprocessing"]["size"] == [32, 32]
+
+
+@pytest.mark.parametrize("name", list(TINY))
+def test_bench_all_backends(converted, cli, name):
+    """`--backend all` on every artifact: each installed backend runs what it loads; the rest say why."""
+    root, out = converted
+    ckpt, outcomes = out[name]
+    files = [str(ckpt)] + [o["file"] for o in outcomes if o["status"] == "ok"]
+    store = root / f"bench-{name}.sqlite"
+    r = cli("bench", *files, "--backend", "all", *FAST, "--format", "json", "--store", store)
+    cells = json.loads(r.out)
+    assert r.code == 0, (r.err, [c for c in cells if c["status"] == "failed"])
+    ran = {(c["format"], c["backend"].split(":")[0]) for c in cells if c["status"] == "ok"}
+    for fmt, backend in [("pytorch", "pytorch"), ("onnx", "onnxruntime"), ("onnx", "openvino"),
+                         ("onnx", "opencv-dnn"), ("openvino", "openvino"), ("tflite", "tflite"),
+                         ("ptl", "pytorch-mobile"), ("pte", "executorch")]:
+        ok, _ = get_backend(backend).available()
+        if ok and fmt in {c["format"] for c in cells}:
+            assert (fmt, backend) in ran, (fmt, backend)
+    for c in cells:
+        if c["status"] == "ok":
+            assert 0 < c["p50_ms"] <= c["p90_ms"] and c["runs"] >= 3 and c["size_mb"] > 0
+        else:
+            assert c["reason"], c  # every cell that did not run says why
+    with Store(store) as s:
+        rows = s.query(kind="speed")
+    assert len(rows) == sum(c["status"] != "skipped" for c in cells)
+    assert all(r["threads"] == 2 and r["p50_ms"] > 0 for r in rows)
+
+
+def test_bench_profiles_and_table(converted, cli):
+    root, out = converted
+    onnx = next(o["file"] for o in out["r18"][1] if o["format"] == "onnx")
+    r = cli("bench", onnx, "--backend", "ort-cpu,openvino-f32,onnxruntime:cpu", *FAST, "--store", root / "p.sqlite")
+    assert r.code == 0, r.err
+    assert "onnxruntime:cpu" in r.out and "p50" in r.out
+
+
+def test_bench_bad_artifact_fails_its_cell_and_the_matrix_goes_on(converted, cli, tmp_path):
+    root, out = converted
+    onnx = Path(next(o["file"] for o in out["r18"][1] if o["format"] == "onnx"))
+    bad = tmp_path / "broken.onnx"
+    bad.write_bytes(b"this is not a protobuf" * 20)
+    shutil.copy(str(onnx) + ".manifest.json", str(bad) + ".manifest.json")
+    r = cli("bench", bad, onnx, "--backend", "onnxruntime:cpu", *FAST, "--format", "json",
+            "--store", tmp_path / "s.sqlite")
+    assert r.code == 1
+    cells = {Path(c["artifact"]).name: c for c in json.loads(r.out)}
+    assert cells["broken.onnx"]["status"] == "failed" and "broken.onnx" in cells["broken.onnx"]["reason"]
+    assert cells[onnx.name]["status"] == "ok"
+    with Store(tmp_path / "s.sqlite") as s:
+        statuses = sorted(r["extra"]["status"] for r in s.query(kind="speed"))
+    assert statuses == ["failed", "ok"]
+
+
+def test_bench_without_manifest_offers_inference(converted, cli, tmp_path):
+    root, out = converted
+    onnx = Path(next(o["file"] for o in out["r18"][1] if o["format"] == "onnx"))
+    bare = tmp_path / "bare.onnx"
+    shutil.copy(onnx, bare)
+    r = cli("bench", bare, "--backend", "onnxruntime:cpu", *FAST, "--store", tmp_path / "s.sqlite")
+    assert r.code == 2 and "--infer-manifest" in r.err and len(r.err.strip().splitlines()) == 1
+    r = cli("bench", bare, "--backend", "onnxruntime:cpu", *FAST, "--infer-manifest", "--format", "json",
+            "--store", tmp_path / "s.sqlite")
+    assert r.code == 0, r.err
+    assert "assumed" in r.err and "preprocessing 'cifar'" in r.err  # 32x32 input: says what it picked
+    assert json.loads(r.out)[0]["status"] == "ok"
+    with Store(tmp_path / "s.sqlite") as s:
+        row = s.query(kind="speed")[-1]
+    assert row["extra"]["manifest_inferred"]
+    # a file that is not the format its suffix claims
+    fake = tmp_path / "fake.tflite"
+    fake.write_bytes(b"\x00" * 64)
+    r = cli("bench", fake, "--backend", "tflite:cpu", "--infer-manifest", "--store", tmp_path / "s.sqlite")
+    assert r.code == 2 and "is not tflite" in r.err
+
+
+def test_bench_input_shape_mismatch_is_one_line_per_cell(converted, cli, tmp_path):
+    root, out = converted
+    ptl = next((o["file"] for o in out["r18"][1] if o["format"] == "ptl" and o["status"] == "ok"), None)
+    if ptl is None:
+        pytest.skip("ptl export not available")
+    bare = tmp_path / "bare.ptl"
+    shutil.copy(ptl, bare)
+    r = cli("bench", bare, "--backend", "pytorch-mobile:cpu", *FAST, "--infer-manifest", "--input-shape",
+            "1x3x40x40", "--format", "json", "--store", tmp_path / "s.sqlite")
+    assert r.code == 1
+    cell = json.loads(r.out)[0]
+    assert cell["status"] == "failed" and "\n" not in cell["reason"]
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--backend", "onnxrt:cpu"], "did you mean"),
+    (["--runs", "0"], "--runs"),
+    (["--infer-manifest", "--input-shape", "3x112"], "--input-shape"),
+])
+def test_bench_usage_errors(converted, cli, tmp_path, args, needle):
+    _, out = converted
+    onnx = next(o["file"] for o in out["r18"][1] if o["format"] == "onnx")
+    r = cli("bench", onnx, *args, "--store", tmp_path / "s.sqlite")
+    assert r.code == 2 and needle in r.err, r.err
+
+
+def test_convert_usage_errors(converted, cli):
+    _, out = converted
+    ckpt = out["r18"][0]
+    r = cli("convert", ckpt, "--to", "onnx,tflit")
+    assert r.code == 2 and "did you mean 'tflite'" in r.err
+    r = cli("convert", ckpt, "--to", "onnx", "--opt", "tflite.nhwc=true")
+    assert r.code == 2 and "FORMAT.KEY=VALUE" in r.err
+    r = cli("convert", ckpt, "--to", "onnx", "--opt", "onnx.opsett=17")
+    assert r.code == 2 and "opsett" in r.err
+
+
+def test_convert_keras_model_through_the_cli(cli, tmp_path):
+    keras = pytest.importorskip("keras")
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((32, 32, 3))
+    h = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inp)
+    h = keras.layers.Conv2D(64, 3, padding="same", activation="relu")(h)
+    model = keras.Model(inp, keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(h)))
+    model.save(tmp_path / "net.keras")
+    r = cli("convert", tmp_path / "net.keras", "--to", "tflite", "--opt", "tflite.optimize=none",
+            "--preprocessing", "cifar", "--format", "json")
+    assert r.code == 0, r.err
+    (o,) = json.loads(r.out)
+    assert o["status"] == "ok" and o["parity"]["ok"] is True
+    manifest = json.loads(Path(o["file"] + ".manifest.json").read_text())
+    assert manifest["inputs"][0]["layout"] == "NHWC" and manifest["inputs"][0]["shape"] == [1, 32, 32, 3]
+    assert manifest["preprocessing"]["mean"][0] == pytest.approx(0.4914)
+    r = cli("convert", tmp_path / "net.keras", "--to", "tflite", "--opt", "tflite.optimize=latency",
+            "--out", tmp_path / "q", "--format", "json")
+    assert r.code == 0, r.err
+    (q,) = json.loads(r.out)
+    assert q["status"] == "ok" and "not enforced" in q["reason"] and "assumed" in r.err
+    assert Path(q["file"]).stat().st_size < Path(o["file"]).stat().st_size  # int8 weights
+    r = cli("bench", q["file"], "--backend", "tflite:xnnpack", *FAST, "--store", tmp_path / "s.sqlite")
+    assert r.code == 0, r.err
+    r = cli("convert", tmp_path / "net.keras", "--to", "onnx")
+    assert r.code == 2 and "tflite only" in r.err
