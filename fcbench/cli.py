@@ -237,6 +237,23 @@ def _show_rows(rows: list[dict], fmt: str, title: str) -> None:
         typer.echo(out, nl=False)
 
 
+def _pivot_table(rows: list[dict[str, Any]], title: str):
+    from rich.table import Table
+
+    from fcbench.results.render import _fmt, constant_columns
+
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    same = constant_columns(rows, cols)
+    keep = [c for c in cols if c not in same or c in ("lineage",)]
+    sub = ", ".join(f"{k}={_fmt(v)}" for k, v in same.items() if k not in keep)
+    table = Table(title=title + (f"\n{sub}" if sub else ""))
+    for c in keep:
+        table.add_column(c, justify="left" if c in ("model", "lineage", "artifact", "backend", "dataset") else "right")
+    for r in rows:
+        table.add_row(*(_fmt(r.get(c)) for c in keep))
+    return table
+
+
 @app.command()
 def results(
     store: str | None = StoreOpt,
@@ -288,8 +305,14 @@ def run(
 
             with Store(cfg.store or DEFAULT_STORE) as s:
                 rows = s.query() if cfg.all_runs else s.query(run_id=result.run_id)
-            rows = [r for r in rows if r["kind"] != "train"] or rows
-            _show_rows(rows, cfg.format, title=f"{rec.name}: run {result.run_id}")
+            quality = [r for r in rows if r["kind"] == "quality"]
+            if quality and cfg.format == "table":  # one line per evaluated artifact, a column per figure
+                from fcbench.results.render import pivot_quality
+
+                _out().print(_pivot_table(pivot_quality(quality), f"{rec.name}: run {result.run_id}"))
+            else:
+                rows = [r for r in rows if r["kind"] != "train"] or rows
+                _show_rows(rows, cfg.format, title=f"{rec.name}: run {result.run_id}")
 
     run_id = run_recipe(rec, on_step)
     err.log(f"recipe {rec.name} finished in {time.perf_counter() - t0:.0f} s; run id {run_id}")

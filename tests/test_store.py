@@ -63,3 +63,21 @@ def test_store_rejects_non_sqlite(tmp_path):
     bad.write_bytes(b"\x00garbage" * 200)
     with pytest.raises(FcbenchError):
         Store(bad)
+
+
+def test_table_shows_constant_columns_once_and_pivots_quality():
+    from rich.console import Console
+
+    from fcbench.results.render import pivot_quality, render
+
+    rows = [{"kind": "quality", "model": "r18", "lineage": lin, "artifact": f"{lin}.pt", "backend": "pytorch",
+             "variant": "eager", "dataset": "pairs", "metric": m, "value": v}
+            for lin in ("init", "train") for m, v in (("accuracy", 0.6 if lin == "init" else 0.9),
+                                                      ("best_threshold", 0.5))]
+    console = Console(width=200, record=True)
+    console.print(render(rows, "table", title="t"))
+    text = console.export_text()
+    assert "model=r18" in text and "| r18" not in text  # constant column shown once, in the title
+    pivot = pivot_quality(rows)
+    assert [(p["lineage"], p["accuracy"]) for p in pivot] == [("init", 0.6), ("train", 0.9)]
+    assert all("best_threshold" not in p for p in pivot)

@@ -32,6 +32,28 @@ def visible_columns(rows: list[dict[str, Any]], all_columns: bool = False) -> li
     return [c for c in _VIEW if any(r.get(c) not in (None, "", {}) for r in rows)]
 
 
+def constant_columns(rows: list[dict[str, Any]], cols: list[str]) -> dict[str, Any]:
+    """Columns with one and the same value in every row (shown once, in the title)."""
+    if len(rows) < 2:
+        return {}
+    return {c: rows[0].get(c) for c in cols if all(r.get(c) == rows[0].get(c) for r in rows)}
+
+
+def pivot_quality(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Quality rows -> one row per (artifact, backend, dataset) with a column per metric; the
+    thresholds that go with each figure stay in the store."""
+    out: dict[tuple, dict[str, Any]] = {}
+    for r in rows:
+        if r.get("kind") != "quality" or str(r.get("metric", "")).startswith(("threshold", "best_threshold",
+                                                                                "eer_threshold")):
+            continue
+        key = (r.get("artifact"), r.get("backend"), r.get("variant"), r.get("dataset"))
+        row = out.setdefault(key, {"model": r.get("model"), "lineage": r.get("lineage"), "artifact": r.get("artifact"),
+                                   "backend": f"{r.get('backend')}:{r.get('variant')}", "dataset": r.get("dataset")})
+        row[r["metric"]] = r.get("value")
+    return list(out.values())
+
+
 def render(rows: list[dict[str, Any]], fmt: str = "table", title: str | None = None) -> str | Any:
     """Return text for csv/json/markdown; a rich Table for 'table'."""
     if fmt == "json":
@@ -52,6 +74,10 @@ def render(rows: list[dict[str, Any]], fmt: str = "table", title: str | None = N
     if fmt == "table":
         from rich.table import Table
 
+        same = constant_columns(rows, cols)
+        cols = [c for c in cols if c not in same] or cols
+        if same:
+            title = (title + "\n" if title else "") + ", ".join(f"{k}={_fmt(v)}" for k, v in same.items())
         table = Table(title=title)
         for c in cols:
             table.add_column(c, justify="right" if c in ("value", "threads", "batch") or c.endswith("_ms") else "left")
