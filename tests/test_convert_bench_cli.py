@@ -86,6 +86,9 @@ def test_bench_all_backends(converted, cli, name):
     for c in cells:
         if c["status"] == "ok":
             assert 0 < c["p50_ms"] <= c["p90_ms"] and c["runs"] >= 3 and c["size_mb"] > 0
+            assert c["placement"] and c["precision"]  # as the runtime reports it, or "not reported"
+            if c["backend"] in ("tflite:xnnpack", "executorch:xnnpack"):
+                assert "XNNPACK" in c["placement"], c
         else:
             assert c["reason"], c  # every cell that did not run says why
     with Store(store) as s:

@@ -19,6 +19,7 @@ import numpy as np
 from fcbench.artifact import Manifest, read_manifest
 from fcbench.backends import BackendSpec, expand, get_backend
 from fcbench.bench.peak import machine_peak
+from fcbench.bench.placement import placement_summary, precision_summary
 from fcbench.bench.timing import PeakMemory, Stats, time_queries
 from fcbench.errors import FcbenchError
 from fcbench.results.context import RunContext
@@ -129,7 +130,8 @@ def run_cell(path: Path, manifest: Manifest, spec: BackendSpec, cfg: BenchConfig
     precisions = {p.precision for p in placement if p.precision}
     cell.extra = {"samples_ms": [round(s, 4) for s in timing.samples_ms], "mem_delta_mb": mem.delta_mb,
                   "versions": backend.versions(), "precisions": sorted(precisions),
-                  "placement_nodes": len(placement)}
+                  "placement_nodes": len(placement), "placement": placement_summary(placement),
+                  "precision": precision_summary(placement)}
     if "manifest_inferred" in manifest.extra:
         cell.extra["manifest_inferred"] = manifest.extra["manifest_inferred"]
     if manifest.flops:

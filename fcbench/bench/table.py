@@ -19,7 +19,7 @@ def cell_rows(cells: list[Cell]) -> list[dict[str, Any]]:
             "std_ms": s.std_ms if s else None, "runs": s.runs if s else None, "init_ms": c.init_ms,
             "first_run_ms": c.first_run_ms, "peak_mem_mb": c.peak_mem_mb, "size_mb": c.size_mb,
             "gflops_per_s": c.gflops_per_s, "peak_share": c.peak_share,
-            "precision": ",".join(c.extra.get("precisions", [])), "reason": c.reason,
+            "placement": c.extra.get("placement"), "precision": c.extra.get("precision"), "reason": c.reason,
         })
     return rows
 
@@ -31,8 +31,8 @@ def cells_table(cells: list[Cell], fmt: str = "table") -> Any:
     from rich.table import Table
 
     table = Table(title="fcbench bench (single-stream, ms)")
-    cols = ["artifact", "backend", "status", "p50_ms", "p90_ms", "mean_ms", "std_ms", "runs", "init_ms",
-            "first_run_ms", "peak_mem_mb", "size_mb", "gflops_per_s", "peak_share", "precision", "reason"]
+    cols = ["artifact", "backend", "status", "p50_ms", "p90_ms", "std_ms", "runs", "init_ms", "peak_mem_mb",
+            "size_mb", "gflops_per_s", "peak_share", "placement", "precision", "reason"]
     for col in cols:
         table.add_column(col.replace("_ms", " ms").replace("_", " "), overflow="fold")
     for r in rows:
