@@ -207,3 +207,36 @@ def test_convert_keras_model_through_the_cli(cli, tmp_path):
     assert r.code == 0, r.err
     r = cli("convert", tmp_path / "net.keras", "--to", "onnx")
     assert r.code == 2 and "tflite only" in r.err
+
+
+def test_require_placement_fails_a_partly_delegated_tflite_model(cli, tmp_path):
+    """XNNPACK has no CUMSUM: the delegate takes the convolutions, CUMSUM stays on the CPU kernels."""
+    import torch
+
+    from fcbench.convert.tflite import TfliteExporter
+
+    ok, reason = TfliteExporter.available()
+    if not ok:
+        pytest.skip(reason)
+
+    class WithCumsum(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = torch.nn.Conv2d(3, 8, 3), torch.nn.Conv2d(8, 8, 3)
+
+        def forward(self, x):
+            return self.b(torch.cumsum(self.a(x), dim=1)).mean((2, 3))
+
+    file = TfliteExporter().export(WithCumsum().eval(), torch.randn(1, 3, 16, 16), tmp_path / "cumsum.tflite",
+                                   {"nhwc": True}).file
+    common = [file, "--backend", "tflite:xnnpack", "--infer-manifest", *FAST, "--format", "json",
+              "--store", tmp_path / "s.sqlite"]
+    r = cli("bench", *common, "--require-placement", "1.0")
+    assert r.code == 1
+    (cell,) = json.loads(r.out)
+    assert cell["status"] == "failed" and "CUMSUM" in cell["reason"] and "on CPU" in cell["reason"]
+    assert "XNNPACK" in cell["placement"] and "CPU" in cell["placement"]
+    r = cli("bench", *common, "--require-placement", "0.5")
+    assert r.code == 0, r.err
+    r = cli("bench", *common, "--require-placement", "1.5")
+    assert r.code == 2 and "[0, 1]" in r.err

@@ -72,6 +72,11 @@ class Backend:
         for XNNPACK is not a portable-kernels program); a matrix skips, not fails, a cell that does not."""
         return True, ""
 
+    def requested_placement(self, variant: str) -> str:
+        """The placement label (as ``Session.placement`` reports it) that counts as "ran where the
+        user asked" for this variant; matched case-insensitively as a substring."""
+        return variant
+
     def versions(self) -> dict[str, str]:
         """Runtime package versions to stamp on result rows."""
         return {}

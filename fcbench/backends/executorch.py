@@ -156,6 +156,9 @@ class ExecutorchBackend(Backend):
         except metadata.PackageNotFoundError:
             return {}
 
+    def requested_placement(self, variant: str) -> str:
+        return {"xnnpack": "XNNPACK", "portable": "CPU"}.get(variant, variant)
+
     def accepts(self, artifact: Path, manifest: Manifest, variant: str) -> tuple[bool, str]:
         if variant not in ("xnnpack", "portable") or not Path(artifact).is_file():
             return True, ""  # load() reports these

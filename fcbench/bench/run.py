@@ -40,12 +40,15 @@ class BenchConfig:
     infer_manifest: bool = False  # artifacts without a manifest: infer one and say what was assumed
     preprocessing: str | None = None  # preset for inferred manifests: face | imagenet | cifar
     input_shape: list[int] | None = None  # for inferred manifests of formats that do not store it
+    require_placement: float | None = None  # fail a cell whose requested device took less of the nodes
 
     def validate(self) -> BenchConfig:
         for ok, msg in [(self.warmup >= 0, "--warmup must be >= 0"), (self.runs >= 1, "--runs must be >= 1"),
                         (self.min_seconds >= 0, "--min-seconds must be >= 0"),
                         (self.batch >= 1, "--batch must be >= 1"),
                         (self.threads is None or self.threads >= 1, "--threads must be >= 1"),
+                        (self.require_placement is None or 0 <= self.require_placement <= 1,
+                         f"--require-placement must be a fraction in [0, 1], got {self.require_placement}"),
                         (bool(self.artifacts), "give at least one artifact")]:
             if not ok:
                 raise FcbenchError(f"bench: {msg}")
@@ -134,6 +137,8 @@ def run_cell(path: Path, manifest: Manifest, spec: BackendSpec, cfg: BenchConfig
                   "precision": precision_summary(placement)}
     if "manifest_inferred" in manifest.extra:
         cell.extra["manifest_inferred"] = manifest.extra["manifest_inferred"]
+    if cfg.require_placement is not None:
+        _check_placement(cell, placement, backend.requested_placement(spec.variant), cfg.require_placement)
     if manifest.flops:
         cell.gflops_per_s = manifest.flops * cfg.batch / (cell.stats.p50_ms / 1e3) / 1e9
         prec = "bf16" if precisions == {"bf16"} or "bf16" in precisions else "f32"
@@ -164,6 +169,25 @@ def load_artifact(a: str | Path, cfg: BenchConfig,
     if on_assumed:
         on_assumed(path, assumed)
     return path, manifest
+
+
+def _check_placement(cell: Cell, rows: list, requested: str, required: float) -> None:
+    """--require-placement: the share of nodes on the requested device, or the cell fails naming
+    the first nodes that fell back."""
+    if not rows:
+        cell.status = "failed"
+        cell.reason = f"{cell.backend} does not report placement, so --require-placement cannot be checked"
+        return
+    on = [r for r in rows if requested.lower() in (r.placement or "").lower()]
+    share = len(on) / len(rows)
+    cell.extra["requested_placement"] = requested
+    cell.extra["requested_share"] = share
+    if share + 1e-9 < required:
+        off = [r for r in rows if r not in on][:3]
+        named = ", ".join(f"{r.op_type} (node {r.node}) on {r.placement}" for r in off)
+        cell.status = "failed"
+        cell.reason = (f"{100 * share:.0f} % of {len(rows)} nodes ran on {requested}, --require-placement asks "
+                       f"{100 * required:.0f} %; first that fell back: {named}")
 
 
 def bench(cfg: BenchConfig, ctx: RunContext | None = None, on_cell: Callable[[Cell], None] | None = None,
