@@ -428,6 +428,55 @@ def bench(
         raise typer.Exit(1)
 
 
+@app.command()
+def inspect(
+    artifact: str = typer.Argument(..., help="An artifact (with its manifest, or --infer-manifest)"),
+    backend: str = typer.Option(..., "--backend", help="A profile or plugin:variant, e.g. tflite:xnnpack"),
+    threads: int | None = typer.Option(None, "--threads"),
+    infer_manifest: bool = typer.Option(False, "--infer-manifest", help="Infer a missing manifest from the file"),
+    fmt: str = typer.Option("table", "--format", help="table or json"),
+) -> None:
+    """Where each node of a model runs on a backend, and in which precision, as the runtime reports it."""
+    import json
+
+    from fcbench.backends import expand, get_backend
+    from fcbench.bench.placement import placement_summary, precision_summary
+    from fcbench.bench.run import BenchConfig, load_artifact
+
+    _check_format(fmt, ("table", "json"))
+    err = _err()
+    path, manifest = load_artifact(artifact, BenchConfig(artifacts=[artifact], infer_manifest=infer_manifest),
+                                   lambda p, a: err.log(f"{p.name}: no manifest; assumed " + "; ".join(a)))
+    (spec,) = expand([backend])
+    plugin = get_backend(spec.plugin)
+    for ok, reason in (plugin.available(), plugin.variant_available(spec.variant),
+                       plugin.accepts(path, manifest, spec.variant)):
+        if not ok:
+            raise FcbenchError(f"inspect: {spec.label} cannot run {path.name}: {reason}")
+    if manifest.format not in plugin.formats:
+        raise FcbenchError(f"inspect: {spec.plugin} does not load {manifest.format} (it loads "
+                           f"{', '.join(plugin.formats)})")
+    session = plugin.load(path, manifest, spec.variant, threads, dict(spec.options))
+    try:
+        rows = session.placement()
+    finally:
+        session.close()
+    summary = {"artifact": str(path), "backend": spec.label, "nodes": len(rows),
+               "placement": placement_summary(rows), "precision": precision_summary(rows)}
+    if fmt == "json":
+        typer.echo(json.dumps({**summary, "per_node": [r.to_dict() for r in rows]}, indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{path.name} on {spec.label}: {len(rows)} nodes, {summary['placement']}, "
+                        f"precision {summary['precision']}")
+    for col in ("node", "op type", "placement", "precision"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(r.node, r.op_type, r.placement, r.precision)
+    _out().print(table)
+
+
 def main() -> None:
     """Console entry point: FcbenchError -> one line on stderr and its exit code."""
     try:

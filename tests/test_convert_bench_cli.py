@@ -240,3 +240,17 @@ def test_require_placement_fails_a_partly_delegated_tflite_model(cli, tmp_path):
     assert r.code == 0, r.err
     r = cli("bench", *common, "--require-placement", "1.5")
     assert r.code == 2 and "[0, 1]" in r.err
+
+
+def test_inspect_lists_every_node(converted, cli):
+    _, out = converted
+    xml = next((o["file"] for o in out["r18"][1] if o["format"] == "openvino" and o["status"] == "ok"), None)
+    if xml is None:
+        pytest.skip("openvino export not available")
+    r = cli("inspect", xml, "--backend", "openvino-f32", "--format", "json")
+    assert r.code == 0, r.err
+    info = json.loads(r.out)
+    assert info["nodes"] == len(info["per_node"]) > 5 and info["precision"] == "f32"
+    assert "Convolution" in {n["op_type"] for n in info["per_node"]} and info["placement"] == "100 % CPU"
+    r = cli("inspect", xml, "--backend", "tflite:xnnpack")
+    assert r.code == 2 and "does not load openvino" in r.err
