@@ -394,6 +394,9 @@ def bench(
                                              help="With --infer-manifest: face, imagenet or cifar"),
     input_shape: str | None = typer.Option(None, "--input-shape",
                                            help="With --infer-manifest: e.g. 1x3x112x112 (for .ptl/.pte)"),
+    precision: str | None = typer.Option(None, "--precision",
+                                         help="Ask each runtime for f32, bf16, f16 or int8; one that cannot "
+                                              "honour it is skipped, saying what it can"),
     require_placement: float | None = typer.Option(
         None, "--require-placement", help="Fail a cell whose requested device/delegate ran less than this "
                                           "fraction of the nodes (0..1), naming the first that fell back"),
@@ -401,7 +404,7 @@ def bench(
     fmt: str = typer.Option("table", "--format", help="table, json, csv or markdown"),
 ) -> None:
     """Time artifacts through backends (single-stream); one row per cell, streamed into the store."""
-    from fcbench.bench.run import BenchConfig
+    from fcbench.bench.run import BenchConfig, normalize_precision
     from fcbench.bench.run import bench as run_bench
     from fcbench.bench.table import cells_table
 
@@ -409,7 +412,8 @@ def bench(
     cfg = BenchConfig(artifacts=list(artifacts), backends=[b.strip() for b in backend.split(",") if b.strip()],
                       threads=threads, warmup=warmup, runs=runs, min_seconds=min_seconds, max_seconds=max_seconds,
                       batch=batch, store=store, infer_manifest=infer_manifest, preprocessing=preprocessing,
-                      input_shape=_parse_shape(input_shape), require_placement=require_placement)
+                      input_shape=_parse_shape(input_shape), require_placement=require_placement,
+                      precision=normalize_precision(precision))
     err = _err()
 
     def on_cell(c) -> None:

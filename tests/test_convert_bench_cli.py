@@ -254,3 +254,28 @@ def test_inspect_lists_every_node(converted, cli):
     assert "Convolution" in {n["op_type"] for n in info["per_node"]} and info["placement"] == "100 % CPU"
     r = cli("inspect", xml, "--backend", "tflite:xnnpack")
     assert r.code == 2 and "does not load openvino" in r.err
+
+
+def test_precision_is_what_the_runtime_ran(converted, cli, tmp_path):
+    """OpenVINO with no hint on a bf16-capable CPU runs bf16: the cell says so; --precision f32 asks for f32."""
+    import openvino as ov
+
+    _, out = converted
+    xml = next(o["file"] for o in out["r18"][1] if o["format"] == "openvino")
+    store = ["--store", tmp_path / "s.sqlite", "--format", "json", *FAST]
+    r = cli("bench", xml, "--backend", "openvino:CPU", *store)
+    assert r.code == 0, r.err
+    (cell,) = json.loads(r.out)
+    if "BF16" not in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        pytest.skip("this CPU has no bf16: OpenVINO's default is f32 here")
+    assert "bf16" in cell["precision"], cell  # e.g. "f32 64 % / bf16 36 %" of the nodes
+    r = cli("bench", xml, "--backend", "openvino:CPU", "--precision", "fp32", *store)
+    (cell,) = json.loads(r.out)
+    assert r.code == 0 and cell["precision"] == "f32", cell
+    onnx = next(o["file"] for o in out["r18"][1] if o["format"] == "onnx")
+    r = cli("bench", onnx, "--backend", "openvino:CPU,onnxruntime:cpu", "--precision", "bf16", *store)
+    cells = {c["backend"]: c for c in json.loads(r.out)}
+    assert "bf16" in cells["openvino:CPU"]["precision"]
+    assert cells["onnxruntime:cpu"]["status"] == "skipped" and "it can: f32" in cells["onnxruntime:cpu"]["reason"]
+    r = cli("bench", xml, "--backend", "openvino:CPU", "--precision", "fp64", *store)
+    assert r.code == 2 and "--precision" in r.err

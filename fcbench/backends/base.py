@@ -72,6 +72,14 @@ class Backend:
         for XNNPACK is not a portable-kernels program); a matrix skips, not fails, a cell that does not."""
         return True, ""
 
+    def precisions(self, variant: str) -> tuple[str, ...]:
+        """Inference precisions this variant can be asked for (``bench --precision``)."""
+        return ("f32",)
+
+    def precision_options(self, precision: str) -> dict[str, Any]:
+        """Backend options that ask for ``precision`` (one of ``precisions``)."""
+        return {}
+
     def requested_placement(self, variant: str) -> str:
         """The placement label (as ``Session.placement`` reports it) that counts as "ran where the
         user asked" for this variant; matched case-insensitively as a substring."""

@@ -184,6 +184,19 @@ class OpenVinoBackend(Backend):
             return True, ""
         return False, f"openvino {ov.__version__} sees no {variant} device here (devices: {', '.join(devices)})"
 
+    def precisions(self, variant: str) -> tuple[str, ...]:
+        """f32 everywhere; bf16/f16 where the device lists them in OPTIMIZATION_CAPABILITIES."""
+        import openvino as ov
+
+        try:
+            caps = set(ov.Core().get_property(variant, "OPTIMIZATION_CAPABILITIES"))
+        except RuntimeError:
+            return ("f32",)
+        return ("f32",) + tuple(p for p, cap in (("bf16", "BF16"), ("f16", "FP16")) if cap in caps)
+
+    def precision_options(self, precision: str) -> dict[str, Any]:
+        return {"precision": precision}
+
     def versions(self) -> dict[str, str]:
         import openvino as ov
 

@@ -25,6 +25,13 @@ from fcbench.errors import FcbenchError
 from fcbench.results.context import RunContext
 from fcbench.results.store import DEFAULT_STORE, Store
 
+PRECISIONS = ("f32", "bf16", "f16", "int8")
+_PRECISION_ALIASES = {"fp32": "f32", "fp16": "f16", "float32": "f32", "float16": "f16", "i8": "int8"}
+
+
+def normalize_precision(p: str | None) -> str | None:
+    return None if p is None else _PRECISION_ALIASES.get(p.lower(), p.lower())
+
 
 @dataclass
 class BenchConfig:
@@ -41,12 +48,15 @@ class BenchConfig:
     preprocessing: str | None = None  # preset for inferred manifests: face | imagenet | cifar
     input_shape: list[int] | None = None  # for inferred manifests of formats that do not store it
     require_placement: float | None = None  # fail a cell whose requested device took less of the nodes
+    precision: str | None = None  # ask every backend for this inference precision (f32, bf16, f16, int8)
 
     def validate(self) -> BenchConfig:
         for ok, msg in [(self.warmup >= 0, "--warmup must be >= 0"), (self.runs >= 1, "--runs must be >= 1"),
                         (self.min_seconds >= 0, "--min-seconds must be >= 0"),
                         (self.batch >= 1, "--batch must be >= 1"),
                         (self.threads is None or self.threads >= 1, "--threads must be >= 1"),
+                        (self.precision is None or self.precision in PRECISIONS,
+                         f"--precision must be one of {', '.join(PRECISIONS)}, got '{self.precision}'"),
                         (self.require_placement is None or 0 <= self.require_placement <= 1,
                          f"--require-placement must be a fraction in [0, 1], got {self.require_placement}"),
                         (bool(self.artifacts), "give at least one artifact")]:
@@ -112,12 +122,19 @@ def run_cell(path: Path, manifest: Manifest, spec: BackendSpec, cfg: BenchConfig
     if not ok:
         cell.reason = reason
         return cell
+    options = dict(spec.options)
+    if cfg.precision:
+        can = backend.precisions(spec.variant)
+        if cfg.precision not in can:
+            cell.reason = f"{spec.label} cannot be asked for {cfg.precision}; it can: {', '.join(can)}"
+            return cell
+        options.update(backend.precision_options(cfg.precision))
     x = prepared_input(manifest, cfg.batch)
     cell.size_mb = artifact_size_mb(path, manifest)
     try:
         with PeakMemory() as mem:
             t = time.perf_counter()
-            session = backend.load(path, manifest, spec.variant, threads, dict(spec.options))
+            session = backend.load(path, manifest, spec.variant, threads, options)
             cell.init_ms = (time.perf_counter() - t) * 1e3
             timing = time_queries(lambda: session.run(x), warmup=cfg.warmup, min_runs=cfg.runs,
                                   min_seconds=cfg.min_seconds, max_seconds=cfg.max_seconds)
@@ -135,6 +152,8 @@ def run_cell(path: Path, manifest: Manifest, spec: BackendSpec, cfg: BenchConfig
                   "versions": backend.versions(), "precisions": sorted(precisions),
                   "placement_nodes": len(placement), "placement": placement_summary(placement),
                   "precision": precision_summary(placement)}
+    if cfg.precision:
+        cell.extra["precision_requested"] = cfg.precision
     if "manifest_inferred" in manifest.extra:
         cell.extra["manifest_inferred"] = manifest.extra["manifest_inferred"]
     if cfg.require_placement is not None:

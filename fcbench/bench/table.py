@@ -19,9 +19,17 @@ def cell_rows(cells: list[Cell]) -> list[dict[str, Any]]:
             "std_ms": s.std_ms if s else None, "runs": s.runs if s else None, "init_ms": c.init_ms,
             "first_run_ms": c.first_run_ms, "peak_mem_mb": c.peak_mem_mb, "size_mb": c.size_mb,
             "gflops_per_s": c.gflops_per_s, "peak_share": c.peak_share,
-            "placement": c.extra.get("placement"), "precision": c.extra.get("precision"), "reason": c.reason,
+            "placement": c.extra.get("placement"), "precision": _precision(c), "reason": c.reason,
         })
     return rows
+
+
+def _precision(c: Cell) -> str | None:
+    """What the runtime says it ran; flagged when that is not what was asked for."""
+    ran, asked = c.extra.get("precision"), c.extra.get("precision_requested")
+    if ran and asked and not ran.startswith(asked):
+        return f"{ran} (asked {asked})"
+    return ran
 
 
 def cells_table(cells: list[Cell], fmt: str = "table") -> Any:
