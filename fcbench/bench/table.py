@@ -36,16 +36,29 @@ def cells_table(cells: list[Cell], fmt: str = "table") -> Any:
     rows = cell_rows(cells)
     if fmt != "table":
         return render(rows, fmt) if fmt in ("json", "csv") else _markdown(rows)
+    from rich.console import Group
     from rich.table import Table
 
+    ran = [r for r in rows if r["status"] != "skipped"]
+    skipped: dict[tuple[str, str], list[str]] = {}
+    for r in rows:
+        if r["status"] == "skipped":
+            skipped.setdefault((r["backend"], r["reason"]), []).append(r["artifact"])
     table = Table(title="fcbench bench (single-stream, ms)")
     cols = ["artifact", "backend", "status", "p50_ms", "p90_ms", "std_ms", "runs", "init_ms", "peak_mem_mb",
             "size_mb", "gflops_per_s", "peak_share", "placement", "precision", "reason"]
     for col in cols:
         table.add_column(col.replace("_ms", " ms").replace("_", " "), overflow="fold")
-    for r in rows:
+    for r in ran:
         table.add_row(*(_fmt(col, r[col]) for col in cols))
-    return table
+    if not skipped:
+        return table
+    notes = Table(title="not run here", show_lines=False)
+    for col in ("backend", "artifacts", "why"):
+        notes.add_column(col, overflow="fold")
+    for (backend, reason), artifacts in skipped.items():
+        notes.add_row(backend, ", ".join(artifacts), reason)
+    return Group(table, notes) if ran else notes
 
 
 def _fmt(col: str, v: Any) -> str:
