@@ -1,6 +1,6 @@
 """Short summaries of where a model's nodes ran and in which precision, as the runtime reported it.
 
-``"100 % XNNPACK"``, ``"62 % GPU / 38 % CPU"``; ``"bf16 71 % / f32 29 %"``. Shares are of the nodes
+``"100 % XNNPACK"``, ``"62 % GPU / 38 % CPU"``; ``"bf16"`` (the precision of the compute ops). Shares are of the nodes
 the runtime lists (a delegate partition counts as one node for ExecuTorch, whose delegated ops
 are opaque to its runtime; TFLite lists every op). An empty list means the runtime cannot tell,
 and the summary says so rather than guessing.
@@ -8,11 +8,14 @@ and the summary says so rather than guessing.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 from fcbench.backends.base import NodePlacement
 
 UNKNOWN = "not reported"
+# the ops that carry the arithmetic; layout reorders and reshapes often stay f32 around a bf16 conv
+_COMPUTE = re.compile(r"conv|matmul|gemm|fully.?connected|innerproduct|linear|dense", re.IGNORECASE)
 
 
 def _shares(counts: Counter, total: int) -> str:
@@ -29,7 +32,10 @@ def placement_summary(rows: list[NodePlacement]) -> str:
 
 
 def precision_summary(rows: list[NodePlacement]) -> str:
-    known = [r.precision for r in rows if r.precision]
+    """Precision of the compute ops (convolutions, matmuls, fully-connected) where the runtime
+    lists any, else of every node that reports one."""
+    known = [r.precision for r in rows if r.precision and _COMPUTE.search(r.op_type)]
+    known = known or [r.precision for r in rows if r.precision]
     if not known:
         return UNKNOWN
     counts = Counter(known)
