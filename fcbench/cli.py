@@ -397,6 +397,10 @@ def bench(
     precision: str | None = typer.Option(None, "--precision",
                                          help="Ask each runtime for f32, bf16, f16 or int8; one that cannot "
                                               "honour it is skipped, saying what it can"),
+    pipeline: bool = typer.Option(False, "--pipeline",
+                                  help="Also time what an app sees per image: read, decode, preprocess, infer, "
+                                       "postprocess (needs --images)"),
+    images: str | None = typer.Option(None, "--images", help="Folder of JPEG/PNG images for --pipeline"),
     require_placement: float | None = typer.Option(
         None, "--require-placement", help="Fail a cell whose requested device/delegate ran less than this "
                                           "fraction of the nodes (0..1), naming the first that fell back"),
@@ -413,7 +417,7 @@ def bench(
                       threads=threads, warmup=warmup, runs=runs, min_seconds=min_seconds, max_seconds=max_seconds,
                       batch=batch, store=store, infer_manifest=infer_manifest, preprocessing=preprocessing,
                       input_shape=_parse_shape(input_shape), require_placement=require_placement,
-                      precision=normalize_precision(precision))
+                      precision=normalize_precision(precision), pipeline=pipeline, images=images)
     err = _err()
 
     def on_cell(c) -> None:
@@ -425,7 +429,15 @@ def bench(
     def on_assumed(path: Path, assumed: list[str]) -> None:
         err.log(f"{path.name}: no manifest; assumed " + "; ".join(assumed))
 
-    cells = run_bench(cfg, on_cell=on_cell, on_assumed=on_assumed)
+    unreadable: list[Path] = []
+
+    def on_unreadable(path: Path, why: str) -> None:
+        unreadable.append(path)
+        err.log(f"--images: {path} cannot be decoded ({why}); going on without it")
+
+    cells = run_bench(cfg, on_cell=on_cell, on_assumed=on_assumed, on_unreadable=on_unreadable)
+    if unreadable:
+        err.log(f"--images: {len(unreadable)} unreadable image(s) left out")
     out = cells_table(cells, fmt)
     _out().print(out) if fmt == "table" else typer.echo(out, nl=False)
     if any(c.status == "failed" for c in cells):

@@ -279,3 +279,33 @@ def test_precision_is_what_the_runtime_ran(converted, cli, tmp_path):
     assert cells["onnxruntime:cpu"]["status"] == "skipped" and "it can: f32" in cells["onnxruntime:cpu"]["reason"]
     r = cli("bench", xml, "--backend", "openvino:CPU", "--precision", "fp64", *store)
     assert r.code == 2 and "--precision" in r.err
+
+
+def test_pipeline_times_each_stage_for_a_folder_of_jpegs(converted, cli, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    _, out = converted
+    onnx = next(o["file"] for o in out["r18"][1] if o["format"] == "onnx")
+    images = tmp_path / "faces"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):  # camera-sized JPEGs: decode and resize are part of what the app pays
+        Image.fromarray(rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)).save(images / f"{i}.jpg", quality=90)
+    (images / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    r = cli("bench", onnx, "--backend", "onnxruntime:cpu", *FAST, "--pipeline", "--images", images,
+            "--format", "json", "--store", tmp_path / "s.sqlite")
+    assert r.code == 0, r.err
+    assert "broken.jpg" in r.err and "1 unreadable" in r.err
+    (cell,) = json.loads(r.out)
+    stages = [cell[f"app_{s}_ms"] for s in ("read", "decode", "preprocess", "infer", "postprocess")]
+    assert all(v > 0 for v in stages)
+    assert cell["app_total_ms"] >= cell["app_infer_ms"] and cell["app_decode_ms"] > cell["app_read_ms"]
+    with Store(tmp_path / "s.sqlite") as s:
+        pipe = s.query(kind="speed")[-1]["extra"]["pipeline"]
+    assert pipe["images"] == 5 and len(pipe["unreadable"]) == 1 and pipe["queries"] >= 4
+    r = cli("bench", onnx, "--backend", "onnxruntime:cpu", "--pipeline", "--store", tmp_path / "s.sqlite")
+    assert r.code == 2 and "--images" in r.err
+    r = cli("bench", onnx, "--backend", "onnxruntime:cpu", "--pipeline", "--images", tmp_path / "none",
+            "--store", tmp_path / "s.sqlite")
+    assert r.code == 2 and "not a folder" in r.err

@@ -44,11 +44,14 @@ class BenchConfig:
     max_seconds: float | None = None
     batch: int = 1
     store: str | None = None
+    _image_files: list[Path] = field(default_factory=list, repr=False)
     infer_manifest: bool = False  # artifacts without a manifest: infer one and say what was assumed
     preprocessing: str | None = None  # preset for inferred manifests: face | imagenet | cifar
     input_shape: list[int] | None = None  # for inferred manifests of formats that do not store it
     require_placement: float | None = None  # fail a cell whose requested device took less of the nodes
     precision: str | None = None  # ask every backend for this inference precision (f32, bf16, f16, int8)
+    pipeline: bool = False  # also time read/decode/preprocess/infer/postprocess per image of ``images``
+    images: str | None = None
 
     def validate(self) -> BenchConfig:
         for ok, msg in [(self.warmup >= 0, "--warmup must be >= 0"), (self.runs >= 1, "--runs must be >= 1"),
@@ -59,7 +62,9 @@ class BenchConfig:
                          f"--precision must be one of {', '.join(PRECISIONS)}, got '{self.precision}'"),
                         (self.require_placement is None or 0 <= self.require_placement <= 1,
                          f"--require-placement must be a fraction in [0, 1], got {self.require_placement}"),
-                        (bool(self.artifacts), "give at least one artifact")]:
+                        (bool(self.artifacts), "give at least one artifact"),
+                        (not self.pipeline or bool(self.images), "--pipeline needs --images DIR (JPEG/PNG files)"),
+                        (self.pipeline or not self.images, "--images is for --pipeline")]:
             if not ok:
                 raise FcbenchError(f"bench: {msg}")
         return self
@@ -144,6 +149,12 @@ def run_cell(path: Path, manifest: Manifest, spec: BackendSpec, cfg: BenchConfig
             timing = time_queries(lambda: session.run(x), warmup=cfg.warmup, min_runs=cfg.runs,
                                   min_seconds=cfg.min_seconds, max_seconds=cfg.max_seconds)
             placement = session.placement()
+            if cfg.pipeline:
+                from fcbench.bench.pipeline import time_pipeline
+
+                piped = time_pipeline(session.run, manifest, cfg._image_files, min_runs=cfg.runs,
+                                      min_seconds=cfg.min_seconds, warmup=min(cfg.warmup, 3))
+                cell.extra["pipeline"] = piped.summary()
             session.close()
     except FcbenchError as exc:
         cell.status, cell.reason = "failed", str(exc)
@@ -153,7 +164,8 @@ def run_cell(path: Path, manifest: Manifest, spec: BackendSpec, cfg: BenchConfig
     cell.first_run_ms = timing.first_run_ms
     cell.peak_mem_mb = mem.peak_mb
     precisions = {p.precision for p in placement if p.precision}
-    cell.extra = {"samples_ms": [round(s, 4) for s in timing.samples_ms], "mem_delta_mb": mem.delta_mb,
+    cell.extra = {**({"pipeline": cell.extra["pipeline"]} if "pipeline" in cell.extra else {}),
+                  "samples_ms": [round(s, 4) for s in timing.samples_ms], "mem_delta_mb": mem.delta_mb,
                   "versions": backend.versions(), "precisions": sorted(precisions),
                   "placement_nodes": len(placement), "placement": placement_summary(placement),
                   "precision": precision_summary(placement)}
@@ -214,11 +226,30 @@ def _check_placement(cell: Cell, rows: list, requested: str, required: float) ->
                        f"{100 * required:.0f} %; first that fell back: {named}")
 
 
+def _report_unreadable(files: list[Path], on_unreadable: Callable[[Path, str], None] | None) -> None:
+    """Name each image that will not decode, once, before any cell runs (the cells skip them)."""
+    from PIL import Image, UnidentifiedImageError
+
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                im.verify()
+        except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+            if on_unreadable:
+                on_unreadable(f, str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__)
+
+
 def bench(cfg: BenchConfig, ctx: RunContext | None = None, on_cell: Callable[[Cell], None] | None = None,
-          on_assumed: Callable[[Path, list[str]], None] | None = None) -> list[Cell]:
+          on_assumed: Callable[[Path, list[str]], None] | None = None,
+          on_unreadable: Callable[[Path, str], None] | None = None) -> list[Cell]:
     """Run the matrix; each finished cell is stored before the next starts."""
     cfg.validate()
     ctx = ctx or RunContext()
+    if cfg.pipeline:
+        from fcbench.bench.pipeline import list_images
+
+        cfg._image_files = list_images(cfg.images)
+        _report_unreadable(cfg._image_files, on_unreadable)
     threads = cfg.threads or os.cpu_count() or 1
     specs = expand(cfg.backends)
     loaded = [load_artifact(a, cfg, on_assumed) for a in cfg.artifacts]

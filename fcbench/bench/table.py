@@ -21,6 +21,10 @@ def cell_rows(cells: list[Cell]) -> list[dict[str, Any]]:
             "gflops_per_s": c.gflops_per_s, "peak_share": c.peak_share,
             "placement": c.extra.get("placement"), "precision": _precision(c), "reason": c.reason,
         })
+        pipe = c.extra.get("pipeline")
+        if pipe:  # app-like p50 per stage, beside the model-only figures of the same cell
+            rows[-1].update({f"app_{stage}_ms": v["p50_ms"] for stage, v in pipe["stages"].items()})
+            rows[-1]["app_total_ms"] = pipe["end_to_end"]["p50_ms"]
     return rows
 
 
@@ -47,10 +51,15 @@ def cells_table(cells: list[Cell], fmt: str = "table") -> Any:
     table = Table(title="fcbench bench (single-stream, ms)")
     cols = ["artifact", "backend", "status", "p50_ms", "p90_ms", "std_ms", "runs", "init_ms", "peak_mem_mb",
             "size_mb", "gflops_per_s", "peak_share", "placement", "precision", "reason"]
+    app = [k for k in ("app_read_ms", "app_decode_ms", "app_preprocess_ms", "app_infer_ms", "app_postprocess_ms",
+                       "app_total_ms") if any(k in r for r in ran)]
+    if app:  # pipeline mode: the app's view next to the model's, fewer model columns to make room
+        cols = ["artifact", "backend", "status", "p50_ms", "p90_ms", "init_ms", *app, "placement", "precision",
+                "reason"]
     for col in cols:
-        table.add_column(col.replace("_ms", " ms").replace("_", " "), overflow="fold")
+        table.add_column(col.replace("_ms", " ms").replace("app_", "app ").replace("_", " "), overflow="fold")
     for r in ran:
-        table.add_row(*(_fmt(col, r[col]) for col in cols))
+        table.add_row(*(_fmt(col, r.get(col)) for col in cols))
     if not skipped:
         return table
     notes = Table(title="not run here", show_lines=False)
