@@ -190,12 +190,16 @@ def train(
 def _print_report(report, fmt: str) -> None:
     import json
 
+    ref = report.reference
     if fmt == "json":
         typer.echo(json.dumps({"checkpoint": report.checkpoint, "model": report.model, "dataset": report.dataset,
-                               "protocol": report.protocol, "metrics": dict(report.metrics)}, indent=2))
+                               "protocol": report.protocol, "backend": report.backend,
+                               "metrics": dict(report.metrics), "pytorch": ref,
+                               "delta": {k: v - ref[k] for k, v in report.metrics if k in ref}}, indent=2))
         return
-    rows = [{"model": report.model, "lineage": report.lineage, "dataset": report.dataset,
-             "protocol": report.protocol, "metric": k, "value": v} for k, v in report.metrics]
+    rows = [{"model": report.model, "lineage": report.lineage, "backend": report.backend, "dataset": report.dataset,
+             "protocol": report.protocol, "metric": k, "value": v,
+             **({"pytorch": ref[k], "delta": v - ref[k]} if k in ref else {})} for k, v in report.metrics]
     from fcbench.results.render import render
 
     out = render(rows, fmt, title=f"eval {report.checkpoint}")
@@ -204,7 +208,8 @@ def _print_report(report, fmt: str) -> None:
 
 @app.command("eval")
 def eval_(
-    checkpoint: str = typer.Argument(..., help="fcbench checkpoint (.pt), or a plain state_dict with --model"),
+    checkpoint: str = typer.Argument(..., help="fcbench checkpoint (.pt), a plain state_dict with --model, or a "
+                                              "converted artifact (.onnx .tflite .xml .ptl .pte)"),
     model: str | None = typer.Option(None, "--model", help="Architecture of a plain state_dict"),
     model_opt: list[str] = typer.Option(None, "-o", "--model-opt", help="Model option KEY=VALUE (with --model)"),
     data: str = typer.Option("synthetic:pairs", "--data", help="Dataset: synthetic[:kind], NAME:PATH or a path"),
@@ -215,16 +220,24 @@ def eval_(
     workers: int = typer.Option(0, "--workers"),
     threads: int | None = typer.Option(None, "--threads"),
     store: str | None = StoreOpt,
+    backend: str | None = typer.Option(None, "--backend",
+                                       help="Runtime for an artifact (profile or plugin:variant); default: the "
+                                            "format's own (onnxruntime:cpu, tflite:xnnpack, openvino:CPU, ...)"),
+    infer_manifest: bool = typer.Option(False, "--infer-manifest", help="Artifact without a manifest: infer one"),
     fmt: str = typer.Option("table", "--format", help="table, json, csv or markdown"),
 ) -> None:
-    """Measure a checkpoint's quality on a dataset; rows go to the results store."""
+    """Measure quality on a dataset, in PyTorch or through a runtime; rows go to the results store."""
     from fcbench.evaluate import EvalConfig, evaluate
 
     _check_format(fmt, ("table", "json", "csv", "markdown"))
     cfg = EvalConfig(checkpoint=checkpoint, model=model, model_options=parse_kv(model_opt, "-o"), data=data,
                      data_options=parse_kv(data_opt, "--data-opt"), protocol=protocol, batch_size=batch_size,
-                     nfolds=nfolds, workers=workers, threads=threads, store=store)
-    _print_report(evaluate(cfg), fmt)
+                     nfolds=nfolds, workers=workers, threads=threads, store=store, backend=backend,
+                     infer_manifest=infer_manifest)
+    report = evaluate(cfg)
+    for note in report.notes:
+        _err().log(f"{Path(report.checkpoint).name}: {note}")
+    _print_report(report, fmt)
 
 
 def _show_rows(rows: list[dict], fmt: str, title: str) -> None:

@@ -36,6 +36,14 @@ class EvalConfig:
     workers: int = 0
     threads: int | None = None
     store: str | None = None
+    backend: str | None = None  # a profile or plugin:variant; default: pytorch for .pt, the format's own runtime
+    infer_manifest: bool = False  # for an artifact without a manifest
+
+
+# the runtime an artifact is evaluated with when --backend is not given
+DEFAULT_BACKEND = {"onnx": "onnxruntime:cpu", "tflite": "tflite:xnnpack", "openvino": "openvino:CPU",
+                   "ptl": "pytorch-mobile:cpu", "pte": "executorch:xnnpack", "fcbench-ckpt": "pytorch:eager"}
+ARTIFACT_SUFFIXES = (".onnx", ".tflite", ".xml", ".ptl", ".pte")
 
 
 @dataclass
@@ -47,6 +55,9 @@ class EvalReport:
     metrics: list[tuple[str, float]]
     lineage: str = ""
     details: Any = None  # the metrics result object (ROC arrays etc.)
+    backend: str = "pytorch:eager"
+    reference: dict[str, float] = field(default_factory=dict)  # PyTorch figures of the float parent
+    notes: list[str] = field(default_factory=list)
 
 
 def load_for_eval(cfg: EvalConfig) -> tuple[torch.nn.Module, Manifest | None]:
@@ -66,7 +77,8 @@ def load_for_eval(cfg: EvalConfig) -> tuple[torch.nn.Module, Manifest | None]:
 
 
 @torch.no_grad()
-def _forward_all(model: torch.nn.Module, dataset, batch_size: int, workers: int) -> tuple[np.ndarray, np.ndarray]:
+def _forward_all(model, dataset, batch_size: int, workers: int) -> tuple[np.ndarray, np.ndarray]:
+    """``model`` is a torch module or any callable from a batch tensor to a numpy array."""
     outs, labels = [], []
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers):
         if isinstance(batch, (list, tuple)):
@@ -74,8 +86,74 @@ def _forward_all(model: torch.nn.Module, dataset, batch_size: int, workers: int)
             labels.append(np.asarray(y))
         else:
             x = batch
-        outs.append(model(x).float().numpy())
+        out = model(x)
+        outs.append(out.float().numpy() if isinstance(out, torch.Tensor) else np.asarray(out, np.float32))
     return np.concatenate(outs), (np.concatenate(labels) if labels else np.empty(0))
+
+
+class _RuntimeModel:
+    """An artifact loaded in a backend, called like the eager model: batch tensor in, outputs out.
+    The artifact's fixed batch (usually 1) is honoured by running the batch in slices."""
+
+    def __init__(self, path: Path, manifest: Manifest, backend_label: str, threads: int | None) -> None:
+        from fcbench.backends import expand, get_backend
+
+        (spec,) = expand([backend_label])
+        plugin = get_backend(spec.plugin)
+        if manifest.format not in plugin.formats:
+            raise FcbenchError(f"eval: {spec.plugin} does not load {manifest.format} "
+                               f"(it loads {', '.join(plugin.formats)}); pick another --backend")
+        for ok, reason in (plugin.available(), plugin.variant_available(spec.variant),
+                           plugin.accepts(path, manifest, spec.variant)):
+            if not ok:
+                raise FcbenchError(f"eval: {spec.label} cannot run {path.name}: {reason}")
+        self.label = spec.label
+        self.plugin, self.variant = spec.plugin, spec.variant
+        self.manifest = manifest
+        self.layout = manifest.inputs[0].layout
+        self.batch = max(1, int(manifest.inputs[0].shape[0]))
+        self.session = plugin.load(path, manifest, spec.variant, threads, dict(spec.options))
+        self.precision = getattr(self.session, "inference_precision", None)
+
+    def __call__(self, x: torch.Tensor) -> np.ndarray:
+        arr = x.numpy().astype(np.float32, copy=False)
+        if arr.ndim == 4 and self.layout == "NHWC" and arr.shape[1] in (1, 3) and arr.shape[-1] not in (1, 3):
+            arr = arr.transpose(0, 2, 3, 1)
+        out = []
+        for i in range(0, len(arr), self.batch):
+            chunk = np.ascontiguousarray(arr[i:i + self.batch])
+            if len(chunk) < self.batch:  # pad the last slice to the artifact's fixed batch
+                pad = np.repeat(chunk[-1:], self.batch - len(chunk), axis=0)
+                out.append(np.asarray(self.session.run(np.concatenate([chunk, pad])))[:len(chunk)])
+            else:
+                out.append(np.asarray(self.session.run(chunk)))
+        return np.concatenate(out).reshape(len(arr), -1)
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def is_artifact(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in ARTIFACT_SUFFIXES
+
+
+def _float_parent(path: Path, manifest: Manifest) -> tuple[Path | None, str]:
+    """The PyTorch checkpoint a converted artifact came from, if it is still where convert saw it
+    and unchanged (same sha256); else None and why."""
+    from fcbench.artifact import sha256_file
+
+    step = next((s for s in reversed(manifest.lineage) if s.verb == "convert"), None)
+    if step is None or not step.parent_sha256:
+        return None, "the manifest names no float parent"
+    name = step.options.get("parent_file")
+    if not name:
+        return None, "the manifest does not say where the float parent is"
+    parent = Path(name) if Path(name).is_absolute() else path.parent / name
+    if not parent.is_file():
+        return None, f"float parent {parent} is not there any more"
+    if sha256_file(parent) != step.parent_sha256:
+        return None, f"float parent {parent} has changed since conversion (sha256 differs)"
+    return parent, ""
 
 
 def evaluate(cfg: EvalConfig, ctx: RunContext | None = None) -> EvalReport:
@@ -89,6 +167,8 @@ def evaluate(cfg: EvalConfig, ctx: RunContext | None = None) -> EvalReport:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     ctx = ctx or RunContext()
+    if is_artifact(cfg.checkpoint) or (cfg.backend and not cfg.backend.startswith("pytorch")):
+        return _evaluate_artifact(cfg, ctx)
     model, manifest = load_for_eval(cfg)
     dataset = open_dataset(cfg.data, preprocessing=model.preprocessing, **cfg.data_options)
     is_pairs = hasattr(dataset, "issame")
@@ -129,5 +209,94 @@ def evaluate(cfg: EvalConfig, ctx: RunContext | None = None) -> EvalReport:
                 variant="eager", threads=torch.get_num_threads(), batch=cfg.batch_size,
                 input_shape=f"1x3x{h}x{w}", metric=name, value=float(value), dataset=report.dataset,
                 protocol=protocol,
+            ))
+    return report
+
+
+def _pick_protocol(cfg: EvalConfig, dataset, task: str, name: str) -> str:
+    is_pairs = hasattr(dataset, "issame")
+    protocol = cfg.protocol
+    if protocol == "auto":
+        protocol = "verification" if is_pairs else ("classification" if task == "classification" else "identification")
+    if protocol == "verification" and not is_pairs:
+        raise FcbenchError(
+            f"eval: verification needs a pair set (e.g. an insightface .bin); '{dataset.source}' has none")
+    if protocol != "verification" and is_pairs:
+        raise FcbenchError(f"eval: {protocol} needs labelled images; '{dataset.source}' is a verification pair set")
+    if protocol == "classification" and task != "classification":
+        raise FcbenchError(f"eval: model '{name}' outputs embeddings; use --protocol identification")
+    return protocol
+
+
+def _metrics(model, dataset, protocol: str, cfg: EvalConfig):
+    from fcbench.data import gallery_probe_split
+    from fcbench.metrics.classification import classification_metrics
+    from fcbench.metrics.identification import identification_metrics
+    from fcbench.metrics.verification import verification_metrics
+
+    if protocol == "verification":
+        emb, _ = _forward_all(model, dataset, cfg.batch_size, cfg.workers)
+        return verification_metrics(emb[0::2], emb[1::2], np.asarray(dataset.issame), nfolds=cfg.nfolds)
+    if protocol == "classification":
+        logits, labels = _forward_all(model, dataset, cfg.batch_size, cfg.workers)
+        return classification_metrics(logits, labels)
+    gallery_idx, probe_idx = gallery_probe_split(dataset)
+    g, gl = _forward_all(model, Subset(dataset, gallery_idx), cfg.batch_size, cfg.workers)
+    p, pl = _forward_all(model, Subset(dataset, probe_idx), cfg.batch_size, cfg.workers)
+    return identification_metrics(g, gl, p, pl)
+
+
+def _evaluate_artifact(cfg: EvalConfig, ctx: RunContext) -> EvalReport:
+    """Quality measured through a runtime: the artifact runs in its backend on every image; the
+    float parent (from the lineage) runs in PyTorch on the same data for the differences."""
+    from dataclasses import replace as dc_replace
+
+    from fcbench.bench.run import BenchConfig, load_artifact
+    from fcbench.data import open_dataset
+
+    path = Path(cfg.checkpoint)
+    notes: list[str] = []
+    path, manifest = load_artifact(path, BenchConfig(artifacts=[str(path)], infer_manifest=cfg.infer_manifest),
+                                   lambda p, a: notes.append("assumed " + "; ".join(a)))
+    label = cfg.backend or DEFAULT_BACKEND.get(manifest.format)
+    if manifest.format == "pte" and not cfg.backend:
+        label = f"executorch:{manifest.extra.get('backend_variant', 'xnnpack')}"
+    if label is None:
+        raise FcbenchError(f"eval: no default backend for format {manifest.format}; pass --backend")
+    task = "classification" if manifest.output_kind == "logits" else "embedding"
+    name = manifest.model.get("name", path.stem)
+    pre = dc_replace(manifest.preprocessing, layout="NCHW")  # the runtime wrapper transposes for NHWC inputs
+    dataset = open_dataset(cfg.data, preprocessing=pre, **cfg.data_options)
+    protocol = _pick_protocol(cfg, dataset, task, name)
+    runtime = _RuntimeModel(path, manifest, label, cfg.threads)
+    try:
+        result = _metrics(runtime, dataset, protocol, cfg)
+    finally:
+        runtime.close()
+    report = EvalReport(checkpoint=str(path), model=name, dataset=str(dataset.source), protocol=protocol,
+                        metrics=[(k, float(v)) for k, v in result.to_rows()], lineage=manifest.lineage_summary(),
+                        details=result, backend=runtime.label, notes=notes)
+    parent, why = _float_parent(path, manifest)
+    if parent is None:
+        report.notes.append(f"no PyTorch reference: {why}")
+    else:
+        ref = evaluate(EvalConfig(checkpoint=str(parent), data=cfg.data, data_options=cfg.data_options,
+                                  protocol=protocol, batch_size=cfg.batch_size, nfolds=cfg.nfolds,
+                                  workers=cfg.workers, threads=cfg.threads, store=cfg.store), ctx)
+        report.reference = dict(ref.metrics)
+    h, w = manifest.preprocessing.size
+    with Store(cfg.store or DEFAULT_STORE) as store:
+        for metric, value in report.metrics:
+            extra: dict[str, Any] = {}
+            if metric in report.reference:
+                extra = {"pytorch_value": report.reference[metric], "delta": value - report.reference[metric]}
+            if runtime.precision:
+                extra["inference_precision"] = runtime.precision
+            store.add(ctx.row(
+                "quality", model=name, lineage=report.lineage, artifact=str(path), artifact_sha256=manifest.sha256,
+                format=manifest.format, backend=runtime.plugin, variant=runtime.variant,
+                threads=cfg.threads or torch.get_num_threads(), batch=runtime.batch,
+                input_shape="x".join(map(str, manifest.inputs[0].shape)), metric=metric, value=value,
+                dataset=report.dataset, protocol=protocol, extra=extra,
             ))
     return report

@@ -309,3 +309,58 @@ def test_pipeline_times_each_stage_for_a_folder_of_jpegs(converted, cli, tmp_pat
     r = cli("bench", onnx, "--backend", "onnxruntime:cpu", "--pipeline", "--images", tmp_path / "none",
             "--store", tmp_path / "s.sqlite")
     assert r.code == 2 and "not a folder" in r.err
+
+
+PAIRS = ["--data", "synthetic:pairs", "--data-opt", "num_pairs=40", "--nfolds", "2", "--format", "json"]
+
+
+@pytest.mark.parametrize("fmt, backend", [("onnx", None), ("tflite", "tflite:xnnpack"),
+                                          ("openvino", "openvino-f32"), ("pte", None), ("ptl", None)])
+def test_eval_through_a_runtime_matches_pytorch(converted, cli, tmp_path, fmt, backend):
+    _, out = converted
+    o = next(o for o in out["r18"][1] if o["format"] == fmt)
+    if o["status"] != "ok":
+        pytest.skip(o["reason"])
+    r = cli("eval", o["file"], *(["--backend", backend] if backend else []), *PAIRS, "--store", tmp_path / "s.sqlite")
+    assert r.code == 0, r.err
+    rep = json.loads(r.out)
+    assert rep["backend"].startswith({"onnx": "onnxruntime", "tflite": "tflite", "openvino": "openvino",
+                                      "pte": "executorch", "ptl": "pytorch-mobile"}[fmt])
+    assert abs(rep["metrics"]["accuracy"] - rep["pytorch"]["accuracy"]) <= 0.02
+    assert abs(rep["delta"]["accuracy"]) <= 0.02
+    with Store(tmp_path / "s.sqlite") as s:
+        rows = s.query(kind="quality", metric="accuracy")
+    assert {r["format"] for r in rows} == {fmt, "pytorch"}  # the artifact's row and its float parent's
+    assert next(r for r in rows if r["format"] == fmt)["extra"]["delta"] == rep["delta"]["accuracy"]
+
+
+def test_eval_classification_and_nhwc_through_runtimes(converted, cli, tmp_path):
+    _, out = converted
+    ckpt = out["mobilenet_v2"][0]
+    r = cli("convert", ckpt, "--to", "onnx,tflite", "--opt", "tflite.nhwc=true", "--out", tmp_path, "--format", "json")
+    assert r.code == 0, r.err
+    for o in json.loads(r.out):
+        r = cli("eval", o["file"], "--data", "synthetic:classes", "--data-opt", "num_classes=5",
+                "--data-opt", "samples_per_class=4", "--format", "json", "--store", tmp_path / "s.sqlite")
+        assert r.code == 0, r.err
+        rep = json.loads(r.out)
+        assert rep["protocol"] == "classification" and abs(rep["delta"]["top1"]) <= 0.02, rep
+    manifest = json.loads(Path(str(tmp_path / "model.tflite") + ".manifest.json").read_text())
+    assert manifest["inputs"][0]["layout"] == "NHWC"
+
+
+def test_eval_through_a_runtime_bad_input(converted, cli, tmp_path):
+    _, out = converted
+    onnx = Path(next(o["file"] for o in out["r18"][1] if o["format"] == "onnx"))
+    store = ["--store", tmp_path / "s.sqlite"]
+    r = cli("eval", onnx, "--backend", "onnxrt:cpu", *PAIRS, *store)
+    assert r.code == 2 and "did you mean" in r.err
+    r = cli("eval", onnx, "--backend", "tflite:xnnpack", *PAIRS, *store)
+    assert r.code == 2 and "does not load onnx" in r.err
+    moved = tmp_path / "moved.onnx"  # without its manifest, and away from its float parent
+    shutil.copy(onnx, moved)
+    r = cli("eval", moved, *PAIRS, *store)
+    assert r.code == 2 and "--infer-manifest" in r.err
+    shutil.copy(str(onnx) + ".manifest.json", str(moved) + ".manifest.json")
+    r = cli("eval", moved, *PAIRS, *store)
+    assert r.code == 0 and "no PyTorch reference" in r.err and json.loads(r.out)["delta"] == {}

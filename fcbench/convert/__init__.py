@@ -94,6 +94,16 @@ def _parity_check(file: Path, manifest: Manifest, fmt_cls: type[Exporter], refer
     return result
 
 
+def _relative(path: Path, start: Path) -> str:
+    """``path`` relative to ``start`` where possible (artifacts and checkpoint move together), else absolute."""
+    import os
+
+    try:
+        return os.path.relpath(Path(path).resolve(), Path(start).resolve())
+    except ValueError:  # another drive
+        return str(Path(path).resolve())
+
+
 def convert(
     checkpoint: str | Path, formats: list[str], out_dir: str | Path | None = None,
     options: dict[str, dict[str, Any]] | None = None,
@@ -119,7 +129,8 @@ def convert(
     outcomes = []
     for fmt in formats:
         opts = (options or {}).get(fmt, {})
-        outcome = _convert_one(fmt, model, example, reference, x, ckpt.manifest, out / stem, opts)
+        outcome = _convert_one(fmt, model, example, reference, x, ckpt.manifest, out / stem, opts,
+                               parent_file=Path(checkpoint))
         outcomes.append(outcome)
         if on_outcome:
             on_outcome(outcome)
@@ -127,7 +138,7 @@ def convert(
 
 
 def _convert_one(fmt: str, model, example, reference: np.ndarray, x: np.ndarray, parent: Manifest, stem: Path,
-                 opts: dict[str, Any]) -> ConvertOutcome:
+                 opts: dict[str, Any], parent_file: Path | None = None) -> ConvertOutcome:
     cls = exporter_class(fmt)
     ok, reason = cls.available()
     if not ok:
@@ -148,7 +159,9 @@ def _convert_one(fmt: str, model, example, reference: np.ndarray, x: np.ndarray,
         parent, format=fmt, file=file.name, sha256=sha256_file(file),
         size=file.stat().st_size + sum((file.parent / c).stat().st_size for c in companions),
         inputs=[TensorSpec(name="input", shape=shape, dtype="float32", layout=result.input_layout)],
-        lineage=[*parent.lineage, Step("convert", technique=fmt, options=result.options, parent_sha256=parent.sha256)],
+        lineage=[*parent.lineage, Step("convert", technique=fmt, options={
+            **result.options, **({"parent_file": _relative(parent_file, file.parent)} if parent_file else {})},
+            parent_sha256=parent.sha256)],
         extra={**parent.extra, **result.extra, "companion_files": companions},
     )
     write_manifest(manifest, file)
