@@ -224,20 +224,40 @@ def eval_(
                                        help="Runtime for an artifact (profile or plugin:variant); default: the "
                                             "format's own (onnxruntime:cpu, tflite:xnnpack, openvino:CPU, ...)"),
     infer_manifest: bool = typer.Option(False, "--infer-manifest", help="Artifact without a manifest: infer one"),
+    max_drop: float | None = typer.Option(None, "--max-drop",
+                                          help="Fail (exit 1) when the headline metric (accuracy, top-1, rank-1) "
+                                               "is more than this many percentage points below the float parent's"),
     fmt: str = typer.Option("table", "--format", help="table, json, csv or markdown"),
 ) -> None:
     """Measure quality on a dataset, in PyTorch or through a runtime; rows go to the results store."""
-    from fcbench.evaluate import EvalConfig, evaluate
+    from fcbench.evaluate import EvalConfig, evaluate, is_artifact
 
     _check_format(fmt, ("table", "json", "csv", "markdown"))
     cfg = EvalConfig(checkpoint=checkpoint, model=model, model_options=parse_kv(model_opt, "-o"), data=data,
                      data_options=parse_kv(data_opt, "--data-opt"), protocol=protocol, batch_size=batch_size,
                      nfolds=nfolds, workers=workers, threads=threads, store=store, backend=backend,
                      infer_manifest=infer_manifest)
+    if max_drop is not None and max_drop < 0:
+        raise FcbenchError(f"--max-drop must be >= 0 percentage points, got {max_drop}")
+    if max_drop is not None and not is_artifact(checkpoint):
+        raise FcbenchError("--max-drop compares a converted artifact with its float parent; "
+                           f"{checkpoint} is a PyTorch checkpoint")
     report = evaluate(cfg)
     for note in report.notes:
         _err().log(f"{Path(report.checkpoint).name}: {note}")
     _print_report(report, fmt)
+    if max_drop is not None:
+        from fcbench.evaluate import headline_drop
+
+        metric, drop = headline_drop(report)
+        if drop is None:
+            raise FcbenchError(f"--max-drop needs the artifact's float parent to compare with: "
+                               f"{'; '.join(report.notes) or 'none found'}")
+        verdict = f"{metric} {drop:+.2f} points below the float parent (budget {max_drop:g})"
+        if drop > max_drop:
+            _err().log(f"[red]FAIL[/red]: {verdict}")
+            raise typer.Exit(1)
+        _err().log(f"ok: {verdict}")
 
 
 def _show_rows(rows: list[dict], fmt: str, title: str) -> None:

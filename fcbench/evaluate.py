@@ -133,6 +133,18 @@ class _RuntimeModel:
         self.session.close()
 
 
+HEADLINE = {"verification": "accuracy", "classification": "top1", "identification": "rank1"}
+
+
+def headline_drop(report: EvalReport) -> tuple[str, float | None]:
+    """(metric, percentage points the artifact is below its float parent), None without a parent."""
+    metric = HEADLINE[report.protocol]
+    values = dict(report.metrics)
+    if metric not in report.reference or metric not in values:
+        return metric, None
+    return metric, 100.0 * (report.reference[metric] - values[metric])
+
+
 def is_artifact(path: str | Path) -> bool:
     return Path(path).suffix.lower() in ARTIFACT_SUFFIXES
 

@@ -364,3 +364,47 @@ def test_eval_through_a_runtime_bad_input(converted, cli, tmp_path):
     shutil.copy(str(onnx) + ".manifest.json", str(moved) + ".manifest.json")
     r = cli("eval", moved, *PAIRS, *store)
     assert r.code == 0 and "no PyTorch reference" in r.err and json.loads(r.out)["delta"] == {}
+
+
+def test_max_drop_fails_a_damaged_artifact_and_passes_a_faithful_one(cli, tmp_path):
+    """A classifier that fits its data; the faithful ONNX passes a 1-point budget, the same ONNX
+    with the classifier's sign flipped (argmax becomes argmin) fails it."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    data = ["--data", "synthetic:classes", "--data-opt", "num_classes=4", "--data-opt", "samples_per_class=6"]
+    ckpt = train(TrainConfig(model="resnet18", model_options={"width": 0.25, "layers": [1, 1, 1, 1], "num_classes": 4,
+                                                              "input_size": [32, 32], "cifar_stem": True},
+                             head="softmax", data="synthetic:classes",
+                             data_options={"num_classes": 4, "samples_per_class": 6}, epochs=30, batch_size=8,
+                             lr=0.05, schedule="cosine", out=str(tmp_path / "m"), store=str(tmp_path / "t.sqlite")))
+    r = cli("convert", ckpt, "--to", "onnx", "--format", "json")
+    assert r.code == 0, r.err
+    good = Path(json.loads(r.out)[0]["file"])
+    store = ["--store", tmp_path / "s.sqlite", "--format", "json"]
+    r = cli("eval", good, *data, "--max-drop", "1", *store)
+    assert r.code == 0, r.err
+    rep = json.loads(r.out)
+    assert rep["pytorch"]["top1"] >= 0.5, rep  # the model learned something to lose
+    model = onnx.load(str(good))
+    last = [i for i in model.graph.initializer if numpy_helper.to_array(i).ndim == 2][-1]  # classifier weight
+    last.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(last), last.name))
+    bad = good.with_name("damaged.onnx")
+    onnx.save(model, str(bad))
+    Path(str(bad) + ".manifest.json").write_text(Path(str(good) + ".manifest.json").read_text())
+    r = cli("eval", bad, *data, "--max-drop", "1", *store)
+    assert r.code == 1 and "FAIL" in r.err and "top1" in r.err
+    assert json.loads(r.out)["delta"]["top1"] < -0.3
+    r = cli("eval", ckpt, *data, "--max-drop", "1", *store)
+    assert r.code == 2 and "float parent" in r.err
+    lonely = tmp_path / "lonely.onnx"  # manifest kept, float parent gone
+    lonely.write_bytes(good.read_bytes())
+    manifest = json.loads(Path(str(good) + ".manifest.json").read_text())
+    manifest["lineage"][-1]["options"]["parent_file"] = "nowhere.pt"
+    Path(str(lonely) + ".manifest.json").write_text(json.dumps(manifest))
+    r = cli("eval", lonely, *data, "--max-drop", "1", *store)
+    assert r.code == 2 and "nowhere.pt" in r.err
+    r = cli("eval", good, *data, "--max-drop", "-1", *store)
+    assert r.code == 2 and "--max-drop" in r.err
+    assert np.isfinite(rep["metrics"]["top1"])
