@@ -361,6 +361,8 @@ def convert(
                                                       "tflite.optimize=latency (Keras)"),
     preprocessing: str | None = typer.Option(None, "--preprocessing",
                                              help="Keras models: face, imagenet or cifar (default: by input size)"),
+    check: bool = typer.Option(False, "--check", help="Write nothing: list, per format, every op it will not "
+                                                      "take, with where it comes from in the model"),
     fmt: str = typer.Option("table", "--format", help="table or json"),
 ) -> None:
     """Export a checkpoint to edge formats, each with a manifest and a parity check against PyTorch."""
@@ -378,6 +380,9 @@ def convert(
             raise FcbenchError(f"--opt {key}: write FORMAT.KEY=VALUE with FORMAT one of {', '.join(formats)}")
         per_format.setdefault(f, {})[k] = value
     err = _err()
+    if check:
+        _convert_check(checkpoint, formats, fmt)
+        return
     if is_keras_source(checkpoint):
         outcome, assumed = convert_keras_source(checkpoint, formats, out, per_format, preprocessing)
         if assumed:
@@ -407,6 +412,34 @@ def convert(
                           f"{p['cosine']:.6f}" if "cosine" in p else "", o.reason)
         _out().print(table)
     if any(o.status in ("failed", "parity-failed") for o in outcomes):
+        raise typer.Exit(1)
+
+
+def _convert_check(checkpoint: str, formats: list[str], fmt: str) -> None:
+    import json
+
+    from fcbench.convert import check_checkpoint
+    from fcbench.convert.preflight import takers
+
+    checks = check_checkpoint(checkpoint, formats)
+    if fmt == "json":
+        typer.echo(json.dumps([{**c.to_dict(), "blockers": [{**b.to_dict(), "taken_by": takers(checks, b.op)}
+                                                            for b in c.blockers]} for c in checks], indent=2))
+    else:
+        from rich.table import Table
+
+        table = Table(title=f"convert --check {checkpoint} (nothing written)")
+        for col in ("format", "status", "op it will not take", "from module", "nodes", "formats that take it"):
+            table.add_column(col, overflow="fold")
+        for c in checks:
+            status = {"ok": "ok", "blocked": "[red]blocked[/red]"}.get(c.status, c.status)
+            if not c.blockers:
+                table.add_row(c.format, status, c.note, "", "", "")
+            for i, b in enumerate(c.blockers):
+                table.add_row(c.format if i == 0 else "", status if i == 0 else "", b.op, b.module, str(b.count),
+                              ", ".join(takers(checks, b.op)) or "none checked")
+        _out().print(table)
+    if any(c.status == "blocked" for c in checks):
         raise typer.Exit(1)
 
 

@@ -408,3 +408,76 @@ def test_max_drop_fails_a_damaged_artifact_and_passes_a_faithful_one(cli, tmp_pa
     r = cli("eval", good, *data, "--max-drop", "-1", *store)
     assert r.code == 2 and "--max-drop" in r.err
     assert np.isfinite(rep["metrics"]["top1"])
+
+
+EXOTIC = '''
+import torch
+from fcbench.models import register_model
+
+
+class Exotic(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 8, 3)
+        self.head = torch.nn.Linear(8, 4)
+
+    def forward(self, x):
+        h = self.stem(x)
+        return self.head((torch.logcumsumexp(h, dim=2) + torch.special.erfcx(h) + torch.special.i0(h)).mean((2, 3)))
+
+
+@register_model(task="classification", input_size=(16, 16))
+def exotic(num_classes: int = 4, input_size=(16, 16)):
+    return Exotic()
+'''
+
+
+@pytest.fixture
+def exotic_checkpoint(tmp_path, monkeypatch):
+    """A model plugin made visible through an entry point (a dist-info folder on sys.path), saved as a checkpoint."""
+    import importlib
+    import sys
+
+    from fcbench.models import create
+    from fcbench.train.checkpoint import save_checkpoint
+
+    site = tmp_path / "site"
+    (site / "exotic_plugin-0.1.dist-info").mkdir(parents=True)
+    (site / "exotic_plugin.py").write_text(EXOTIC)
+    (site / "exotic_plugin-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: exotic-plugin\n"
+                                                                  "Version: 0.1\n")
+    (site / "exotic_plugin-0.1.dist-info" / "entry_points.txt").write_text(
+        "[fcbench.models]\nexotic = exotic_plugin:exotic\n")
+    monkeypatch.syspath_prepend(str(site))
+    importlib.invalidate_caches()
+    model = create("exotic")
+    path = tmp_path / "exotic" / "model.pt"
+    path.parent.mkdir()
+    save_checkpoint(path, model)
+    yield path
+    sys.modules.pop("exotic_plugin", None)
+
+
+def test_convert_check_lists_every_op_a_format_will_not_take(cli, exotic_checkpoint):
+    r = cli("convert", exotic_checkpoint, "--to", "onnx,tflite,openvino,pte,ptl", "--check", "--format", "json")
+    assert r.code == 1, r.err
+    checks = {c["format"]: c for c in json.loads(r.out)}
+    for fmt in ("tflite", "pte"):  # every unsupported op at once, not only the first
+        ops = {b["op"] for b in checks[fmt]["blockers"]}
+        assert {"aten::logcumsumexp", "aten::special_erfcx", "aten::i0"} <= ops, checks[fmt]
+        assert all(b["module"] for b in checks[fmt]["blockers"])
+    cumsum = next(b for b in checks["tflite"]["blockers"] if b["op"] == "aten::logcumsumexp")
+    assert "onnx" in cumsum["taken_by"] and "tflite" not in cumsum["taken_by"]
+    assert checks["ptl"]["status"] == "unchecked" and checks["ptl"]["note"]
+    assert not list(exotic_checkpoint.parent.glob("*.onnx")), "--check writes nothing"
+    r = cli("convert", exotic_checkpoint, "--to", "tflite", "--format", "json")
+    assert r.code == 1
+    (o,) = json.loads(r.out)
+    assert o["status"] == "failed" and "aten::special_erfcx" in o["reason"] and "aten::i0" in o["reason"]
+
+
+def test_convert_check_passes_a_plain_model(converted, cli):
+    _, out = converted
+    r = cli("convert", out["r18"][0], "--to", "onnx,tflite,openvino,pte", "--check")
+    assert r.code == 0, r.err
+    assert "nothing written" in r.out

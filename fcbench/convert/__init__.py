@@ -149,7 +149,7 @@ def _convert_one(fmt: str, model, example, reference: np.ndarray, x: np.ndarray,
     except FcbenchError as exc:
         if exc.exit_code == 2:  # a bad option is the user's to fix, not a conversion failure
             raise
-        return ConvertOutcome(fmt, "failed", reason=str(exc))
+        return ConvertOutcome(fmt, "failed", reason=str(exc) + _explain_failure(fmt, model, example))
     file = result.file
     companions = [p.name for p in (file.with_suffix(".bin"),) if fmt == "openvino" and p.exists()]
     shape = list(parent.inputs[0].shape)
@@ -258,3 +258,31 @@ def convert_keras_source(
     status = "ok" if check.get("ok") in (True, None) else "parity-failed"
     return ConvertOutcome("tflite", status, file=result.file, reason=check.get("reason", ""), parity=check,
                           manifest=manifest), assumed
+
+
+def check_checkpoint(checkpoint: str | Path, formats: list[str]):
+    """``convert --check``: build the checkpoint's model and preflight every format; writes nothing."""
+    import torch
+
+    from fcbench.bench.run import prepared_input
+    from fcbench.convert.preflight import preflight
+    from fcbench.train.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(checkpoint)
+    if ckpt.manifest is None:
+        raise FcbenchError(f"{checkpoint}: no manifest beside it; convert needs an fcbench checkpoint with one")
+    model = ckpt.build_model()
+    return preflight(model, torch.from_numpy(prepared_input(ckpt.manifest, batch=1)), formats)
+
+
+def _explain_failure(fmt: str, model, example) -> str:
+    """For a failed conversion: every op the format will not take, as the preflight finds them."""
+    from fcbench.convert.preflight import preflight
+
+    try:
+        (check,) = preflight(model, example, [fmt])
+    except FcbenchError:
+        return ""
+    if not check.blockers:
+        return ""
+    return "; ops it will not take: " + ", ".join(f"{b.op} ({b.module})" for b in check.blockers)
