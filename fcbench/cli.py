@@ -436,8 +436,9 @@ def _convert_check(checkpoint: str, formats: list[str], fmt: str) -> None:
             if not c.blockers:
                 table.add_row(c.format, status, c.note, "", "", "")
             for i, b in enumerate(c.blockers):
-                table.add_row(c.format if i == 0 else "", status if i == 0 else "", b.op, b.module, str(b.count),
-                              ", ".join(takers(checks, b.op)) or "none checked")
+                op = b.op + (f" (as {b.lowered})" if b.lowered else "")
+                table.add_row(c.format if i == 0 else "", status if i == 0 else "", op, b.module, str(b.count),
+                              ", ".join(takers(checks, b.op)) or "no checked format")
         _out().print(table)
     if any(c.status == "blocked" for c in checks):
         raise typer.Exit(1)

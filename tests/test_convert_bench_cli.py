@@ -464,16 +464,18 @@ def test_convert_check_lists_every_op_a_format_will_not_take(cli, exotic_checkpo
     checks = {c["format"]: c for c in json.loads(r.out)}
     for fmt in ("tflite", "pte"):  # every unsupported op at once, not only the first
         ops = {b["op"] for b in checks[fmt]["blockers"]}
-        assert {"aten::logcumsumexp", "aten::special_erfcx", "aten::i0"} <= ops, checks[fmt]
+        assert {"aten::logcumsumexp", "aten::special_erfcx", "aten::special_i0"} <= ops, checks[fmt]
         assert all(b["module"] for b in checks[fmt]["blockers"])
     cumsum = next(b for b in checks["tflite"]["blockers"] if b["op"] == "aten::logcumsumexp")
     assert "onnx" in cumsum["taken_by"] and "tflite" not in cumsum["taken_by"]
+    i0 = next(b for b in checks["onnx"]["blockers"] if b["op"] == "aten::special_i0")
+    assert i0["lowered"] == "prims::bessel_i0" and i0["taken_by"] == []  # no checked format takes it
     assert checks["ptl"]["status"] == "unchecked" and checks["ptl"]["note"]
     assert not list(exotic_checkpoint.parent.glob("*.onnx")), "--check writes nothing"
     r = cli("convert", exotic_checkpoint, "--to", "tflite", "--format", "json")
     assert r.code == 1
     (o,) = json.loads(r.out)
-    assert o["status"] == "failed" and "aten::special_erfcx" in o["reason"] and "aten::i0" in o["reason"]
+    assert o["status"] == "failed" and "aten::special_erfcx" in o["reason"] and "aten::special_i0" in o["reason"]
 
 
 def test_convert_check_passes_a_plain_model(converted, cli):

@@ -32,12 +32,13 @@ from fcbench.errors import FcbenchError
 
 @dataclass
 class Blocker:
-    op: str
+    op: str  # the op as captured from the model, e.g. "aten::special_i0"
     module: str  # where in the PyTorch model the op comes from, e.g. "layer1.0.conv1"
     count: int = 1
+    lowered: str = ""  # what the format's decompositions turned it into, when that differs
 
     def to_dict(self) -> dict[str, Any]:
-        return {"op": self.op, "module": self.module, "count": self.count}
+        return {"op": self.op, "module": self.module, "count": self.count, "lowered": self.lowered}
 
 
 @dataclass
@@ -73,17 +74,30 @@ def _op_name(target: Any) -> str:
     return str(getattr(target, "__name__", target))
 
 
+def _source_op(node: torch.fx.Node) -> str:
+    """The op as the model's captured graph had it, before a format's decompositions."""
+    origin = (node.meta.get("from_node") or [None])[0]
+    while origin is not None and getattr(origin, "from_node", None):  # back to the captured graph
+        origin = origin.from_node[0]
+    target = getattr(origin, "target", None) if origin is not None else None
+    if isinstance(target, str) and target.count(".") >= 1:  # "aten.special_i0.default"
+        ns, name = target.split(".")[:2]
+        return f"{ns}::{name}"
+    return _op_name(target) if target is not None else _op_name(node.target)
+
+
 def _collect(graph: torch.fx.Graph, refused: Callable[[torch.fx.Node], bool]) -> list[Blocker]:
     found: dict[tuple[str, str], Blocker] = {}
     for node in graph.nodes:
         if node.op != "call_function" or node.target in _IGNORED:
             continue
         if refused(node):
-            key = (_op_name(node.target), _module_path(node))
+            key = (_source_op(node), _module_path(node))
             if key in found:
                 found[key].count += 1
             else:
-                found[key] = Blocker(*key)
+                lowered = _op_name(node.target)
+                found[key] = Blocker(*key, lowered="" if lowered == key[0] else lowered)
     return list(found.values())
 
 
