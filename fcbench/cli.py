@@ -193,11 +193,12 @@ def _print_report(report, fmt: str) -> None:
     ref = report.reference
     if fmt == "json":
         typer.echo(json.dumps({"checkpoint": report.checkpoint, "model": report.model, "dataset": report.dataset,
-                               "protocol": report.protocol, "backend": report.backend,
+                               "protocol": report.protocol, "backend": report.backend, **report.trust,
                                "metrics": dict(report.metrics), "pytorch": ref,
                                "delta": {k: v - ref[k] for k, v in report.metrics if k in ref}}, indent=2))
         return
-    rows = [{"model": report.model, "lineage": report.lineage, "backend": report.backend, "dataset": report.dataset,
+    rows = [{"model": report.model, "lineage": report.lineage, "backend": report.backend, **report.trust,
+             "dataset": report.dataset,
              "protocol": report.protocol, "metric": k, "value": v,
              **({"pytorch": ref[k], "delta": v - ref[k]} if k in ref else {})} for k, v in report.metrics]
     from fcbench.results.render import render

@@ -58,6 +58,7 @@ class EvalReport:
     backend: str = "pytorch:eager"
     reference: dict[str, float] = field(default_factory=dict)  # PyTorch figures of the float parent
     notes: list[str] = field(default_factory=list)
+    trust: dict[str, str] = field(default_factory=dict)  # placement / precision summaries of a runtime eval
 
 
 def load_for_eval(cfg: EvalConfig) -> tuple[torch.nn.Module, Manifest | None]:
@@ -283,11 +284,15 @@ def _evaluate_artifact(cfg: EvalConfig, ctx: RunContext) -> EvalReport:
     runtime = _RuntimeModel(path, manifest, label, cfg.threads)
     try:
         result = _metrics(runtime, dataset, protocol, cfg)
+        from fcbench.bench.placement import placement_summary, precision_summary
+
+        nodes = runtime.session.placement()
+        trust = {"placement": placement_summary(nodes), "precision": precision_summary(nodes)}
     finally:
         runtime.close()
     report = EvalReport(checkpoint=str(path), model=name, dataset=str(dataset.source), protocol=protocol,
                         metrics=[(k, float(v)) for k, v in result.to_rows()], lineage=manifest.lineage_summary(),
-                        details=result, backend=runtime.label, notes=notes)
+                        details=result, backend=runtime.label, notes=notes, trust=trust)
     parent, why = _float_parent(path, manifest)
     if parent is None:
         report.notes.append(f"no PyTorch reference: {why}")
@@ -302,6 +307,7 @@ def _evaluate_artifact(cfg: EvalConfig, ctx: RunContext) -> EvalReport:
             extra: dict[str, Any] = {}
             if metric in report.reference:
                 extra = {"pytorch_value": report.reference[metric], "delta": value - report.reference[metric]}
+            extra.update(trust)  # where it ran and in which precision, as for a bench cell
             if runtime.precision:
                 extra["inference_precision"] = runtime.precision
             store.add(ctx.row(

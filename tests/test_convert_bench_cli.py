@@ -328,6 +328,7 @@ def test_eval_through_a_runtime_matches_pytorch(converted, cli, tmp_path, fmt, b
                                       "pte": "executorch", "ptl": "pytorch-mobile"}[fmt])
     assert abs(rep["metrics"]["accuracy"] - rep["pytorch"]["accuracy"]) <= 0.02
     assert abs(rep["delta"]["accuracy"]) <= 0.02
+    assert rep["placement"] and rep["precision"]  # where the eval ran, as for a bench cell
     with Store(tmp_path / "s.sqlite") as s:
         rows = s.query(kind="quality", metric="accuracy")
     assert {r["format"] for r in rows} == {fmt, "pytorch"}  # the artifact's row and its float parent's
