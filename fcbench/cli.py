@@ -209,8 +209,8 @@ def _print_report(report, fmt: str) -> None:
 
 @app.command("eval")
 def eval_(
-    checkpoint: str = typer.Argument(..., help="fcbench checkpoint (.pt), a plain state_dict with --model, or a "
-                                              "converted artifact (.onnx .tflite .xml .ptl .pte)"),
+    checkpoints: list[str] = typer.Argument(..., help="fcbench checkpoint (.pt), a plain state_dict with --model, or "
+                                                      "converted artifacts (.onnx .tflite .xml .ptl .pte)"),
     model: str | None = typer.Option(None, "--model", help="Architecture of a plain state_dict"),
     model_opt: list[str] = typer.Option(None, "-o", "--model-opt", help="Model option KEY=VALUE (with --model)"),
     data: str = typer.Option("synthetic:pairs", "--data", help="Dataset: synthetic[:kind], NAME:PATH or a path"),
@@ -222,43 +222,109 @@ def eval_(
     threads: int | None = typer.Option(None, "--threads"),
     store: str | None = StoreOpt,
     backend: str | None = typer.Option(None, "--backend",
-                                       help="Runtime for an artifact (profile or plugin:variant); default: the "
-                                            "format's own (onnxruntime:cpu, tflite:xnnpack, openvino:CPU, ...)"),
+                                       help="Runtime(s) for artifacts, comma-separated (profiles or plugin:variant); "
+                                            "default: each format's own (onnxruntime:cpu, tflite:xnnpack, ...)"),
     infer_manifest: bool = typer.Option(False, "--infer-manifest", help="Artifact without a manifest: infer one"),
     max_drop: float | None = typer.Option(None, "--max-drop",
                                           help="Fail (exit 1) when the headline metric (accuracy, top-1, rank-1) "
                                                "is more than this many percentage points below the float parent's"),
     fmt: str = typer.Option("table", "--format", help="table, json, csv or markdown"),
 ) -> None:
-    """Measure quality on a dataset, in PyTorch or through a runtime; rows go to the results store."""
-    from fcbench.evaluate import EvalConfig, evaluate, is_artifact
+    """Measure quality on a dataset, in PyTorch or through runtimes; rows go to the results store.
+
+    One artifact and one backend: every metric. Several (artifacts x backends): a matrix of the
+    headline metric beside the float parent's, one cell each; a cell that fails says why and the
+    matrix goes on.
+    """
+    from fcbench.evaluate import EvalConfig, is_artifact
 
     _check_format(fmt, ("table", "json", "csv", "markdown"))
-    cfg = EvalConfig(checkpoint=checkpoint, model=model, model_options=parse_kv(model_opt, "-o"), data=data,
-                     data_options=parse_kv(data_opt, "--data-opt"), protocol=protocol, batch_size=batch_size,
-                     nfolds=nfolds, workers=workers, threads=threads, store=store, backend=backend,
-                     infer_manifest=infer_manifest)
     if max_drop is not None and max_drop < 0:
         raise FcbenchError(f"--max-drop must be >= 0 percentage points, got {max_drop}")
-    if max_drop is not None and not is_artifact(checkpoint):
-        raise FcbenchError("--max-drop compares a converted artifact with its float parent; "
-                           f"{checkpoint} is a PyTorch checkpoint")
-    report = evaluate(cfg)
+    for c in checkpoints:
+        if max_drop is not None and not is_artifact(c):
+            raise FcbenchError(f"--max-drop compares a converted artifact with its float parent; {c} is a "
+                               "PyTorch checkpoint")
+    backends = [b.strip() for b in backend.split(",") if b.strip()] if backend else [None]
+    base = EvalConfig(model=model, model_options=parse_kv(model_opt, "-o"), data=data,
+                      data_options=parse_kv(data_opt, "--data-opt"), protocol=protocol, batch_size=batch_size,
+                      nfolds=nfolds, workers=workers, threads=threads, store=store, infer_manifest=infer_manifest)
+    if len(checkpoints) == 1 and len(backends) == 1:
+        _eval_one(base, checkpoints[0], backends[0], max_drop, fmt)
+    else:
+        _eval_matrix(base, checkpoints, backends, max_drop, fmt)
+
+
+def _eval_one(base, checkpoint: str, backend: str | None, max_drop: float | None, fmt: str) -> None:
+    from dataclasses import replace
+
+    from fcbench.evaluate import evaluate
+
+    report = evaluate(replace(base, checkpoint=checkpoint, backend=backend))
     for note in report.notes:
         _err().log(f"{Path(report.checkpoint).name}: {note}")
     _print_report(report, fmt)
     if max_drop is not None:
-        from fcbench.evaluate import headline_drop
-
-        metric, drop = headline_drop(report)
-        if drop is None:
-            raise FcbenchError(f"--max-drop needs the artifact's float parent to compare with: "
-                               f"{'; '.join(report.notes) or 'none found'}")
-        verdict = f"{metric} {drop:+.2f} points below the float parent (budget {max_drop:g})"
-        if drop > max_drop:
-            _err().log(f"[red]FAIL[/red]: {verdict}")
+        failed, verdict = _drop_verdict(report, max_drop)
+        _err().log(("[red]FAIL[/red]: " if failed else "ok: ") + verdict)
+        if failed:
             raise typer.Exit(1)
-        _err().log(f"ok: {verdict}")
+
+
+def _drop_verdict(report, max_drop: float) -> tuple[bool, str]:
+    from fcbench.evaluate import headline_drop
+
+    metric, drop = headline_drop(report)
+    if drop is None:
+        raise FcbenchError(f"--max-drop needs the artifact's float parent to compare with: "
+                           f"{'; '.join(report.notes) or 'none found'}")
+    return drop > max_drop, f"{metric} {drop:+.2f} points below the float parent (budget {max_drop:g})"
+
+
+def _eval_matrix(base, checkpoints: list[str], backends: list[str | None], max_drop: float | None,
+                 fmt: str) -> None:
+    import json
+    from dataclasses import replace
+
+    from fcbench.evaluate import HEADLINE, evaluate, headline_drop, is_artifact
+    from fcbench.results.context import RunContext
+
+    ctx, err, cells, failed = RunContext(), _err(), [], False
+    for c in checkpoints:
+        for b in backends if is_artifact(c) else [None]:
+            cell = {"artifact": Path(c).name, "backend": b or "default"}
+            try:
+                report = evaluate(replace(base, checkpoint=c, backend=b), ctx)
+            except FcbenchError as exc:
+                if "does not load" in str(exc) or "cannot run" in str(exc):
+                    cell.update(status="skipped", reason=str(exc))
+                else:
+                    cell.update(status="failed", reason=str(exc))
+                    failed = True
+                err.log(f"{cell['artifact']} on {cell['backend']}: {cell['status']}: {exc}")
+                cells.append(cell)
+                continue
+            metric = HEADLINE[report.protocol]
+            value = dict(report.metrics)[metric]
+            cell.update(backend=report.backend, status="ok", metric=metric, value=value,
+                        pytorch=report.reference.get(metric), **report.trust)
+            _, drop = headline_drop(report)
+            cell["delta"] = None if drop is None else -drop / 100.0
+            if max_drop is not None:
+                if drop is None:
+                    cell.update(status="failed", reason="no float parent to compare with: " + "; ".join(report.notes))
+                    failed = True
+                elif drop > max_drop:
+                    cell.update(status="failed", reason=f"{drop:.2f} points below the float parent "
+                                                          f"(budget {max_drop:g})")
+                    failed = True
+            cells.append(cell)
+    if fmt == "json":
+        typer.echo(json.dumps(cells, indent=2))
+    else:
+        _show_rows(cells, fmt, title="eval matrix (headline metric; delta = value - float parent's)")
+    if failed:
+        raise typer.Exit(1)
 
 
 def _show_rows(rows: list[dict], fmt: str, title: str) -> None:

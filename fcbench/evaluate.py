@@ -112,28 +112,65 @@ class _RuntimeModel:
         self.plugin, self.variant = spec.plugin, spec.variant
         self.manifest = manifest
         self.layout = manifest.inputs[0].layout
-        self.batch = max(1, int(manifest.inputs[0].shape[0]))
+        self.batch = _fixed_batch(manifest)  # None: the artifact takes any batch
+        self.name = path.name
         self.session = plugin.load(path, manifest, spec.variant, threads, dict(spec.options))
         self.precision = getattr(self.session, "inference_precision", None)
 
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        try:
+            return np.asarray(self.session.run(x))
+        except FcbenchError:
+            raise
+        except Exception as exc:  # a third-party runtime's own exception: its message, as a failed run
+            msg = (str(exc).strip().splitlines() or [""])[0][:300]
+            raise FcbenchError(f"eval: {self.label} failed while running {self.name}: {type(exc).__name__}: {msg}",
+                               exit_code=1) from exc
+
     def __call__(self, x: torch.Tensor) -> np.ndarray:
         arr = x.numpy().astype(np.float32, copy=False)
-        if arr.ndim == 4 and self.layout == "NHWC" and arr.shape[1] in (1, 3) and arr.shape[-1] not in (1, 3):
+        if self.layout == "NHWC":  # the data comes as NCHW (see _evaluate_artifact)
             arr = arr.transpose(0, 2, 3, 1)
+        step = self.batch or len(arr)
         out = []
-        for i in range(0, len(arr), self.batch):
-            chunk = np.ascontiguousarray(arr[i:i + self.batch])
-            if len(chunk) < self.batch:  # pad the last slice to the artifact's fixed batch
-                pad = np.repeat(chunk[-1:], self.batch - len(chunk), axis=0)
-                out.append(np.asarray(self.session.run(np.concatenate([chunk, pad])))[:len(chunk)])
+        for i in range(0, len(arr), step):
+            chunk = np.ascontiguousarray(arr[i:i + step])
+            if len(chunk) < step:  # pad the last slice to the artifact's fixed batch
+                pad = np.repeat(chunk[-1:], step - len(chunk), axis=0)
+                out.append(self._run(np.concatenate([chunk, pad]))[:len(chunk)])
             else:
-                out.append(np.asarray(self.session.run(chunk)))
+                out.append(self._run(chunk))
         return np.concatenate(out).reshape(len(arr), -1)
 
     def close(self) -> None:
         self.session.close()
 
 
+def _fixed_batch(manifest: Manifest) -> int | None:
+    """The batch the artifact was exported with (``inputs[0].shape[0]``); None when the exporter left it
+    dynamic (``extra.input_shape[0]`` symbolic or negative)."""
+    exported = manifest.extra.get("input_shape") or [None]
+    if isinstance(exported[0], str) or (isinstance(exported[0], int) and exported[0] < 0):
+        return None
+    return max(1, int(manifest.inputs[0].shape[0]))
+
+
+def _check_input_size(dataset, manifest: Manifest, path: Path) -> None:
+    """Bad input, before anything runs: the data's images must have the artifact's input size."""
+    item = dataset[0]
+    x = item[0] if isinstance(item, (list, tuple)) else item
+    got = [int(d) for d in x.shape]  # CHW: the data is opened with layout NCHW
+    shape = list(manifest.inputs[0].shape)
+    want = shape[1:] if manifest.inputs[0].layout == "NCHW" else [shape[3], shape[1], shape[2]]
+    if len(got) != 3 or len(shape) != 4 or any(w > 0 and w != g for w, g in zip(want, got, strict=True)):
+        raise FcbenchError(
+            f"eval: {dataset.source} gives images of {'x'.join(map(str, got))} (CxHxW) but {path.name} takes "
+            f"{'x'.join(map(str, want))} (input {'x'.join(map(str, shape))} {manifest.inputs[0].layout}); "
+            f"the manifest's preprocessing resizes to {'x'.join(map(str, manifest.preprocessing.size))}: "
+            "fix the manifest or use data of the artifact's input size")
+
+
+_REFERENCES: dict[tuple, dict[str, float]] = {}
 HEADLINE = {"verification": "accuracy", "classification": "top1", "identification": "rank1"}
 
 
@@ -180,7 +217,7 @@ def evaluate(cfg: EvalConfig, ctx: RunContext | None = None) -> EvalReport:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     ctx = ctx or RunContext()
-    if is_artifact(cfg.checkpoint) or (cfg.backend and not cfg.backend.startswith("pytorch")):
+    if is_artifact(cfg.checkpoint) or (cfg.backend and _plugin_of(cfg.backend) != "pytorch"):
         return _evaluate_artifact(cfg, ctx)
     model, manifest = load_for_eval(cfg)
     dataset = open_dataset(cfg.data, preprocessing=model.preprocessing, **cfg.data_options)
@@ -226,6 +263,13 @@ def evaluate(cfg: EvalConfig, ctx: RunContext | None = None) -> EvalReport:
     return report
 
 
+def _plugin_of(backend: str) -> str:
+    """The plugin a --backend names (a profile or plugin:variant); unknown ones fail with a suggestion."""
+    from fcbench.backends import resolve
+
+    return resolve(backend).plugin
+
+
 def _pick_protocol(cfg: EvalConfig, dataset, task: str, name: str) -> str:
     is_pairs = hasattr(dataset, "issame")
     protocol = cfg.protocol
@@ -268,6 +312,9 @@ def _evaluate_artifact(cfg: EvalConfig, ctx: RunContext) -> EvalReport:
     from fcbench.data import open_dataset
 
     path = Path(cfg.checkpoint)
+    if not path.exists():
+        raise FcbenchError(f"eval: artifact {path} does not exist; check the path (convert writes it beside the "
+                           "checkpoint, or in --out)")
     notes: list[str] = []
     path, manifest = load_artifact(path, BenchConfig(artifacts=[str(path)], infer_manifest=cfg.infer_manifest),
                                    lambda p, a: notes.append("assumed " + "; ".join(a)))
@@ -281,6 +328,7 @@ def _evaluate_artifact(cfg: EvalConfig, ctx: RunContext) -> EvalReport:
     pre = dc_replace(manifest.preprocessing, layout="NCHW")  # the runtime wrapper transposes for NHWC inputs
     dataset = open_dataset(cfg.data, preprocessing=pre, **cfg.data_options)
     protocol = _pick_protocol(cfg, dataset, task, name)
+    _check_input_size(dataset, manifest, path)
     runtime = _RuntimeModel(path, manifest, label, cfg.threads)
     try:
         result = _metrics(runtime, dataset, protocol, cfg)
@@ -297,10 +345,14 @@ def _evaluate_artifact(cfg: EvalConfig, ctx: RunContext) -> EvalReport:
     if parent is None:
         report.notes.append(f"no PyTorch reference: {why}")
     else:
-        ref = evaluate(EvalConfig(checkpoint=str(parent), data=cfg.data, data_options=cfg.data_options,
-                                  protocol=protocol, batch_size=cfg.batch_size, nfolds=cfg.nfolds,
-                                  workers=cfg.workers, threads=cfg.threads, store=cfg.store), ctx)
-        report.reference = dict(ref.metrics)
+        key = (str(parent.resolve()), repr(cfg.data), repr(sorted(cfg.data_options.items())), protocol,
+               cfg.nfolds, ctx.run_id)
+        if key not in _REFERENCES:  # one PyTorch evaluation of a parent per run, however many cells share it
+            ref = evaluate(EvalConfig(checkpoint=str(parent), data=cfg.data, data_options=cfg.data_options,
+                                      protocol=protocol, batch_size=cfg.batch_size, nfolds=cfg.nfolds,
+                                      workers=cfg.workers, threads=cfg.threads, store=cfg.store), ctx)
+            _REFERENCES[key] = dict(ref.metrics)
+        report.reference = dict(_REFERENCES[key])
     h, w = manifest.preprocessing.size
     with Store(cfg.store or DEFAULT_STORE) as store:
         for metric, value in report.metrics:

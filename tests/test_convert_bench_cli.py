@@ -484,3 +484,22 @@ def test_convert_check_passes_a_plain_model(converted, cli):
     r = cli("convert", out["r18"][0], "--to", "onnx,tflite,openvino,pte", "--check")
     assert r.code == 0, r.err
     assert "nothing written" in r.out
+
+
+def test_eval_matrix_shows_the_delta_beside_each_cell(converted, cli, tmp_path):
+    _, out = converted
+    files = {o["format"]: o["file"] for o in out["r18"][1] if o["status"] == "ok"}
+    r = cli("eval", files["onnx"], files["openvino"], "--backend", "onnxruntime:cpu,openvino-f32", *PAIRS,
+            "--store", tmp_path / "s.sqlite")
+    assert r.code == 0, r.err
+    cells = {(c["artifact"], c["backend"]): c for c in json.loads(r.out)}
+    assert cells["model.onnx", "onnxruntime:cpu"]["status"] == "ok"
+    assert cells["model.xml", "openvino-f32"]["status"] == "ok"
+    assert cells["model.xml", "onnxruntime:cpu"]["status"] == "skipped"  # ORT does not load IR; says so
+    for c in cells.values():
+        if c["status"] == "ok":
+            assert c["metric"] == "accuracy" and abs(c["delta"]) <= 0.02 and c["pytorch"] is not None
+            assert c["precision"] and c["placement"]
+    with Store(tmp_path / "s.sqlite") as s:
+        parent_rows = [r for r in s.query(kind="quality", metric="accuracy") if r["format"] == "pytorch"]
+    assert len(parent_rows) == 1  # the float parent was evaluated once for all cells

@@ -12,8 +12,8 @@ FORMATS = ("table", "csv", "json", "markdown")
 # Preferred column order; a column shows only when some row has a value in it.
 _VIEW = ["run_id", "kind", "model", "lineage", "format", "backend", "variant", "placement", "precision", "device",
          "threads", "batch",
-         "dataset", "protocol", "metric", "value", "pytorch", "delta", "p50_ms", "p90_ms", "mean_ms", "std_ms",
-         "init_ms"]
+         "dataset", "protocol", "artifact", "status", "metric", "value", "pytorch", "delta", "p50_ms", "p90_ms",
+         "mean_ms", "std_ms", "init_ms", "reason"]
 
 
 def _fmt(v: Any) -> str:
