@@ -157,6 +157,8 @@ def _fixed_batch(manifest: Manifest) -> int | None:
 
 def _check_input_size(dataset, manifest: Manifest, path: Path) -> None:
     """Bad input, before anything runs: the data's images must have the artifact's input size."""
+    if len(dataset) == 0:
+        return
     item = dataset[0]
     x = item[0] if isinstance(item, (list, tuple)) else item
     got = [int(d) for d in x.shape]  # CHW: the data is opened with layout NCHW
@@ -365,7 +367,7 @@ def _evaluate_artifact(cfg: EvalConfig, ctx: RunContext) -> EvalReport:
             store.add(ctx.row(
                 "quality", model=name, lineage=report.lineage, artifact=str(path), artifact_sha256=manifest.sha256,
                 format=manifest.format, backend=runtime.plugin, variant=runtime.variant,
-                threads=cfg.threads or torch.get_num_threads(), batch=runtime.batch,
+                threads=cfg.threads or torch.get_num_threads(), batch=runtime.batch or cfg.batch_size,
                 input_shape="x".join(map(str, manifest.inputs[0].shape)), metric=metric, value=value,
                 dataset=report.dataset, protocol=protocol, extra=extra,
             ))
