@@ -65,7 +65,7 @@ class Backend:
         """Whether a variant can run on this host (e.g. a CUDA provider, a GPU delegate)."""
         if variant not in self.variants:
             return False, f"{self.name} has no variant '{variant}'; variants: {', '.join(self.variants)}"
-        return True, ""
+        return self.available()
 
     def accepts(self, artifact: Path, manifest: Manifest, variant: str) -> tuple[bool, str]:
         """Whether this variant applies to this artifact at all (e.g. an ExecuTorch program exported

@@ -141,10 +141,7 @@ class OnnxRuntimeBackend(Backend):
         return builtin, plugin
 
     def variant_available(self, variant: str) -> tuple[bool, str]:
-        ok, reason = super().variant_available(variant)
-        if not ok:
-            return ok, reason
-        ok, reason = self.available()
+        ok, reason = super().variant_available(variant)  # known variant, runtime installed
         if not ok:
             return ok, reason
         import onnxruntime as ort

@@ -120,10 +120,7 @@ class OpenCvDnnBackend(Backend):
     install_hint = "pip install 'fcbench[opencv]'"
 
     def variant_available(self, variant: str) -> tuple[bool, str]:
-        ok, reason = super().variant_available(variant)
-        if not ok:
-            return ok, reason
-        ok, reason = self.available()
+        ok, reason = super().variant_available(variant)  # known variant, runtime installed
         if not ok:
             return ok, reason
         import cv2
