@@ -286,6 +286,7 @@ def _eval_matrix(base, checkpoints: list[str], backends: list[str | None], max_d
     import json
     from dataclasses import replace
 
+    from fcbench.errors import NotApplicable
     from fcbench.evaluate import HEADLINE, evaluate, headline_drop, is_artifact
     from fcbench.results.context import RunContext
 
@@ -296,7 +297,7 @@ def _eval_matrix(base, checkpoints: list[str], backends: list[str | None], max_d
             try:
                 report = evaluate(replace(base, checkpoint=c, backend=b), ctx)
             except FcbenchError as exc:
-                if "does not load" in str(exc) or "cannot run" in str(exc):
+                if isinstance(exc, NotApplicable):
                     cell.update(status="skipped", reason=str(exc))
                 else:
                     cell.update(status="failed", reason=str(exc))

@@ -21,6 +21,11 @@ class FcbenchError(Exception):
             self.exit_code = exit_code
 
 
+class NotApplicable(FcbenchError):
+    """This backend cannot run this artifact here (format, variant, runtime): a matrix skips the
+    cell with the message; a single run reports it as a usage error."""
+
+
 def suggest(name: str, choices: Iterable[str]) -> str:
     """Return ' (did you mean X?)' for the closest choice, or '' when none is close."""
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)

@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from fcbench.artifact import Manifest
-from fcbench.errors import FcbenchError
+from fcbench.errors import FcbenchError, NotApplicable
 from fcbench.results.context import RunContext
 from fcbench.results.store import DEFAULT_STORE, Store
 
@@ -102,12 +102,12 @@ class _RuntimeModel:
         (spec,) = expand([backend_label])
         plugin = get_backend(spec.plugin)
         if manifest.format not in plugin.formats:
-            raise FcbenchError(f"eval: {spec.plugin} does not load {manifest.format} "
+            raise NotApplicable(f"eval: {spec.plugin} does not load {manifest.format} "
                                f"(it loads {', '.join(plugin.formats)}); pick another --backend")
         for ok, reason in (plugin.available(), plugin.variant_available(spec.variant),
                            plugin.accepts(path, manifest, spec.variant)):
             if not ok:
-                raise FcbenchError(f"eval: {spec.label} cannot run {path.name}: {reason}")
+                raise NotApplicable(f"eval: {spec.label} cannot run {path.name}: {reason}")
         self.label = spec.label
         self.plugin, self.variant = spec.plugin, spec.variant
         self.manifest = manifest
