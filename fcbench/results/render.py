@@ -20,7 +20,7 @@ def _fmt(v: Any) -> str:
     if v is None:
         return ""
     if isinstance(v, float):
-        return f"{v:.4g}"
+        return f"{v + 0.0:.4g}"  # + 0.0: a zero difference prints as 0, not -0
     if isinstance(v, dict):
         return json.dumps(v, sort_keys=True)
     return str(v)
