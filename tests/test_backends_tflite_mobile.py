@@ -270,8 +270,33 @@ def test_unknown_options_are_rejected(models, export, fmt, cls, variant, tmp_pat
     with pytest.raises(FcbenchError, match="unknown option"):
         EXPORTERS[fmt]().export(model, x, tmp_path / ("m" + EXPORTERS[fmt].suffix), {"bogus": 1})
     result, manifest = export("r18", fmt)
-    with pytest.raises(FcbenchError, match="unknown backend option"):
+    with pytest.raises(FcbenchError, match="unknown option 'bogus'; options: none"):
         cls().load(result.file, manifest, variant, None, {"bogus": 1})
+
+
+@pytest.mark.parametrize("fmt,cls,variant", BACKENDS)
+def test_load_checks_variant_file_and_threads_first(export, fmt, cls, variant, tmp_path):
+    result, manifest = export("r18", fmt)
+    backend = cls()
+    with pytest.raises(FcbenchError, match=f"{backend.name} has no variant 'gpu0'; variants: ") as err:
+        backend.load(result.file, manifest, "gpu0", None, {})
+    assert err.value.exit_code == 2
+    with pytest.raises(FcbenchError, match="gone.* does not exist") as err:
+        backend.load(tmp_path / ("gone." + fmt), manifest, variant, None, {})
+    assert err.value.exit_code == 2
+    with pytest.raises(FcbenchError, match="threads must be >= 1, got 0"):
+        backend.load(result.file, manifest, variant, 0, {})
+
+
+def test_a_runtime_that_cannot_be_imported_is_named_with_its_install_hint():
+    class Broken(TfliteBackend):
+        runtime_modules = ("fcbench_no_such_runtime",)
+
+    assert TfliteBackend().import_runtime() >= 0
+    hint = r"cannot import fcbench_no_such_runtime .*pip install 'fcbench\[tflite\]'"
+    with pytest.raises(FcbenchError, match=hint) as err:
+        Broken().import_runtime()
+    assert err.value.exit_code == 1
 
 
 def test_versions_and_cheap_availability():

@@ -95,6 +95,8 @@ def test_bench_all_backends(converted, cli, name):
         rows = s.query(kind="speed")
     assert len(rows) == sum(c["status"] != "skipped" for c in cells)
     assert all(r["threads"] == 2 and r["p50_ms"] > 0 for r in rows)
+    # importing the runtime is recorded apart from loading the model (init_ms)
+    assert all(r["extra"]["import_ms"] >= 0 and r["init_ms"] > 0 for r in rows if r["extra"]["status"] == "ok")
 
 
 def test_bench_profiles_and_table(converted, cli):

@@ -8,6 +8,8 @@ missing runtime disables that one plugin only.
 
 from __future__ import annotations
 
+import importlib
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -15,6 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from fcbench.artifact import Manifest
+from fcbench.errors import FcbenchError, suggest
 from fcbench.plugins import module_available
 
 
@@ -54,6 +57,41 @@ class Backend:
     default_variant: ClassVar[str] = "cpu"
     module: ClassVar[str] = ""  # python module that must be importable, e.g. "onnxruntime"
     install_hint: ClassVar[str] = ""  # e.g. "pip install 'fcbench[onnx]'"
+    options: ClassVar[tuple[str, ...]] = ()  # option keys ``load`` accepts (a profile's [options])
+    # modules ``load`` imports; bench imports them before timing ``load``, so a cell's init time is
+    # loading the model, not importing its runtime (that is recorded apart, as import_ms)
+    runtime_modules: ClassVar[tuple[str, ...]] = ()
+
+    def import_runtime(self) -> float:
+        """Import ``runtime_modules``; the milliseconds it took (about 0 once they are imported)."""
+        t = time.perf_counter()
+        for name in self.runtime_modules:
+            try:
+                importlib.import_module(name)
+            except ImportError as exc:
+                raise FcbenchError(f"{self.name}: cannot import {name} ({exc}); {self.install_hint or 'install it'}",
+                                   exit_code=1) from exc
+        return (time.perf_counter() - t) * 1e3
+
+    def check_request(self, artifact: Path, variant: str, threads: int | None,
+                      options: dict[str, Any]) -> Path:
+        """The checks every ``load`` starts with: option keys, variant, runtime and variant
+        present here (exit 1 when not), file present, thread count. Returns the artifact path."""
+        for key in options:
+            if key not in self.options:
+                raise FcbenchError(f"{self.name}: unknown option '{key}'{suggest(key, self.options)}; "
+                                   f"options: {', '.join(self.options) or 'none'}")
+        if variant not in self.variants:
+            raise FcbenchError(f"{self.name} has no variant '{variant}'; variants: {', '.join(self.variants)}")
+        ok, reason = self.variant_available(variant)
+        if not ok:
+            raise FcbenchError(reason, exit_code=1)
+        path = Path(artifact)
+        if not path.is_file():
+            raise FcbenchError(f"{self.name}: {path} " + ("is not a file" if path.exists() else "does not exist"))
+        if threads is not None and threads < 1:
+            raise FcbenchError(f"{self.name}: threads must be >= 1, got {threads}")
+        return path
 
     @classmethod
     def available(cls) -> tuple[bool, str]:

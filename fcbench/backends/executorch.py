@@ -23,19 +23,13 @@ import numpy as np
 
 from fcbench.artifact import Manifest
 from fcbench.backends.base import Backend, NodePlacement, Session
-from fcbench.errors import FcbenchError, suggest
+from fcbench.errors import FcbenchError, first_line
 
-OPTIONS: tuple[str, ...] = ()
 _XNNPACK_ID = "XnnpackBackend"
 # executorch ScalarType codes (executorch/exir/scalar_type.py)
 _PRECISION = {0: "u8", 1: "i8", 2: "i16", 3: "i32", 4: "i64", 5: "f16", 6: "f32", 7: "f64", 11: "bool",
               12: "i8", 13: "u8", 15: "bf16"}
 _TORCH_DTYPE_CODES = {"float32": 6, "float16": 5, "int8": 1, "uint8": 0, "int32": 3, "int64": 4}
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    return lines[0] if lines else type(exc).__name__
 
 
 def _delegated(path: Path, manifest: Manifest) -> bool:
@@ -99,7 +93,7 @@ class ExecutorchSession(Session):
             self.method = program.load_method("forward")
         except (RuntimeError, ValueError, KeyError) as exc:
             raise FcbenchError(f"{path}: not a valid ExecuTorch (.pte) program with a forward method "
-                               f"({_first_line(exc)})") from exc
+                               f"({first_line(exc)})") from exc
         self._program = program
         meta = self.method.metadata
         if meta.num_inputs() != 1:
@@ -124,7 +118,7 @@ class ExecutorchSession(Session):
         try:
             outputs = self.method.execute([self._torch.from_numpy(x)])
         except RuntimeError as exc:
-            raise FcbenchError(f"executorch: run failed on input {list(x.shape)}: {_first_line(exc)}",
+            raise FcbenchError(f"executorch: run failed on input {list(x.shape)}: {first_line(exc)}",
                                exit_code=1) from exc
         return outputs[0].float().numpy()
 
@@ -149,6 +143,7 @@ class ExecutorchBackend(Backend):
     default_variant = "xnnpack"
     module = "executorch"
     install_hint = "pip install 'fcbench[executorch]'"
+    runtime_modules = ("torch", "executorch.extension.pybindings.portable_lib", "executorch.runtime")
 
     def versions(self) -> dict[str, str]:
         try:
@@ -170,18 +165,7 @@ class ExecutorchBackend(Backend):
 
     def load(self, artifact: Path, manifest: Manifest, variant: str, threads: int | None,
              options: dict[str, Any]) -> Session:
-        for key in options:
-            if key not in OPTIONS:
-                raise FcbenchError(f"{self.name}: unknown backend option '{key}'{suggest(key, OPTIONS)}; "
-                                   f"options: {', '.join(OPTIONS) or 'none'}")
-        ok, reason = self.variant_available(variant)
-        if not ok:
-            raise FcbenchError(reason)
-        path = Path(artifact)
-        if not path.is_file():
-            raise FcbenchError(f"{path}: no such file")
-        if threads is not None and threads < 1:
-            raise FcbenchError(f"executorch: threads must be >= 1, got {threads}")
+        path = self.check_request(artifact, variant, threads, options)
         session = ExecutorchSession(path, threads)  # validates the file first
         delegated = _delegated(path, manifest)
         if delegated != (variant == "xnnpack"):

@@ -127,6 +127,8 @@ class OnnxRuntimeBackend(Backend):
     default_variant = "cpu"
     module = "onnxruntime"
     install_hint = "pip install 'fcbench[onnx]'"
+    options = SESSION_KEYS
+    runtime_modules = ("onnxruntime",)
 
     def _providers_here(self) -> tuple[list[str], list[str]]:
         """(providers in get_available_providers(), plugin execution providers with devices)."""
@@ -160,25 +162,23 @@ class OnnxRuntimeBackend(Backend):
 
     def load(self, artifact: Path, manifest: Manifest, variant: str, threads: int | None,
              options: dict[str, Any]) -> Session:
+        options = dict(options or {})
+        session_options = {k: options.pop(k) for k in SESSION_KEYS if k in options}
+        # other keys are the provider's own options, except on cpu, which takes none
+        artifact = self.check_request(artifact, variant, threads, options if variant == "cpu" else {})
         import onnxruntime as ort
 
-        if variant not in PROVIDERS:
-            raise FcbenchError(f"onnxruntime has no variant '{variant}'; variants: {', '.join(PROVIDERS)}")
         provider = PROVIDERS[variant]
-        options = dict(options or {})
         levels = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
                   "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
                   "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
                   "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}
-        level = str(options.pop("graph_optimization", "all"))
+        level = str(session_options.get("graph_optimization", "all"))
         if level not in levels:
             raise FcbenchError(f"onnxruntime: graph_optimization must be one of {', '.join(levels)}, got '{level}'")
-        cpu_fallback = bool(options.pop("cpu_fallback", True))
-        session_config = dict(options.pop("session_config", {}) or {})
-        provider_options = {str(k): str(v) for k, v in dict(options.pop("provider_options", {}) or {}).items()}
-        if options and variant == "cpu":
-            raise FcbenchError(f"onnxruntime:cpu: unknown option(s) {', '.join(sorted(options))}; "
-                               f"options: {', '.join(SESSION_KEYS)}")
+        cpu_fallback = bool(session_options.get("cpu_fallback", True))
+        session_config = dict(session_options.get("session_config", {}) or {})
+        provider_options = {str(k): str(v) for k, v in dict(session_options.get("provider_options", {}) or {}).items()}
         provider_options.update({str(k): str(v).lower() if isinstance(v, bool) else str(v)
                                  for k, v in options.items()})
 
@@ -201,12 +201,7 @@ class OnnxRuntimeBackend(Backend):
         for k, v in session_config.items():
             so.add_session_config_entry(str(k), str(v))
 
-        artifact = Path(artifact)
-        if not artifact.exists():
-            raise FcbenchError(f"onnxruntime: {artifact} does not exist")
-        builtin, plugin = self._providers_here()
-        if provider not in builtin and provider not in plugin:
-            raise FcbenchError(self.variant_available(variant)[1], exit_code=1)
+        builtin, _ = self._providers_here()
         providers: list[Any] | None
         if provider in builtin:
             providers = [(provider, provider_options)]

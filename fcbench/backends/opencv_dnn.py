@@ -118,6 +118,8 @@ class OpenCvDnnBackend(Backend):
     default_variant = "cpu"
     module = "cv2"
     install_hint = "pip install 'fcbench[opencv]'"
+    options = OPTIONS
+    runtime_modules = ("cv2",)
 
     def variant_available(self, variant: str) -> tuple[bool, str]:
         ok, reason = super().variant_available(variant)  # known variant, runtime installed
@@ -191,14 +193,10 @@ class OpenCvDnnBackend(Backend):
 
     def load(self, artifact: Path, manifest: Manifest, variant: str, threads: int | None,
              options: dict[str, Any]) -> Session:
+        options = dict(options or {})
+        artifact = self.check_request(artifact, variant, threads, options)
         import cv2
 
-        options = dict(options or {})
-        unknown = sorted(set(options) - set(OPTIONS))
-        if unknown:
-            raise FcbenchError(f"opencv-dnn: unknown option(s) {', '.join(unknown)}; options: {', '.join(OPTIONS)}")
-        if variant not in TARGETS:
-            raise FcbenchError(f"opencv-dnn has no variant '{variant}'; variants: {', '.join(self.variants)}")
         engine = str(options.get("engine", "auto"))
         if engine not in ("auto", "new", "classic"):
             raise FcbenchError(f"opencv-dnn: engine must be auto, new or classic, got '{engine}'")
@@ -211,9 +209,6 @@ class OpenCvDnnBackend(Backend):
         backend_name, target_name, fp16_name = TARGETS[variant]
         if fp16 and not fp16_name:
             raise FcbenchError(f"opencv-dnn: variant {variant} has no FP16 target")
-        artifact = Path(artifact)
-        if not artifact.exists():
-            raise FcbenchError(f"opencv-dnn: {artifact} does not exist")
 
         net, used = self._read(cv2, artifact, engine)
         if fp16 and used == "new":

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +161,14 @@ class _OvSession(Session):
         self.compiled = None
 
 
+@functools.lru_cache(maxsize=1)
+def _devices() -> tuple[str, ...]:
+    """The devices OpenVINO sees; asked once per process (the first ask loads the device plugins)."""
+    import openvino as ov
+
+    return tuple(ov.Core().available_devices)
+
+
 class OpenVinoBackend(Backend):
     name = "openvino"
     formats = ("openvino", "onnx")
@@ -167,6 +176,8 @@ class OpenVinoBackend(Backend):
     default_variant = "CPU"
     module = "openvino"
     install_hint = "pip install 'fcbench[openvino]'"
+    options = OPTIONS
+    runtime_modules = ("openvino", "openvino.properties", "openvino.properties.hint", "openvino.frontend")
 
     def variant_available(self, variant: str) -> tuple[bool, str]:
         ok, reason = super().variant_available(variant)  # known variant, runtime installed
@@ -174,7 +185,7 @@ class OpenVinoBackend(Backend):
             return ok, reason
         import openvino as ov
 
-        devices = list(ov.Core().available_devices)  # e.g. ['CPU', 'GPU.0', 'GPU.1']
+        devices = _devices()  # e.g. ['CPU', 'GPU.0', 'GPU.1']
         if variant == "AUTO":
             return (True, "") if devices else (False, "openvino sees no device")
         if any(d == variant or d.startswith(variant + ".") for d in devices):
@@ -207,11 +218,7 @@ class OpenVinoBackend(Backend):
         from openvino.frontend import FrontEndManager
 
         options = dict(options or {})
-        unknown = sorted(set(options) - set(OPTIONS))
-        if unknown:
-            raise FcbenchError(f"openvino: unknown option(s) {', '.join(unknown)}; options: {', '.join(OPTIONS)}")
-        if variant not in self.variants:
-            raise FcbenchError(f"openvino has no variant '{variant}'; variants: {', '.join(self.variants)}")
+        artifact = self.check_request(artifact, variant, threads, options)
         hint = str(options.get("performance_hint", "LATENCY")).upper()
         if hint not in HINTS:
             raise FcbenchError(f"openvino: performance_hint must be one of {', '.join(HINTS)}, got '{hint}'")
@@ -221,9 +228,6 @@ class OpenVinoBackend(Backend):
             raise FcbenchError(f"openvino: precision must be one of {', '.join(PRECISIONS)} (or absent for the "
                                f"device default), got '{precision}'")
 
-        artifact = Path(artifact)
-        if not artifact.exists():
-            raise FcbenchError(f"openvino: {artifact} does not exist")
         framework = "ir" if artifact.suffix == ".xml" else "onnx"
         if not FrontEndManager().load_by_framework(framework).supported(str(artifact)):
             kind = "OpenVINO IR (.xml with its .bin)" if framework == "ir" else "ONNX model"

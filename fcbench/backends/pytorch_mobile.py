@@ -18,14 +18,7 @@ import numpy as np
 
 from fcbench.artifact import Manifest
 from fcbench.backends.base import Backend, NodePlacement, Session
-from fcbench.errors import FcbenchError, suggest
-
-OPTIONS: tuple[str, ...] = ()
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    return lines[0] if lines else type(exc).__name__
+from fcbench.errors import FcbenchError, first_line
 
 
 class _Opaque:
@@ -75,7 +68,7 @@ class PytorchMobileSession(Session):
         try:
             self.module = _load_for_lite_interpreter(str(path))
         except (RuntimeError, ValueError) as exc:
-            raise FcbenchError(f"{path}: not a valid PyTorch Mobile (.ptl) model ({_first_line(exc)[:200]})") from exc
+            raise FcbenchError(f"{path}: not a valid PyTorch Mobile (.ptl) model ({first_line(exc)[:200]})") from exc
         spec = manifest.inputs[0] if manifest.inputs else None
         self._shape = list(spec.shape) if spec else None
         self._dtype = spec.dtype if spec else "float32"
@@ -95,7 +88,7 @@ class PytorchMobileSession(Session):
             with self._torch.no_grad():
                 out = self.module(self._torch.from_numpy(x))
         except RuntimeError as exc:
-            raise FcbenchError(f"pytorch-mobile: run failed on input {list(x.shape)}: {_first_line(exc)}",
+            raise FcbenchError(f"pytorch-mobile: run failed on input {list(x.shape)}: {first_line(exc)}",
                                exit_code=1) from exc
         if isinstance(out, (tuple, list)):
             out = out[0]
@@ -125,6 +118,7 @@ class PytorchMobileBackend(Backend):
     default_variant = "cpu"
     module = "torch"
     install_hint = "pip install torch"
+    runtime_modules = ("torch", "torch.jit.mobile")
 
     def versions(self) -> dict[str, str]:
         import torch
@@ -133,14 +127,5 @@ class PytorchMobileBackend(Backend):
 
     def load(self, artifact: Path, manifest: Manifest, variant: str, threads: int | None,
              options: dict[str, Any]) -> Session:
-        for key in options:
-            if key not in OPTIONS:
-                raise FcbenchError(f"{self.name}: unknown backend option '{key}'{suggest(key, OPTIONS)}; "
-                                   f"options: {', '.join(OPTIONS) or 'none'}")
-        ok, reason = self.variant_available(variant)
-        if not ok:
-            raise FcbenchError(reason)
-        path = Path(artifact)
-        if not path.is_file():
-            raise FcbenchError(f"{path}: no such file")
+        path = self.check_request(artifact, variant, threads, options)
         return PytorchMobileSession(path, manifest, threads)

@@ -23,9 +23,8 @@ import numpy as np
 
 from fcbench.artifact import Manifest
 from fcbench.backends.base import Backend, NodePlacement, Session
-from fcbench.errors import FcbenchError, suggest
+from fcbench.errors import FcbenchError, first_line
 
-OPTIONS: tuple[str, ...] = ()
 _DEVICE_ONLY = {
     "gpu": "tflite:gpu needs the TFLite GPU delegate (OpenCL / OpenGL ES), which ai-edge-litert does not ship "
            "for a Linux host; it runs on Android devices (device drivers: planned)",
@@ -41,18 +40,6 @@ _WEIGHT_TYPES = {"int8", "int4", "uint8", "float16"}
 
 def _dtype_name(t: Any) -> str:
     return np.dtype(t).name if t is not None else ""
-
-
-def _check_options(name: str, options: dict[str, Any], known: tuple[str, ...]) -> None:
-    for key in options:
-        if key not in known:
-            raise FcbenchError(f"{name}: unknown backend option '{key}'{suggest(key, known)}; "
-                               f"options: {', '.join(known) or 'none'}")
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    return lines[0] if lines else type(exc).__name__
 
 
 def delegated_nodes(ops: list[dict[str, Any]]) -> dict[int, int]:
@@ -108,12 +95,12 @@ class TfliteSession(Session):
             self.interp = Interpreter(model_path=str(path), num_threads=threads,
                                       experimental_op_resolver_type=resolver)
         except ValueError as exc:
-            raise FcbenchError(f"{path}: not a valid TFLite model ({_first_line(exc)})") from exc
+            raise FcbenchError(f"{path}: not a valid TFLite model ({first_line(exc)})") from exc
         try:
             self.interp.allocate_tensors()
         except (RuntimeError, ValueError) as exc:
             raise FcbenchError(f"{path}: the TFLite interpreter cannot prepare this model "
-                               f"({_first_line(exc)})", exit_code=1) from exc
+                               f"({first_line(exc)})", exit_code=1) from exc
         inputs = self.interp.get_input_details()
         if len(inputs) != 1:
             raise FcbenchError(f"{path}: the model has {len(inputs)} inputs; fcbench feeds exactly one")
@@ -137,7 +124,7 @@ class TfliteSession(Session):
             self.interp.resize_tensor_input(self._input["index"], list(x.shape), strict=True)
             self.interp.allocate_tensors()
         except (RuntimeError, ValueError) as exc:
-            raise FcbenchError(f"tflite: cannot resize the input to {list(x.shape)}: {_first_line(exc)}",
+            raise FcbenchError(f"tflite: cannot resize the input to {list(x.shape)}: {first_line(exc)}",
                                exit_code=1) from exc
         self._shape = tuple(x.shape)
 
@@ -148,7 +135,7 @@ class TfliteSession(Session):
             self.interp.invoke()
             return self.interp.get_tensor(self._output["index"])
         except (RuntimeError, ValueError) as exc:
-            raise FcbenchError(f"tflite: run failed on input {list(x.shape)}: {_first_line(exc)}",
+            raise FcbenchError(f"tflite: run failed on input {list(x.shape)}: {first_line(exc)}",
                                exit_code=1) from exc
 
     def placement(self) -> list[NodePlacement]:
@@ -198,6 +185,7 @@ class TfliteBackend(Backend):
     default_variant = "xnnpack"
     module = "ai_edge_litert"
     install_hint = "pip install 'fcbench[tflite]'"
+    runtime_modules = ("ai_edge_litert.interpreter",)
 
     def variant_available(self, variant: str) -> tuple[bool, str]:
         ok, reason = super().variant_available(variant)
@@ -215,13 +203,5 @@ class TfliteBackend(Backend):
 
     def load(self, artifact: Path, manifest: Manifest, variant: str, threads: int | None,
              options: dict[str, Any]) -> Session:
-        _check_options(self.name, options, OPTIONS)
-        ok, reason = self.variant_available(variant)
-        if not ok:
-            raise FcbenchError(reason, exit_code=1)
-        path = Path(artifact)
-        if not path.is_file():
-            raise FcbenchError(f"{path}: no such file")
-        if threads is not None and threads < 1:
-            raise FcbenchError(f"tflite: threads must be >= 1, got {threads}")
+        path = self.check_request(artifact, variant, threads, options)
         return TfliteSession(path, variant, threads)

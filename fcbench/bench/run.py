@@ -143,6 +143,7 @@ def run_cell(path: Path, manifest: Manifest, spec: BackendSpec, cfg: BenchConfig
     cell.size_mb = artifact_size_mb(path, manifest)
     try:
         with PeakMemory() as mem:
+            import_ms = backend.import_runtime()  # paid once per process, not part of loading a model
             t = time.perf_counter()
             session = backend.load(path, manifest, spec.variant, threads, options)
             cell.init_ms = (time.perf_counter() - t) * 1e3
@@ -166,6 +167,7 @@ def run_cell(path: Path, manifest: Manifest, spec: BackendSpec, cfg: BenchConfig
     precisions = {p.precision for p in placement if p.precision}
     cell.extra = {**({"pipeline": cell.extra["pipeline"]} if "pipeline" in cell.extra else {}),
                   "samples_ms": [round(s, 4) for s in timing.samples_ms], "mem_delta_mb": mem.delta_mb,
+                  "import_ms": round(import_ms, 3),
                   "versions": backend.versions(), "precisions": sorted(precisions),
                   "placement_nodes": len(placement), "placement": placement_summary(placement),
                   "precision": precision_summary(placement)}

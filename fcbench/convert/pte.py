@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from fcbench.convert.base import Exporter, ExportResult
-from fcbench.errors import FcbenchError, suggest
+from fcbench.errors import FcbenchError, first_line, suggest
 
 PTE_OPTIONS = ("delegate",)
 DELEGATES = ("xnnpack", "none")
@@ -36,18 +36,13 @@ _OP_PATTERNS = (  # (pattern naming the op, what to say about it)
 )
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    return lines[0] if lines else type(exc).__name__
-
-
 def _conversion_error(stage: str, exc: BaseException) -> FcbenchError:
     text = str(exc)
     for pattern, why in _OP_PATTERNS:
         m = pattern.search(text)
         if m:
             return FcbenchError(f"pte: {stage} failed, unsupported op {m.group(1).rstrip('.')} ({why})", exit_code=1)
-    return FcbenchError(f"pte: {stage} failed: {type(exc).__name__}: {_first_line(exc)[:300]}", exit_code=1)
+    return FcbenchError(f"pte: {stage} failed: {type(exc).__name__}: {first_line(exc)[:300]}", exit_code=1)
 
 
 def _op_name(node: torch.fx.Node) -> str:

@@ -21,15 +21,10 @@ from typing import Any
 import torch
 
 from fcbench.convert.base import Exporter, ExportResult
-from fcbench.errors import FcbenchError, suggest
+from fcbench.errors import FcbenchError, first_line, suggest
 
 PTL_OPTIONS = ("method", "freeze")
 METHODS = ("trace", "script")
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    return lines[0] if lines else type(exc).__name__
 
 
 class PtlExporter(Exporter):
@@ -77,7 +72,7 @@ class PtlExporter(Exporter):
         except FcbenchError:
             raise
         except Exception as exc:  # torch.jit raises RuntimeError, TypeError, NotSupportedError, ...
-            raise FcbenchError(f"ptl: torch.jit.{method} failed: {type(exc).__name__}: {_first_line(exc)[:300]}",
+            raise FcbenchError(f"ptl: torch.jit.{method} failed: {type(exc).__name__}: {first_line(exc)[:300]}",
                                exit_code=1) from exc
         extra: dict[str, Any] = {}
         with contextlib.suppress(Exception):  # informative only

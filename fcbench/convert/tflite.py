@@ -37,7 +37,7 @@ from typing import Any
 import torch
 
 from fcbench.convert.base import Exporter, ExportResult
-from fcbench.errors import FcbenchError, suggest
+from fcbench.errors import FcbenchError, first_line, suggest
 
 TFLITE_OPTIONS = ("nhwc", "strict_export")
 OPTIMIZE_MODES = ("latency", "size", "default", "none")
@@ -69,16 +69,11 @@ def unsupported_op(message: str) -> str:
     return ""
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    return lines[0] if lines else type(exc).__name__
-
-
 def _conversion_error(what: str, exc: BaseException) -> FcbenchError:
     op = unsupported_op(str(exc))
     if op:
         return FcbenchError(f"{what}: conversion failed, unsupported op {op}", exit_code=1)
-    return FcbenchError(f"{what}: conversion failed: {type(exc).__name__}: {_first_line(exc)[:300]}", exit_code=1)
+    return FcbenchError(f"{what}: conversion failed: {type(exc).__name__}: {first_line(exc)[:300]}", exit_code=1)
 
 
 def check_options(fmt: str, options: dict[str, Any], known: tuple[str, ...]) -> None:
@@ -230,7 +225,7 @@ def convert_keras(path: str | Path, out: str | Path, optimize: str = "latency", 
                     kmodel = keras.models.load_model(str(path), compile=False)
                 except Exception as exc:
                     raise FcbenchError(f"{path}: not a loadable Keras model ({type(exc).__name__}: "
-                                       f"{_first_line(exc)[:200]})") from exc
+                                       f"{first_line(exc)[:200]})") from exc
                 converter = tf.lite.TFLiteConverter.from_keras_model(kmodel)
             if flag:
                 converter.optimizations = [getattr(tf.lite.Optimize, flag)]
@@ -240,7 +235,7 @@ def convert_keras(path: str | Path, out: str | Path, optimize: str = "latency", 
     except FcbenchError:
         raise
     except OSError as exc:
-        raise FcbenchError(f"{path}: cannot be read as {source} ({_first_line(exc)[:200]})") from exc
+        raise FcbenchError(f"{path}: cannot be read as {source} ({first_line(exc)[:200]})") from exc
     except Exception as exc:
         raise _conversion_error(f"keras ({path.name})", exc) from exc
     out.parent.mkdir(parents=True, exist_ok=True)
