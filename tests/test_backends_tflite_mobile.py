@@ -274,6 +274,17 @@ def test_unknown_options_are_rejected(models, export, fmt, cls, variant, tmp_pat
         cls().load(result.file, manifest, variant, None, {"bogus": 1})
 
 
+@pytest.mark.parametrize("fmt,key", [("tflite", "nhwc"), ("ptl", "freeze")])
+def test_boolean_exporter_options_take_true_or_false_only(models, fmt, key, tmp_path):
+    model, x, _ = models["r18"]
+    with pytest.raises(FcbenchError, match=f"option '{key}' must be true or false, got 'maybe'"):
+        EXPORTERS[fmt]().export(model, x, tmp_path / ("m" + EXPORTERS[fmt].suffix), {key: "maybe"})
+    if fmt == "ptl":  # the string 'false' means False (bool('false') would be True)
+        unfrozen = EXPORTERS[fmt]().export(model, x, tmp_path / "u.ptl", {key: "false"})
+        frozen = EXPORTERS[fmt]().export(model, x, tmp_path / "f.ptl", {key: "true"})
+        assert unfrozen.options[key] is False and frozen.options[key] is True
+
+
 @pytest.mark.parametrize("fmt,cls,variant", BACKENDS)
 def test_load_checks_variant_file_and_threads_first(export, fmt, cls, variant, tmp_path):
     result, manifest = export("r18", fmt)

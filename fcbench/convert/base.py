@@ -8,7 +8,18 @@ from typing import Any, ClassVar
 
 import torch
 
+from fcbench.errors import FcbenchError, suggest
 from fcbench.plugins import module_available
+
+
+def option_bool(what: str, name: str, value: Any) -> bool:
+    """An exporter option that must be a boolean (YAML/TOML give bools; the library API may pass
+    'true'/'false' strings, which ``bool()`` would read as True both)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+        return value.lower() in ("true", "1", "yes")
+    raise FcbenchError(f"{what}: option '{name}' must be true or false, got {value!r}")
 
 
 @dataclass
@@ -25,6 +36,14 @@ class Exporter:
     module: ClassVar[str] = ""  # python module the converter needs
     install_hint: ClassVar[str] = ""
     default_backend: ClassVar[str] = ""  # backend used for the parity check
+    options: ClassVar[tuple[str, ...]] = ()  # option keys ``export`` accepts (``--opt FORMAT.KEY=VALUE``)
+
+    def check_options(self, options: dict[str, Any]) -> None:
+        """Reject an unknown option key, naming the closest known one."""
+        for key in options:
+            if key not in self.options:
+                raise FcbenchError(f"{self.format} export: unknown option '{key}'{suggest(key, self.options)}; "
+                                   f"options: {', '.join(self.options) or 'none'}")
 
     @classmethod
     def available(cls) -> tuple[bool, str]:

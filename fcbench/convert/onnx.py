@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from fcbench.convert.base import Exporter, ExportResult
+from fcbench.convert.base import Exporter, ExportResult, option_bool
 from fcbench.errors import FcbenchError
 
 DEFAULT_OPSET = 18
@@ -33,18 +33,8 @@ EXPORTERS = ("auto", "dynamo", "legacy")
 OPTIONS = ("opset", "exporter", "simplify", "dynamic_batch")
 
 
-def _bool(name: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
-        return value.lower() in ("true", "1", "yes")
-    raise FcbenchError(f"onnx export: option '{name}' must be true or false, got {value!r}")
-
-
 def parse_options(options: dict[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(options) - set(OPTIONS))
-    if unknown:
-        raise FcbenchError(f"onnx export: unknown option(s) {', '.join(unknown)}; options: {', '.join(OPTIONS)}")
+    OnnxExporter().check_options(options)
     try:
         opset = int(options.get("opset", DEFAULT_OPSET))
     except (TypeError, ValueError):
@@ -54,8 +44,9 @@ def parse_options(options: dict[str, Any]) -> dict[str, Any]:
     exporter = str(options.get("exporter", "auto"))
     if exporter not in EXPORTERS:
         raise FcbenchError(f"onnx export: exporter must be one of {', '.join(EXPORTERS)}, got '{exporter}'")
-    return {"opset": opset, "exporter": exporter, "simplify": _bool("simplify", options.get("simplify", True)),
-            "dynamic_batch": _bool("dynamic_batch", options.get("dynamic_batch", False))}
+    return {"opset": opset, "exporter": exporter,
+            "simplify": option_bool("onnx export", "simplify", options.get("simplify", True)),
+            "dynamic_batch": option_bool("onnx export", "dynamic_batch", options.get("dynamic_batch", False))}
 
 
 @contextlib.contextmanager
@@ -137,6 +128,7 @@ class OnnxExporter(Exporter):
     module = "onnx"
     install_hint = "pip install 'fcbench[onnx]'"
     default_backend = "onnxruntime"
+    options = OPTIONS
 
     def export(self, model: torch.nn.Module, example: torch.Tensor, out: Path, options: dict[str, Any]) -> ExportResult:
         opts = parse_options(options)

@@ -23,18 +23,10 @@ from typing import Any
 
 import torch
 
-from fcbench.convert.base import Exporter, ExportResult
+from fcbench.convert.base import Exporter, ExportResult, option_bool
 from fcbench.errors import FcbenchError
 
 OPTIONS = ("compress_to_fp16", "source", "dynamic_batch", "opset")
-
-
-def _bool(name: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
-        return value.lower() in ("true", "1", "yes")
-    raise FcbenchError(f"openvino export: option '{name}' must be true or false, got {value!r}")
 
 
 def _one_line(exc: BaseException) -> str:
@@ -48,14 +40,12 @@ class OpenVinoExporter(Exporter):
     module = "openvino"
     install_hint = "pip install 'fcbench[openvino]'"
     default_backend = "openvino"
+    options = OPTIONS
 
     def export(self, model: torch.nn.Module, example: torch.Tensor, out: Path, options: dict[str, Any]) -> ExportResult:
-        unknown = sorted(set(options) - set(OPTIONS))
-        if unknown:
-            raise FcbenchError(f"openvino export: unknown option(s) {', '.join(unknown)}; "
-                               f"options: {', '.join(OPTIONS)}")
-        compress = _bool("compress_to_fp16", options.get("compress_to_fp16", False))
-        dynamic_batch = _bool("dynamic_batch", options.get("dynamic_batch", False))
+        self.check_options(options)
+        compress = option_bool("openvino export", "compress_to_fp16", options.get("compress_to_fp16", False))
+        dynamic_batch = option_bool("openvino export", "dynamic_batch", options.get("dynamic_batch", False))
         source = str(options.get("source", "torch"))
         if source not in ("torch", "onnx"):
             raise FcbenchError(f"openvino export: source must be 'torch' or 'onnx', got '{source}'")

@@ -100,13 +100,11 @@ class PteExporter(Exporter):
     suffix = ".pte"
     module = "executorch"
     install_hint = "pip install 'fcbench[executorch]'"
+    options = PTE_OPTIONS
     default_backend = "executorch"
 
     def export(self, model: torch.nn.Module, example: torch.Tensor, out: Path, options: dict[str, Any]) -> ExportResult:
-        for key in options:
-            if key not in PTE_OPTIONS:
-                raise FcbenchError(f"pte: unknown option '{key}'{suggest(key, PTE_OPTIONS)}; "
-                                   f"options: {', '.join(PTE_OPTIONS)}")
+        self.check_options(options)
         delegate = options.get("delegate", "xnnpack")
         if delegate not in DELEGATES:
             raise FcbenchError(f"pte: option delegate must be one of {', '.join(DELEGATES)}, got '{delegate}'"

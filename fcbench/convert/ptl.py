@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from fcbench.convert.base import Exporter, ExportResult
-from fcbench.errors import FcbenchError, first_line, suggest
+from fcbench.convert.base import Exporter, ExportResult, option_bool
+from fcbench.errors import FcbenchError, first_line
 
 PTL_OPTIONS = ("method", "freeze")
 METHODS = ("trace", "script")
@@ -38,17 +38,15 @@ class PtlExporter(Exporter):
     suffix = ".ptl"
     module = "torch"
     install_hint = "pip install torch"
+    options = PTL_OPTIONS
     default_backend = "pytorch-mobile"
 
     def export(self, model: torch.nn.Module, example: torch.Tensor, out: Path, options: dict[str, Any]) -> ExportResult:
-        for key in options:
-            if key not in PTL_OPTIONS:
-                raise FcbenchError(f"ptl: unknown option '{key}'{suggest(key, PTL_OPTIONS)}; "
-                                   f"options: {', '.join(PTL_OPTIONS)}")
+        self.check_options(options)
         method = options.get("method", "trace")
         if method not in METHODS:
             raise FcbenchError(f"ptl: option method must be one of {', '.join(METHODS)}, got '{method}'")
-        freeze = bool(options.get("freeze", True))
+        freeze = option_bool("ptl export", "freeze", options.get("freeze", True))
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         model = model.eval()

@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 
-from fcbench.convert.base import Exporter, ExportResult
+from fcbench.convert.base import Exporter, ExportResult, option_bool
 from fcbench.errors import FcbenchError, first_line, suggest
 
 TFLITE_OPTIONS = ("nhwc", "strict_export")
@@ -74,12 +74,6 @@ def _conversion_error(what: str, exc: BaseException) -> FcbenchError:
     if op:
         return FcbenchError(f"{what}: conversion failed, unsupported op {op}", exit_code=1)
     return FcbenchError(f"{what}: conversion failed: {type(exc).__name__}: {first_line(exc)[:300]}", exit_code=1)
-
-
-def check_options(fmt: str, options: dict[str, Any], known: tuple[str, ...]) -> None:
-    for key in options:
-        if key not in known:
-            raise FcbenchError(f"{fmt}: unknown option '{key}'{suggest(key, known)}; options: {', '.join(known)}")
 
 
 @contextlib.contextmanager
@@ -136,10 +130,11 @@ class TfliteExporter(Exporter):
     module = "litert_torch"
     install_hint = "pip install 'fcbench[tflite]'"
     default_backend = "tflite"
+    options = TFLITE_OPTIONS
 
     def export(self, model: torch.nn.Module, example: torch.Tensor, out: Path, options: dict[str, Any]) -> ExportResult:
-        check_options(self.format, options, TFLITE_OPTIONS)
-        nhwc = bool(options.get("nhwc", False))
+        self.check_options(options)
+        nhwc = option_bool("tflite export", "nhwc", options.get("nhwc", False))
         strict = options.get("strict_export", False)
         if strict not in (True, False, "auto"):
             raise FcbenchError(f"tflite: option strict_export must be true, false or auto, got {strict!r}")
