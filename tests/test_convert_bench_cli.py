@@ -283,6 +283,28 @@ def test_precision_is_what_the_runtime_ran(converted, cli, tmp_path):
     assert r.code == 2 and "--precision" in r.err
 
 
+def test_onnxruntime_precision_tells_quantized_from_float_kernels(converted, cli, tmp_path):
+    """ORT reports no precision itself; the cell reads it from the nodes ORT says it assigned."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    _, out = converted
+    onnx = Path(next(o["file"] for o in out["r18"][1] if o["format"] == "onnx"))
+    quantized = tmp_path / "q.onnx"
+    quantize_dynamic(onnx, quantized, weight_type=QuantType.QInt8)  # Conv -> ConvInteger (u8 x i8)
+    shutil.copy(str(onnx) + ".manifest.json", str(quantized) + ".manifest.json")
+    r = cli("bench", onnx, quantized, "--backend", "onnxruntime:cpu", *FAST, "--format", "json",
+            "--store", tmp_path / "s.sqlite")
+    assert r.code == 0, r.err
+    cells = {Path(c["artifact"]).name: c for c in json.loads(r.out)}
+    assert cells[onnx.name]["precision"] == "f32"
+    assert cells["q.onnx"]["precision"] == "u8", cells["q.onnx"]  # every conv/matmul runs 8-bit
+    assert cells[onnx.name]["peak_share"] > 0 and cells["q.onnx"]["peak_share"] is None  # no integer peak
+    r = cli("inspect", quantized, "--backend", "onnxruntime:cpu", "--format", "json")
+    assert r.code == 0, r.err
+    ops = {(n["op_type"], n["precision"]) for n in json.loads(r.out)["per_node"]}
+    assert ("ConvInteger", "u8") in ops and ("Conv", "f32") not in ops
+
+
 def test_pipeline_times_each_stage_for_a_folder_of_jpegs(converted, cli, tmp_path):
     import numpy as np
     from PIL import Image

@@ -18,7 +18,11 @@ For openvino on a CPU device it also goes to the provider as
 Placement: ONNX Runtime 1.22+ records which provider each node was assigned to when the
 session config ``session.record_ep_graph_assignment_info`` is "1"; ``placement()`` reports
 that (one row per node as partitioned; fusions the CPU provider makes afterwards are not
-shown). Precision is left empty: ONNX Runtime does not report it per node.
+shown). ONNX Runtime has no per-node precision report; its kernels compute in the element type
+the model declares for their inputs (a float Conv runs a float kernel, a QLinearConv or
+ConvInteger an 8-bit one), so each assigned node's precision is the element type of its first
+input in the model file it loaded (the activation: ``u8`` for dynamically quantized nodes, whose
+weights are ``i8``). A node the file does not name (made by an optimizer) is left empty.
 """
 
 from __future__ import annotations
@@ -69,6 +73,33 @@ def _unsupported_op(text: str) -> str | None:
     return None
 
 
+_ELEM = {1: "f32", 2: "u8", 3: "i8", 5: "i16", 6: "i32", 7: "i64", 10: "f16", 11: "f64", 16: "bf16",
+         17: "f8", 18: "f8", 19: "f8", 20: "f8", 21: "u4", 22: "i4"}  # onnx.TensorProto.DataType
+
+
+def node_precisions(path: str | Path) -> dict[str, str]:
+    """Node name -> element type of its first input, from the ONNX file (weights not loaded)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+
+    def types(m) -> dict[str, int]:
+        g = m.graph
+        out = {t.name: t.data_type for t in g.initializer}
+        out.update({v.name: v.type.tensor_type.elem_type for v in (*g.input, *g.value_info, *g.output)
+                    if v.type.HasField("tensor_type")})
+        return out
+
+    known = types(model)
+    firsts = [n.input[0] for n in model.graph.node if n.input and n.input[0]]
+    if any(name not in known for name in firsts):  # exporters differ in how much value_info they keep
+        try:
+            known = types(onnx.shape_inference.infer_shapes(model))
+        except Exception:  # inference is best effort; nodes it cannot type stay unreported
+            pass
+    return {n.name: _ELEM.get(known.get(n.input[0], 0), "") for n in model.graph.node if n.input and n.input[0]}
+
+
 def _shape_str(shape: list[Any] | tuple[Any, ...]) -> str:
     return "[" + ", ".join(str(d) if isinstance(d, int) else (str(d) if d else "?") for d in shape) + "]"
 
@@ -83,9 +114,10 @@ def check_input(backend: str, x: np.ndarray, expected: list[Any] | tuple[Any, ..
 
 
 class _OrtSession(Session):
-    def __init__(self, sess, provider: str) -> None:
+    def __init__(self, sess, provider: str, path: Path) -> None:
         self.sess = sess
         self.provider = provider
+        self.path = path
         inp = sess.get_inputs()[0]
         self.input_name = inp.name
         self.input_shape = list(inp.shape)
@@ -109,11 +141,16 @@ class _OrtSession(Session):
             subgraphs = get()
         except Exception:  # recording not enabled or not supported by this build
             return []
+        try:
+            precision = node_precisions(self.path)
+        except Exception:  # the file is what ORT loaded, so this is unexpected; placement still stands
+            precision = {}
         out = []
         for sg in subgraphs:
             for node in sg.get_nodes():
                 op = f"{node.domain}:{node.op_type}" if node.domain not in ("", "ai.onnx") else node.op_type
-                out.append(NodePlacement(node=node.name, op_type=op, placement=sg.ep_name, precision=""))
+                out.append(NodePlacement(node=node.name, op_type=op, placement=sg.ep_name,
+                                         precision=precision.get(node.name, "")))
         return out
 
     def close(self) -> None:
@@ -229,4 +266,4 @@ class OnnxRuntimeBackend(Backend):
                                f"{', '.join(sess.get_providers())}); check its options and install", exit_code=1)
         if hasattr(sess, "disable_fallback"):
             sess.disable_fallback()  # a failing provider must fail, not silently rerun on CPU
-        return _OrtSession(sess, provider)
+        return _OrtSession(sess, provider, artifact)

@@ -16,6 +16,7 @@ from fcbench.backends.base import NodePlacement
 UNKNOWN = "not reported"
 # the ops that carry the arithmetic; layout reorders and reshapes often stay f32 around a bf16 conv
 _COMPUTE = re.compile(r"conv|matmul|gemm|fully.?connected|innerproduct|linear|dense", re.IGNORECASE)
+_CONVERSION = re.compile(r"quantize", re.IGNORECASE)  # (De)QuantizeLinear convert, they do not compute
 
 
 def _shares(counts: Counter, total: int) -> str:
@@ -34,7 +35,8 @@ def placement_summary(rows: list[NodePlacement]) -> str:
 def precision_summary(rows: list[NodePlacement]) -> str:
     """Precision of the compute ops (convolutions, matmuls, fully-connected) where the runtime
     lists any, else of every node that reports one."""
-    known = [r.precision for r in rows if r.precision and _COMPUTE.search(r.op_type)]
+    known = [r.precision for r in rows
+             if r.precision and _COMPUTE.search(r.op_type) and not _CONVERSION.search(r.op_type)]
     known = known or [r.precision for r in rows if r.precision]
     if not known:
         return UNKNOWN

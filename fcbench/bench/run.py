@@ -180,7 +180,12 @@ def run_cell(path: Path, manifest: Manifest, spec: BackendSpec, cfg: BenchConfig
     if manifest.flops:
         cell.gflops_per_s = manifest.flops * cfg.batch / (cell.stats.p50_ms / 1e3) / 1e9
         prec = "bf16" if precisions == {"bf16"} or "bf16" in precisions else "f32"
-        peak = _peak_gflops(threads, prec, at_least=cell.gflops_per_s)
+        compute = cell.extra["precision"].split()[0]  # the compute ops' (main) precision, or "not"
+        peak = None
+        if compute[:1] in ("i", "u"):  # 8-bit (or narrower) integer kernels: a float peak does not apply
+            cell.extra["peak_share_note"] = f"compute ran {compute}; no integer peak is measured"
+        else:
+            peak = _peak_gflops(threads, prec, at_least=cell.gflops_per_s)
         if peak:
             cell.peak_share = cell.gflops_per_s / peak
             cell.extra["peak_gflops"] = peak
