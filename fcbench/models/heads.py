@@ -49,6 +49,12 @@ class _CosineHead(nn.Module):
         cos = F.linear(F.normalize(embeddings.float()), F.normalize(self.weight.float()))
         return cos.clamp(-1.0, 1.0)
 
+    def _margin(self, margin: float | Tensor | None, cos: Tensor) -> Tensor:
+        """The margin as a tensor like ``cos``: this head's ``m``, or the caller's (one per sample
+        broadcasts over the classes, e.g. AdaFace/MagFace-style adaptive margins)."""
+        m = torch.as_tensor(self.m if margin is None else margin, dtype=cos.dtype, device=cos.device)
+        return m.view(-1, 1) if m.dim() > 0 else m
+
     @staticmethod
     def _target(labels: Tensor, num_classes: int) -> tuple[Tensor, Tensor]:
         labels = labels.long().view(-1)
@@ -74,9 +80,7 @@ class ArcFaceHead(_CosineHead):
         if labels is None:
             return cos * self.s
         onehot, _ = self._target(labels, cos.shape[1])
-        m = self.m if margin is None else margin
-        m = torch.as_tensor(m, dtype=cos.dtype, device=cos.device)
-        m = m.view(-1, 1) if m.dim() > 0 else m  # per-sample margins broadcast over classes
+        m = self._margin(margin, cos)
         target = (cos * onehot).sum(dim=1, keepdim=True)
         sin = (1.0 - target * target).clamp(min=1e-12).sqrt()  # eps keeps the gradient finite at |cos| = 1
         with_margin = target * torch.cos(m) - sin * torch.sin(m)
@@ -101,9 +105,7 @@ class CosFaceHead(_CosineHead):
         if labels is None:
             return cos * self.s
         onehot, _ = self._target(labels, cos.shape[1])
-        m = torch.as_tensor(self.m if margin is None else margin, dtype=cos.dtype, device=cos.device)
-        m = m.view(-1, 1) if m.dim() > 0 else m
-        return torch.where(onehot, cos - m, cos) * self.s
+        return torch.where(onehot, cos - self._margin(margin, cos), cos) * self.s
 
 
 _CLASSES: dict[str, type[nn.Module]] = {"arcface": ArcFaceHead, "cosface": CosFaceHead, "softmax": SoftmaxHead}
