@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -144,12 +143,6 @@ class ExecutorchBackend(Backend):
     module = "executorch"
     install_hint = "pip install 'fcbench[executorch]'"
     runtime_modules = ("torch", "executorch.extension.pybindings.portable_lib", "executorch.runtime")
-
-    def versions(self) -> dict[str, str]:
-        try:
-            return {"executorch": metadata.version("executorch")}
-        except metadata.PackageNotFoundError:
-            return {}
 
     def requested_placement(self, variant: str) -> str:
         return {"xnnpack": "XNNPACK", "portable": "CPU"}.get(variant, variant)

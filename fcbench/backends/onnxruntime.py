@@ -192,11 +192,6 @@ class OnnxRuntimeBackend(Backend):
         return False, (f"onnxruntime {ort.__version__} here has no {provider} (available: "
                        f"{', '.join(builtin + plugin)}); needs {INSTALL.get(variant, 'a build with it')}")
 
-    def versions(self) -> dict[str, str]:
-        import onnxruntime as ort
-
-        return {"onnxruntime": ort.__version__}
-
     def load(self, artifact: Path, manifest: Manifest, variant: str, threads: int | None,
              options: dict[str, Any]) -> Session:
         options = dict(options or {})

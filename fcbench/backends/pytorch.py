@@ -39,11 +39,6 @@ class PytorchBackend(Backend):
     install_hint = "pip install torch==2.13.0"
     runtime_modules = ("torch", "fcbench.train.checkpoint")
 
-    def versions(self) -> dict[str, str]:
-        import torch
-
-        return {"torch": torch.__version__}
-
     def load(self, artifact: Path, manifest: Manifest, variant: str, threads: int | None,
              options: dict[str, Any]) -> Session:
         path = self.check_request(artifact, variant, threads, options)

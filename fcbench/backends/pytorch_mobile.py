@@ -120,11 +120,6 @@ class PytorchMobileBackend(Backend):
     install_hint = "pip install torch"
     runtime_modules = ("torch", "torch.jit.mobile")
 
-    def versions(self) -> dict[str, str]:
-        import torch
-
-        return {"torch": torch.__version__}
-
     def load(self, artifact: Path, manifest: Manifest, variant: str, threads: int | None,
              options: dict[str, Any]) -> Session:
         path = self.check_request(artifact, variant, threads, options)

@@ -15,7 +15,6 @@ ai-edge-litert 2.3 runs single-threaded.
 
 from __future__ import annotations
 
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -194,12 +193,6 @@ class TfliteBackend(Backend):
         if variant in _DEVICE_ONLY:
             return False, _DEVICE_ONLY[variant]
         return True, ""
-
-    def versions(self) -> dict[str, str]:
-        try:
-            return {"ai-edge-litert": metadata.version("ai-edge-litert")}
-        except metadata.PackageNotFoundError:
-            return {}
 
     def load(self, artifact: Path, manifest: Manifest, variant: str, threads: int | None,
              options: dict[str, Any]) -> Session:
