@@ -27,7 +27,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -66,13 +65,6 @@ def parse(p: argparse.ArgumentParser) -> argparse.Namespace:
     elif args.quiet_wait is None:
         args.quiet_wait = 60.0
     return args
-
-
-def version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return ""
 
 
 def cpu_model() -> str:
@@ -114,9 +106,11 @@ class Run:
     """Header and footer: what ran, where, and how loaded the machine was meanwhile."""
 
     def __init__(self, args: argparse.Namespace) -> None:
+        from fcbench.results.context import package_version
+
         self.args = args
         print("$ " + shlex.join([sys.executable, *sys.argv]) + f"    # cwd {os.getcwd()}")
-        print("versions: " + ", ".join(f"{d} {v}" for d in DISTS if (v := version(d)))
+        print("versions: " + ", ".join(f"{d} {v}" for d in DISTS if (v := package_version(d)))
               + f", python {platform.python_version()}")
         print(f"machine: {cpu_model()}, {os.cpu_count()} cores; threads {args.threads}, seconds {args.seconds}, "
               f"runs {args.runs}, warmup {args.warmup}, reps {args.reps}, quiet-wait {args.quiet_wait:g} s, "

@@ -15,7 +15,6 @@ import re
 import tempfile
 import warnings
 from collections import Counter
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ import torch
 
 from fcbench.convert.base import Exporter, ExportResult
 from fcbench.errors import FcbenchError, first_line, suggest
+from fcbench.results.context import package_version
 
 PTE_OPTIONS = ("delegate",)
 DELEGATES = ("xnnpack", "none")
@@ -83,13 +83,6 @@ def delegation_info(edge_graph: torch.fx.GraphModule) -> dict[str, Any]:
     }
 
 
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
 class PteExporter(Exporter):
     """PyTorch -> ``.pte``.
 
@@ -145,6 +138,7 @@ class PteExporter(Exporter):
                 os.unlink(tmp)
         return ExportResult(
             file=out, input_layout="NCHW",
-            options={"delegate": delegate, "executorch": _version("executorch"), "torch": torch.__version__},
+            options={"delegate": delegate, "executorch": package_version("executorch") or "unknown",
+                     "torch": torch.__version__},
             extra={"pte_delegate": delegate, "backend_variant": VARIANT_OF[delegate], **info},
         )

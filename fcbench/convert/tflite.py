@@ -30,7 +30,6 @@ import re
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ import torch
 
 from fcbench.convert.base import Exporter, ExportResult, option_bool
 from fcbench.errors import FcbenchError, first_line, suggest
+from fcbench.results.context import package_version
 
 TFLITE_OPTIONS = ("nhwc", "strict_export")
 OPTIMIZE_MODES = ("latency", "size", "default", "none")
@@ -87,13 +87,6 @@ def _env(name: str, value: str) -> Iterator[None]:
             os.environ.pop(name, None)
         else:
             os.environ[name] = old
-
-
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def tflite_op_counts(path: Path) -> dict[str, int]:
@@ -166,7 +159,7 @@ class TfliteExporter(Exporter):
         return ExportResult(
             file=out, input_layout="NHWC" if nhwc else "NCHW",
             options={"nhwc": nhwc, "strict_export": strict, "converter": "litert-torch",
-                     "litert_torch": _version("litert-torch")},
+                     "litert_torch": package_version("litert-torch") or "unknown"},
             extra=extra,
         )
 
