@@ -19,7 +19,7 @@ import numpy as np
 
 from fcbench.artifact import Manifest
 from fcbench.bench.timing import percentile
-from fcbench.errors import FcbenchError
+from fcbench.errors import FcbenchError, first_line
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 STAGES = ("read", "decode", "preprocess", "infer", "postprocess")
@@ -62,29 +62,48 @@ class PipelineResult:
                 "end_to_end": stats(self.end_to_end_ms)}
 
 
-def time_pipeline(run: Callable[[np.ndarray], np.ndarray], manifest: Manifest, files: list[Path], *,
-                  min_runs: int, min_seconds: float, warmup: int = 1,
-                  on_unreadable: Callable[[Path, str], None] | None = None) -> PipelineResult:
-    """Time every stage per image, cycling through ``files`` until both minimums are met."""
+@dataclass
+class Images:
+    """The ``--images`` folder, checked once per bench run: every cell times the same ``good`` ones."""
+
+    files: list[Path]
+    good: list[Path]
+    unreadable: list[str]  # "name: why", one per file that does not decode
+
+
+def read_images(folder: str | Path, on_unreadable: Callable[[Path, str], None] | None = None) -> Images:
+    """List the folder's images and find the unreadable ones up front, saying which."""
     from PIL import Image, UnidentifiedImageError
 
-    pre = manifest.preprocessing
-    layout = manifest.inputs[0].layout if manifest.inputs else pre.layout
-    kind = manifest.output_kind
-    result = PipelineResult(images=len(files), queries=0, stages_ms={s: [] for s in STAGES})
+    files = list_images(folder)
     good: list[Path] = []
-    for f in files:  # find the unreadable ones once, up front, and say which
+    unreadable: list[str] = []
+    for f in files:
         try:
             with Image.open(f) as im:
                 im.verify()
             good.append(f)
         except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-            why = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-            result.unreadable.append(f"{f.name}: {why}")
+            why = first_line(exc)[:120]
+            unreadable.append(f"{f.name}: {why}")
             if on_unreadable:
                 on_unreadable(f, why)
+    return Images(files=files, good=good, unreadable=unreadable)
+
+
+def time_pipeline(run: Callable[[np.ndarray], np.ndarray], manifest: Manifest, images: Images, *,
+                  min_runs: int, min_seconds: float, warmup: int = 1) -> PipelineResult:
+    """Time every stage per image, cycling through the readable images until both minimums are met."""
+    from PIL import Image
+
+    pre = manifest.preprocessing
+    layout = manifest.inputs[0].layout if manifest.inputs else pre.layout
+    kind = manifest.output_kind
+    result = PipelineResult(images=len(images.files), queries=0, stages_ms={s: [] for s in STAGES},
+                            unreadable=list(images.unreadable))
+    good = images.good
     if not good:
-        raise FcbenchError(f"--pipeline: none of the {len(files)} images could be decoded")
+        raise FcbenchError(f"--pipeline: none of the {len(images.files)} images could be decoded")
 
     def one(path: Path, record: bool) -> None:
         t0 = time.perf_counter()

@@ -19,6 +19,7 @@ import numpy as np
 from fcbench.artifact import Manifest, read_manifest
 from fcbench.backends import BackendSpec, expand, get_backend
 from fcbench.bench.peak import machine_peak
+from fcbench.bench.pipeline import Images, read_images, time_pipeline
 from fcbench.bench.placement import placement_summary, precision_summary
 from fcbench.bench.timing import PeakMemory, Stats, time_queries
 from fcbench.errors import FcbenchError
@@ -44,7 +45,7 @@ class BenchConfig:
     max_seconds: float | None = None
     batch: int = 1
     store: str | None = None
-    _image_files: list[Path] = field(default_factory=list, repr=False)
+    _images: Images | None = field(default=None, repr=False)  # --images, read once by bench()
     infer_manifest: bool = False  # artifacts without a manifest: infer one and say what was assumed
     preprocessing: str | None = None  # preset for inferred manifests: face | imagenet | cifar
     input_shape: list[int] | None = None  # for inferred manifests of formats that do not store it
@@ -141,6 +142,7 @@ def run_cell(path: Path, manifest: Manifest, spec: BackendSpec, cfg: BenchConfig
         options.update(backend.precision_options(cfg.precision))
     x = prepared_input(manifest, cfg.batch)
     cell.size_mb = artifact_size_mb(path, manifest)
+    piped = None
     try:
         with PeakMemory() as mem:
             import_ms = backend.import_runtime()  # paid once per process, not part of loading a model
@@ -151,11 +153,8 @@ def run_cell(path: Path, manifest: Manifest, spec: BackendSpec, cfg: BenchConfig
                                   min_seconds=cfg.min_seconds, max_seconds=cfg.max_seconds)
             placement = session.placement()
             if cfg.pipeline:
-                from fcbench.bench.pipeline import time_pipeline
-
-                piped = time_pipeline(session.run, manifest, cfg._image_files, min_runs=cfg.runs,
+                piped = time_pipeline(session.run, manifest, cfg._images, min_runs=cfg.runs,
                                       min_seconds=cfg.min_seconds, warmup=min(cfg.warmup, 3))
-                cell.extra["pipeline"] = piped.summary()
             session.close()
     except FcbenchError as exc:
         cell.status, cell.reason = "failed", str(exc)
@@ -165,12 +164,13 @@ def run_cell(path: Path, manifest: Manifest, spec: BackendSpec, cfg: BenchConfig
     cell.first_run_ms = timing.first_run_ms
     cell.peak_mem_mb = mem.peak_mb
     precisions = {p.precision for p in placement if p.precision}
-    cell.extra = {**({"pipeline": cell.extra["pipeline"]} if "pipeline" in cell.extra else {}),
-                  "samples_ms": [round(s, 4) for s in timing.samples_ms], "mem_delta_mb": mem.delta_mb,
+    cell.extra = {"samples_ms": [round(s, 4) for s in timing.samples_ms], "mem_delta_mb": mem.delta_mb,
                   "import_ms": round(import_ms, 3),
                   "versions": backend.versions(), "precisions": sorted(precisions),
                   "placement_nodes": len(placement), "placement": placement_summary(placement),
                   "precision": precision_summary(placement)}
+    if piped is not None:
+        cell.extra["pipeline"] = piped.summary()
     if cfg.precision:
         cell.extra["precision_requested"] = cfg.precision
     if "manifest_inferred" in manifest.extra:
@@ -179,7 +179,7 @@ def run_cell(path: Path, manifest: Manifest, spec: BackendSpec, cfg: BenchConfig
         _check_placement(cell, placement, backend.requested_placement(spec.variant), cfg.require_placement)
     if manifest.flops:
         cell.gflops_per_s = manifest.flops * cfg.batch / (cell.stats.p50_ms / 1e3) / 1e9
-        prec = "bf16" if precisions == {"bf16"} or "bf16" in precisions else "f32"
+        prec = "bf16" if "bf16" in precisions else "f32"
         compute = cell.extra["precision"].split()[0]  # the compute ops' (main) precision, or "not"
         peak = None
         if compute[:1] in ("i", "u"):  # 8-bit (or narrower) integer kernels: a float peak does not apply
@@ -233,19 +233,6 @@ def _check_placement(cell: Cell, rows: list, requested: str, required: float) ->
                        f"{100 * required:.0f} %; first that fell back: {named}")
 
 
-def _report_unreadable(files: list[Path], on_unreadable: Callable[[Path, str], None] | None) -> None:
-    """Name each image that will not decode, once, before any cell runs (the cells skip them)."""
-    from PIL import Image, UnidentifiedImageError
-
-    for f in files:
-        try:
-            with Image.open(f) as im:
-                im.verify()
-        except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-            if on_unreadable:
-                on_unreadable(f, str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__)
-
-
 def bench(cfg: BenchConfig, ctx: RunContext | None = None, on_cell: Callable[[Cell], None] | None = None,
           on_assumed: Callable[[Path, list[str]], None] | None = None,
           on_unreadable: Callable[[Path, str], None] | None = None) -> list[Cell]:
@@ -253,10 +240,7 @@ def bench(cfg: BenchConfig, ctx: RunContext | None = None, on_cell: Callable[[Ce
     cfg.validate()
     ctx = ctx or RunContext()
     if cfg.pipeline:
-        from fcbench.bench.pipeline import list_images
-
-        cfg._image_files = list_images(cfg.images)
-        _report_unreadable(cfg._image_files, on_unreadable)
+        cfg._images = read_images(cfg.images, on_unreadable)
     threads = cfg.threads or os.cpu_count() or 1
     specs = expand(cfg.backends)
     loaded = [load_artifact(a, cfg, on_assumed) for a in cfg.artifacts]
