@@ -17,7 +17,7 @@ from pathlib import Path
 
 from fcbench.artifact import Manifest, Step, TensorSpec, sha256_file
 from fcbench.data.preprocess import CIFAR, FACE, IMAGENET, Preprocessing
-from fcbench.errors import FcbenchError, suggest
+from fcbench.errors import FcbenchError, first_line, suggest
 
 SUFFIX_FORMAT = {".onnx": "onnx", ".tflite": "tflite", ".xml": "openvino", ".ptl": "ptl", ".pte": "pte"}
 PRESETS: dict[str, Preprocessing] = {"face": FACE, "imagenet": IMAGENET, "cifar": CIFAR}
@@ -61,7 +61,7 @@ def _tflite_input(path: Path) -> tuple[list[int], str]:
     try:
         d = Interpreter(model_path=str(path)).get_input_details()[0]
     except (ValueError, RuntimeError) as exc:
-        raise FcbenchError(f"{path}: not a loadable TFLite model ({str(exc).splitlines()[0][:200]})") from exc
+        raise FcbenchError(f"{path}: not a loadable TFLite model ({first_line(exc)[:200]})") from exc
     return [int(s) for s in d["shape_signature"]], d["dtype"].__name__
 
 
@@ -71,7 +71,7 @@ def _openvino_input(path: Path) -> tuple[list[int], str]:
     try:
         model = ov.Core().read_model(str(path))
     except RuntimeError as exc:
-        raise FcbenchError(f"{path}: not a readable OpenVINO IR ({str(exc).splitlines()[0][:200]})") from exc
+        raise FcbenchError(f"{path}: not a readable OpenVINO IR ({first_line(exc)[:200]})") from exc
     inp = model.inputs[0]
     shape = [d.get_length() if d.is_static else -1 for d in inp.get_partial_shape()]
     return shape, inp.get_element_type().to_dtype().name

@@ -91,13 +91,13 @@ def node_precisions(path: str | Path) -> dict[str, str]:
         return out
 
     known = types(model)
-    firsts = [n.input[0] for n in model.graph.node if n.input and n.input[0]]
-    if any(name not in known for name in firsts):  # exporters differ in how much value_info they keep
+    first_input = {n.name: n.input[0] for n in model.graph.node if n.input and n.input[0]}
+    if any(t not in known for t in first_input.values()):  # exporters differ in how much value_info they keep
         try:
             known = types(onnx.shape_inference.infer_shapes(model))
         except Exception:  # inference is best effort; nodes it cannot type stay unreported
             pass
-    return {n.name: _ELEM.get(known.get(n.input[0], 0), "") for n in model.graph.node if n.input and n.input[0]}
+    return {node: _ELEM.get(known.get(t, 0), "") for node, t in first_input.items()}
 
 
 def _shape_str(shape: list[Any] | tuple[Any, ...]) -> str:

@@ -9,7 +9,7 @@ import numpy as np
 
 from fcbench.artifact import Manifest
 from fcbench.backends.base import Backend, Session
-from fcbench.errors import FcbenchError
+from fcbench.errors import FcbenchError, first_line
 
 
 class _TorchSession(Session):
@@ -26,7 +26,7 @@ class _TorchSession(Session):
             try:
                 return self.model(self._torch.from_numpy(x)).float().numpy()
             except RuntimeError as exc:
-                raise FcbenchError(f"pytorch: run failed on input {list(x.shape)}: {str(exc).splitlines()[0]}",
+                raise FcbenchError(f"pytorch: run failed on input {list(x.shape)}: {first_line(exc)}",
                                    exit_code=1) from exc
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from fcbench.errors import FcbenchError
+from fcbench.errors import FcbenchError, first_line
 
 
 @dataclass
@@ -163,7 +163,7 @@ def preflight(model: torch.nn.Module, example: torch.Tensor, formats: list[str])
             ep = torch.export.export(model.eval(), (example,))
     except Exception as exc:
         raise FcbenchError(f"--check: torch.export cannot capture the model, so no format that goes through it "
-                           f"can convert it: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}",
+                           f"can convert it: {type(exc).__name__}: {first_line(exc)[:300]}",
                            exit_code=1) from exc
     out = []
     for fmt in formats:

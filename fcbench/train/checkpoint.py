@@ -17,7 +17,7 @@ import torch
 
 from fcbench.artifact import Manifest, Step, TensorSpec, read_manifest, sha256_file, write_manifest
 from fcbench.data.preprocess import Preprocessing
-from fcbench.errors import FcbenchError
+from fcbench.errors import FcbenchError, first_line
 
 CHECKPOINT_FORMAT = "fcbench-ckpt"
 CHECKPOINT_VERSION = 1
@@ -123,7 +123,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a non-checkpoint file
         raise FcbenchError(
-            f"{path} is not a PyTorch checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
+            f"{path} is not a PyTorch checkpoint ({type(exc).__name__}: {first_line(exc)[:120]})"
         ) from exc
     if not isinstance(payload, dict) or "fcbench_checkpoint" not in payload:
         hint = ""
