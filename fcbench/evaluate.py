@@ -209,10 +209,7 @@ def _float_parent(path: Path, manifest: Manifest) -> tuple[Path | None, str]:
 
 
 def evaluate(cfg: EvalConfig, ctx: RunContext | None = None) -> EvalReport:
-    from fcbench.data import gallery_probe_split, open_dataset
-    from fcbench.metrics.classification import classification_metrics
-    from fcbench.metrics.identification import identification_metrics
-    from fcbench.metrics.verification import verification_metrics
+    from fcbench.data import open_dataset
 
     if cfg.protocol not in PROTOCOLS:
         raise FcbenchError(f"eval: protocol must be one of {', '.join(PROTOCOLS)}, got '{cfg.protocol}'")
@@ -223,33 +220,11 @@ def evaluate(cfg: EvalConfig, ctx: RunContext | None = None) -> EvalReport:
         return _evaluate_artifact(cfg, ctx)
     model, manifest = load_for_eval(cfg)
     dataset = open_dataset(cfg.data, preprocessing=model.preprocessing, **cfg.data_options)
-    is_pairs = hasattr(dataset, "issame")
-    protocol = cfg.protocol
-    if protocol == "auto":
-        protocol = "verification" if is_pairs else (
-            "classification" if model.fcbench_task == "classification" else "identification")
-    if protocol == "verification" and not is_pairs:
-        raise FcbenchError(
-            f"eval: verification needs a pair set (e.g. an insightface .bin); '{dataset.source}' has none")
-    if protocol != "verification" and is_pairs:
-        raise FcbenchError(f"eval: {protocol} needs labelled images; '{dataset.source}' is a verification pair set")
-    if protocol == "classification" and model.fcbench_task != "classification":
-        raise FcbenchError(f"eval: model '{model.fcbench_name}' outputs embeddings; use --protocol identification")
-
+    protocol = _pick_protocol(cfg, dataset, model.fcbench_task, model.fcbench_name)
     report = EvalReport(checkpoint=str(cfg.checkpoint), model=model.fcbench_name, dataset=str(dataset.source),
                         protocol=protocol, metrics=[],
                         lineage=manifest.lineage_summary() if manifest else "")
-    if protocol == "verification":
-        emb, _ = _forward_all(model, dataset, cfg.batch_size, cfg.workers)
-        result = verification_metrics(emb[0::2], emb[1::2], np.asarray(dataset.issame), nfolds=cfg.nfolds)
-    elif protocol == "classification":
-        logits, labels = _forward_all(model, dataset, cfg.batch_size, cfg.workers)
-        result = classification_metrics(logits, labels)
-    else:
-        gallery_idx, probe_idx = gallery_probe_split(dataset)
-        g, gl = _forward_all(model, Subset(dataset, gallery_idx), cfg.batch_size, cfg.workers)
-        p, pl = _forward_all(model, Subset(dataset, probe_idx), cfg.batch_size, cfg.workers)
-        result = identification_metrics(g, gl, p, pl)
+    result = _metrics(model, dataset, protocol, cfg)
     report.details = result
     h, w = model.preprocessing.size
     with Store(cfg.store or DEFAULT_STORE) as store:
