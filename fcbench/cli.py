@@ -600,10 +600,9 @@ def inspect(
                                    lambda p, a: err.log(f"{p.name}: no manifest; assumed " + "; ".join(a)))
     (spec,) = expand([backend])
     plugin = get_backend(spec.plugin)
-    for ok, reason in (plugin.available(), plugin.variant_available(spec.variant),
-                       plugin.accepts(path, manifest, spec.variant)):
-        if not ok:
-            raise FcbenchError(f"inspect: {spec.label} cannot run {path.name}: {reason}")
+    ok, reason = plugin.can_run(path, manifest, spec.variant)
+    if not ok:
+        raise FcbenchError(f"inspect: {spec.label} cannot run {path.name}: {reason}")
     if manifest.format not in plugin.formats:
         raise FcbenchError(f"inspect: {spec.plugin} does not load {manifest.format} (it loads "
                            f"{', '.join(plugin.formats)})")

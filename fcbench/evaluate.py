@@ -104,10 +104,9 @@ class _RuntimeModel:
         if manifest.format not in plugin.formats:
             raise NotApplicable(f"eval: {spec.plugin} does not load {manifest.format} "
                                f"(it loads {', '.join(plugin.formats)}); pick another --backend")
-        for ok, reason in (plugin.available(), plugin.variant_available(spec.variant),
-                           plugin.accepts(path, manifest, spec.variant)):
-            if not ok:
-                raise NotApplicable(f"eval: {spec.label} cannot run {path.name}: {reason}")
+        ok, reason = plugin.can_run(path, manifest, spec.variant)
+        if not ok:
+            raise NotApplicable(f"eval: {spec.label} cannot run {path.name}: {reason}")
         self.label = spec.label
         self.plugin, self.variant = spec.plugin, spec.variant
         self.manifest = manifest

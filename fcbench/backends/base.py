@@ -118,6 +118,16 @@ class Backend:
         for XNNPACK is not a portable-kernels program); a matrix skips, not fails, a cell that does not."""
         return True, ""
 
+    def can_run(self, artifact: Path, manifest: Manifest, variant: str) -> tuple[bool, str]:
+        """Runtime installed, variant available on this host, and applicable to this artifact
+        (``available``, ``variant_available``, ``accepts``, in that order): (ok, the first reason not)."""
+        ok, reason = self.available()
+        if ok:
+            ok, reason = self.variant_available(variant)
+        if ok:
+            ok, reason = self.accepts(artifact, manifest, variant)
+        return ok, reason
+
     def precisions(self, variant: str) -> tuple[str, ...]:
         """Inference precisions this variant can be asked for (``bench --precision``)."""
         return ("f32",)

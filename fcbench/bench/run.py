@@ -125,11 +125,7 @@ def run_cell(path: Path, manifest: Manifest, spec: BackendSpec, cfg: BenchConfig
     if manifest.format not in backend.formats:
         cell.reason = f"{spec.plugin} does not load {manifest.format} (it loads {', '.join(backend.formats)})"
         return cell
-    ok, reason = backend.available()
-    if ok:
-        ok, reason = backend.variant_available(spec.variant)
-    if ok:
-        ok, reason = backend.accepts(path, manifest, spec.variant)
+    ok, reason = backend.can_run(path, manifest, spec.variant)
     if not ok:
         cell.reason = reason
         return cell
