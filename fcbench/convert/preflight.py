@@ -130,7 +130,7 @@ def _check_tflite(ep: torch.export.ExportedProgram) -> list[Blocker]:
 
 
 def _check_pte(ep: torch.export.ExportedProgram) -> list[Blocker]:
-    ep = ep.run_decompositions()
+    """``ep`` after the core-ATen decompositions."""
 
     def refused(node: torch.fx.Node) -> bool:
         t = node.target
@@ -144,8 +144,7 @@ def _check_pte(ep: torch.export.ExportedProgram) -> list[Blocker]:
 def _check_openvino(ep: torch.export.ExportedProgram) -> list[Blocker]:
     from openvino.frontend.pytorch.torchdynamo.op_support import OperatorSupport
 
-    support = OperatorSupport({})
-    ep = ep.run_decompositions()
+    support = OperatorSupport({})  # ``ep`` after the core-ATen decompositions
     modules = dict(ep.graph_module.named_modules())
     return _collect(ep.graph, lambda n: isinstance(n.target, torch._ops.OpOverload)
                     and not support.is_node_supported(modules, n))
@@ -154,6 +153,8 @@ def _check_openvino(ep: torch.export.ExportedProgram) -> list[Blocker]:
 CHECKS: dict[str, Callable[[torch.export.ExportedProgram], list[Blocker]]] = {
     "onnx": _check_onnx, "tflite": _check_tflite, "pte": _check_pte, "openvino": _check_openvino,
 }
+# these take the program after the core-ATen decompositions, run once for all of them
+_ON_CORE_ATEN = {"pte", "openvino"}
 
 
 def preflight(model: torch.nn.Module, example: torch.Tensor, formats: list[str]) -> list[FormatCheck]:
@@ -166,6 +167,7 @@ def preflight(model: torch.nn.Module, example: torch.Tensor, formats: list[str])
                            f"can convert it: {type(exc).__name__}: {first_line(exc)[:300]}",
                            exit_code=1) from exc
     out = []
+    core_aten: torch.export.ExportedProgram | None = None
     for fmt in formats:
         check = CHECKS.get(fmt)
         if check is None:
@@ -174,7 +176,11 @@ def preflight(model: torch.nn.Module, example: torch.Tensor, formats: list[str])
             continue
         try:
             with contextlib.redirect_stdout(io.StringIO()):  # torch.onnx prints its progress to stdout
-                blockers = check(ep)
+                if fmt in _ON_CORE_ATEN:
+                    core_aten = core_aten or ep.run_decompositions()
+                    blockers = check(core_aten)
+                else:
+                    blockers = check(ep)
         except ImportError as exc:
             out.append(FormatCheck(fmt, "unchecked", note=f"converter not installed ({exc.name or exc})"))
             continue
