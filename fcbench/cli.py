@@ -26,9 +26,9 @@ StoreOpt = typer.Option(None, "--store", help="Results store (SQLite file). Defa
 
 
 def _out():
-    from rich.console import Console
+    from fcbench.ui import stdout_console
 
-    return Console(soft_wrap=True)
+    return stdout_console()
 
 
 def _err():

@@ -81,3 +81,26 @@ def test_table_shows_constant_columns_once_and_pivots_quality():
     pivot = pivot_quality(rows)
     assert [(p["lineage"], p["accuracy"]) for p in pivot] == [("init", 0.6), ("train", 0.9)]
     assert all("best_threshold" not in p for p in pivot)
+
+
+def test_piped_table_is_printed_whole(tmp_path):
+    """Piped into a CI log or a file with no $COLUMNS, a wide table is not cut to 80 columns."""
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "s.sqlite"
+    with Store(path) as s:
+        ctx = RunContext()
+        for i, backend in enumerate(("onnxruntime", "openvino", "tflite"), start=1):
+            s.add(ctx.row("speed", model="r18", backend=backend, variant="cpu",
+                          artifact=f"runs/quickstart/model{i}.onnx",
+                          mean_ms=12.3456 * i, std_ms=0.4567 * i, min_ms=11.234 * i, p50_ms=12.3456 * i,
+                          p90_ms=13.4567 * i, p99_ms=14.5678 * i, init_ms=123.45 * i, first_run_ms=23.456 * i,
+                          peak_mem_mb=345.6 * i, model_size_mb=96.2 * i, gflops_per_s=400.1 / i, peak_share=0.98 / i))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    p = subprocess.run([sys.executable, "-m", "fcbench.cli", "results", "--store", str(path)],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "…" not in p.stdout, p.stdout
+    assert "runs/quickstart/model3.onnx" in p.stdout and "init_ms" in p.stdout, p.stdout
