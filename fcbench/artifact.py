@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -110,6 +111,35 @@ def read_manifest(file: str | Path) -> Manifest:
         return Manifest.from_dict(json.loads(path.read_text()))
     except (ValueError, TypeError, KeyError) as exc:
         raise FcbenchError(f"{path}: not a valid fcbench manifest ({exc}); re-create the artifact") from exc
+
+
+def owned_files(paths: Sequence[str | Path]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Split a list of files, often a shell glob such as ``run/model.*``, into the artifacts and the
+    files that only belong to one of them: a listed artifact's manifest and its companion files
+    (``extra.companion_files``; OpenVINO's ``.bin`` beside its ``.xml`` even without a manifest).
+    Returns (artifacts, [(file, what it is)]); a file whose owner is not listed stays an artifact."""
+    owner: dict[Path, str] = {}
+    for p in paths:
+        path = Path(p)
+        if path.name.endswith(MANIFEST_SUFFIX):
+            continue
+        owner[manifest_path(path).resolve()] = f"the manifest of {path.name}"
+        companions = {path.with_suffix(".bin").name} if path.suffix == ".xml" else set()
+        try:
+            companions |= set(json.loads(manifest_path(path).read_text()).get("extra", {}).get("companion_files", []))
+        except (OSError, ValueError, AttributeError):
+            pass  # no manifest, or a broken one: loading the artifact says so
+        for name in companions:
+            owner[(path.parent / name).resolve()] = f"a companion file of {path.name} (read with it)"
+    keep: list[str] = []
+    dropped: list[tuple[str, str]] = []
+    for p in paths:
+        what = owner.get(Path(p).resolve())
+        if what:
+            dropped.append((str(p), what))
+        else:
+            keep.append(str(p))
+    return keep, dropped
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -74,6 +74,19 @@ def _parse_shape(text: str | None) -> list[int] | None:
     return shape
 
 
+def _artifacts_only(paths: list[str]) -> list[str]:
+    """The artifacts of a file list such as ``run/model.*``, leaving out (and saying so) the manifests and
+    companion files (OpenVINO's .bin) of listed artifacts."""
+    from fcbench.artifact import owned_files
+
+    keep, dropped = owned_files(paths)
+    if dropped:
+        names = ", ".join(Path(p).name for p, _ in dropped)
+        _err().log(f"left out {len(dropped)} file(s) that belong to listed artifacts (manifests, companion "
+                   f"files): {names}")
+    return keep
+
+
 def _check_format(fmt: str, allowed: tuple[str, ...]) -> None:
     if fmt not in allowed:
         raise FcbenchError(f"--format must be one of {', '.join(allowed)}, got '{fmt}'")
@@ -241,6 +254,7 @@ def eval_(
     _check_format(fmt, ("table", "json", "csv", "markdown"))
     if max_drop is not None and max_drop < 0:
         raise FcbenchError(f"--max-drop must be >= 0 percentage points, got {max_drop}")
+    checkpoints = _artifacts_only(list(checkpoints))
     for c in checkpoints:
         if max_drop is not None and not is_artifact(c):
             raise FcbenchError(f"--max-drop compares a converted artifact with its float parent; {c} is a "
@@ -548,7 +562,8 @@ def bench(
     from fcbench.bench.table import cells_table
 
     _check_format(fmt, ("table", "json", "csv", "markdown"))
-    cfg = BenchConfig(artifacts=list(artifacts), backends=[b.strip() for b in backend.split(",") if b.strip()],
+    cfg = BenchConfig(artifacts=_artifacts_only(list(artifacts)),
+                      backends=[b.strip() for b in backend.split(",") if b.strip()],
                       threads=threads, warmup=warmup, runs=runs, min_seconds=min_seconds, max_seconds=max_seconds,
                       batch=batch, store=store, infer_manifest=infer_manifest, preprocessing=preprocessing,
                       input_shape=_parse_shape(input_shape), require_placement=require_placement,

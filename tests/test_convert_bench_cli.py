@@ -99,6 +99,24 @@ def test_bench_all_backends(converted, cli, name):
     assert all(r["extra"]["import_ms"] >= 0 and r["init_ms"] > 0 for r in rows if r["extra"]["status"] == "ok")
 
 
+def test_a_glob_of_a_run_folder_benches_and_evaluates_the_artifacts_only(converted, cli, tmp_path):
+    """`fcbench bench run/model.*` also matches the manifests and OpenVINO's .bin: they are left out, said once."""
+    root, out = converted
+    ckpt, outcomes = out["r18"]
+    files = sorted(str(p) for p in ckpt.parent.glob("model.*"))
+    assert any(f.endswith(".bin") for f in files) and any(f.endswith(".manifest.json") for f in files)
+    r = cli("bench", *files, "--backend", "all", *FAST, "--format", "json", "--store", tmp_path / "b.sqlite")
+    assert r.code == 0, r.err
+    benched = {Path(c["artifact"]).name for c in json.loads(r.out)}
+    assert benched == {Path(f).name for f in files if not f.endswith((".bin", ".manifest.json"))}, benched
+    assert "left out" in r.err and "model.bin" in r.err
+    xml = next(o["file"] for o in outcomes if o["format"] == "openvino")
+    r = cli("eval", xml, xml[:-4] + ".bin", xml + ".manifest.json", "--backend", "openvino-f32", *PAIRS,
+            "--store", tmp_path / "e.sqlite")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["backend"].startswith("openvino") and "model.bin" in r.err
+
+
 def test_bench_profiles_and_table(converted, cli):
     root, out = converted
     onnx = next(o["file"] for o in out["r18"][1] if o["format"] == "onnx")
