@@ -241,6 +241,8 @@ def eval_(
     max_drop: float | None = typer.Option(None, "--max-drop",
                                           help="Fail (exit 1) when the headline metric (accuracy, top-1, rank-1) "
                                                "is more than this many percentage points below the float parent's"),
+    roc: str | None = typer.Option(None, "--roc", help="Verification: write the whole ROC (far,tar,threshold) "
+                                                       "to this CSV file"),
     fmt: str = typer.Option("table", "--format", help="table, json, csv or markdown"),
 ) -> None:
     """Measure quality on a dataset, in PyTorch or through runtimes; rows go to the results store.
@@ -263,20 +265,33 @@ def eval_(
     base = EvalConfig(model=model, model_options=parse_kv(model_opt, "-o"), data=data,
                       data_options=parse_kv(data_opt, "--data-opt"), protocol=protocol, batch_size=batch_size,
                       nfolds=nfolds, workers=workers, threads=threads, store=store, infer_manifest=infer_manifest)
+    if roc is not None and (len(checkpoints) != 1 or len(backends) != 1):
+        raise FcbenchError("--roc writes one curve: give one artifact and one backend")
+    if roc is not None and protocol not in ("auto", "verification"):
+        raise FcbenchError(f"--roc needs the verification protocol (pairs); --protocol is {protocol}")
     if len(checkpoints) == 1 and len(backends) == 1:
-        _eval_one(base, checkpoints[0], backends[0], max_drop, fmt)
+        _eval_one(base, checkpoints[0], backends[0], max_drop, fmt, roc)
     else:
         _eval_matrix(base, checkpoints, backends, max_drop, fmt)
 
 
-def _eval_one(base, checkpoint: str, backend: str | None, max_drop: float | None, fmt: str) -> None:
+def _eval_one(base, checkpoint: str, backend: str | None, max_drop: float | None, fmt: str,
+              roc: str | None = None) -> None:
     from dataclasses import replace
 
     from fcbench.evaluate import evaluate
+    from fcbench.metrics.verification import write_roc_csv
 
+    if roc is not None and not Path(roc).parent.exists():
+        raise FcbenchError(f"--roc: folder {Path(roc).parent} does not exist")
     report = evaluate(replace(base, checkpoint=checkpoint, backend=backend))
     for note in report.notes:
         _err().log(f"{Path(report.checkpoint).name}: {note}")
+    if roc is not None:
+        if report.protocol != "verification":
+            raise FcbenchError(f"--roc needs a verification set (pairs); {base.data} was evaluated as "
+                               f"{report.protocol} (its rows are stored)")
+        _err().log(f"ROC ({len(report.details.fpr)} points) written to {write_roc_csv(report.details, roc)}")
     _print_report(report, fmt)
     if max_drop is not None:
         failed, verdict = _drop_verdict(report, max_drop)

@@ -164,3 +164,26 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert len(rows) == 2 and all(r["extra"]["world_size"] == 2 for r in rows)
     # 64 samples / (2 ranks x batch 8) = 4 steps per epoch
     assert rows[-1]["extra"]["step"] == 8
+
+
+def test_eval_writes_the_whole_roc(cli, tmp_path):
+    """--roc: every ROC point as CSV, from accepting nothing to accepting everything; its area is the AUC."""
+    import csv
+
+    final = train(tiny_cfg(tmp_path, epochs=1))
+    roc = tmp_path / "roc.csv"
+    r = cli("eval", final, "--data", "synthetic:pairs", "--data-opt", "num_pairs=100", "--nfolds", "5",
+            "--roc", roc, "--store", tmp_path / "s.sqlite", "--format", "json")
+    assert r.code == 0, r.err
+    pts = [(float(x["far"]), float(x["tar"]), float(x["threshold"])) for x in csv.DictReader(roc.open())]
+    assert len(pts) > 10 and pts[0][:2] == (0.0, 0.0) and pts[-1][:2] == (1.0, 1.0)
+    assert all(a[0] <= b[0] and a[1] <= b[1] and a[2] > b[2] for a, b in zip(pts, pts[1:], strict=False))
+    area = sum((b[0] - a[0]) * (a[1] + b[1]) / 2 for a, b in zip(pts, pts[1:], strict=False))
+    assert abs(area - json.loads(r.out)["metrics"]["auc"]) < 1e-6
+    for args, needle in [(["--roc", tmp_path / "nope" / "roc.csv"], "does not exist"),
+                         (["--roc", roc, "--protocol", "identification"], "verification"),
+                         (["--data", "synthetic:faces", "--data-opt", "num_classes=8", "--roc", roc], "pairs")]:
+        r = cli("eval", final, *args, "--store", tmp_path / "s.sqlite")
+        assert r.code == 2 and needle in r.err, (args, r.err)
+    r = cli("eval", final, final, "--roc", roc, "--store", tmp_path / "s.sqlite")
+    assert r.code == 2 and "one curve" in r.err

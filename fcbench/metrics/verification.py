@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -69,6 +70,19 @@ class VerificationResult:
             rows.append((f"tar@far={far_label(far)}", self.tar_at_far[far]))
             rows.append((f"threshold@far={far_label(far)}", self.threshold_at_far[far]))
         return [(name, float(value)) for name, value in rows]
+
+
+def write_roc_csv(result: VerificationResult, path: str | Path) -> Path:
+    """The whole ROC as CSV, one row per distinct cosine threshold, strictest first:
+    ``far,tar,threshold`` (FAR/TAR as in the module docstring; a pair is accepted when its cosine
+    similarity is ``>= threshold``). The first row accepts nothing (0, 0), the last everything."""
+    from fcbench.artifact import atomic_write_text
+
+    path = Path(path)
+    lines = ["far,tar,threshold"] + [f"{float(f)!r},{float(t)!r},{float(h)!r}"  # repr: exact round trip
+                                     for f, t, h in zip(result.fpr, result.tpr, result.thresholds, strict=True)]
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return path
 
 
 # ----------------------------------------------------------------------------------------- inputs
