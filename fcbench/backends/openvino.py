@@ -106,7 +106,7 @@ class _OvSession(Session):
         self.request = compiled.create_infer_request()
         from openvino import Tensor
 
-        self._tensor = Tensor
+        self._make_tensor = Tensor  # imported here: the module must not import openvino
         pshape = compiled.inputs[0].get_partial_shape()
         self.input_shape = [d.get_length() if d.is_static else -1 for d in pshape]
         self.inference_precision = self._read_precision()
@@ -132,7 +132,7 @@ class _OvSession(Session):
                                f"got {_shape_str(list(x.shape))}", exit_code=1)
         try:
             # the caller's array is the input tensor (no copy per query, as benchmark_app's preallocated input)
-            self.request.set_input_tensor(0, self._tensor(np.ascontiguousarray(x), shared_memory=True))
+            self.request.set_input_tensor(0, self._make_tensor(np.ascontiguousarray(x), shared_memory=True))
             self.request.infer()
             return self.request.get_output_tensor(0).data.copy()
         except Exception as exc:
