@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from fcbench.bench.run import Cell
-from fcbench.results.render import render
+from fcbench.results.render import render, short_names
 
 
 def cell_rows(cells: list[Cell]) -> list[dict[str, Any]]:
     rows = []
+    names = short_names([c.artifact for c in cells])
     for c in cells:
         s = c.stats
         rows.append({
-            "artifact": Path(c.artifact).name, "format": c.format, "backend": c.backend, "status": c.status,
+            "artifact": names[str(c.artifact)], "format": c.format, "backend": c.backend, "status": c.status,
             "p50_ms": s.p50_ms if s else None, "p90_ms": s.p90_ms if s else None, "mean_ms": s.mean_ms if s else None,
             "std_ms": s.std_ms if s else None, "runs": s.runs if s else None, "init_ms": c.init_ms,
             "first_run_ms": c.first_run_ms, "peak_mem_mb": c.peak_mem_mb, "size_mb": c.size_mb,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 FORMATS = ("table", "csv", "json", "markdown")
@@ -24,6 +25,22 @@ def _fmt(v: Any) -> str:
     if isinstance(v, dict):
         return json.dumps(v, sort_keys=True)
     return str(v)
+
+
+def short_names(paths: list[str]) -> dict[str, str]:
+    """Each path's shortest trailing part that no other path in the list ends with: ``model.onnx``
+    when the names differ, ``alexnet/model.tflite`` and ``mobilenet_v2/model.tflite`` when only the
+    folders do. Tables name artifacts this way instead of by a bare file name that could be anyone's."""
+    distinct = sorted({str(p) for p in paths})
+    parts = {p: Path(p).parts for p in distinct}
+    out: dict[str, str] = {}
+    for p in distinct:
+        out[p] = p
+        for k in range(1, len(parts[p]) + 1):
+            if sum(parts[q][-k:] == parts[p][-k:] for q in distinct) == 1:
+                out[p] = str(Path(*parts[p][-k:]))
+                break
+    return out
 
 
 def visible_columns(rows: list[dict[str, Any]], all_columns: bool = False) -> list[str]:
