@@ -318,11 +318,13 @@ def _eval_matrix(base, checkpoints: list[str], backends: list[str | None], max_d
     from fcbench.errors import NotApplicable
     from fcbench.evaluate import HEADLINE, evaluate, headline_drop, is_artifact
     from fcbench.results.context import RunContext
+    from fcbench.results.render import short_names
 
     ctx, err, cells, failed = RunContext(), _err(), [], False
+    names = short_names(checkpoints)
     for c in checkpoints:
         for b in backends if is_artifact(c) else [None]:
-            cell = {"artifact": Path(c).name, "backend": b or "default"}
+            cell = {"artifact": names[c], "backend": b or "default"}
             try:
                 report = evaluate(replace(base, checkpoint=c, backend=b), ctx)
             except FcbenchError as exc:
@@ -425,11 +427,22 @@ def run(
         err.print(f"{recipe}: {len(rec.steps)} steps, valid")
         return
     t0 = time.perf_counter()
+    failed: list[str] = []
 
     def on_step(i: int, verb: str, cfg: Any, result: Any) -> None:
         err.log(f"step {i}/{len(rec.steps)} {verb} done ({time.perf_counter() - t0:.0f} s)")
         if verb == "eval":
             _print_report(result, "table")
+        elif verb == "convert":
+            _out().print(_convert_table(result, f"step {i}: convert {cfg.checkpoint}"))
+            failed.extend(f"step {i} convert {o.format}: {o.status}" for o in result
+                          if o.status in ("failed", "parity-failed"))
+        elif verb == "bench":
+            from fcbench.bench.table import cells_table
+
+            _out().print(cells_table(result, "table"))
+            failed.extend(f"step {i} bench {Path(c.artifact).name} on {c.backend}: failed" for c in result
+                          if c.status == "failed")
         elif verb == "results":
             from fcbench.results.store import DEFAULT_STORE, Store
 
@@ -446,6 +459,9 @@ def run(
 
     run_id = run_recipe(rec, on_step)
     err.log(f"recipe {rec.name} finished in {time.perf_counter() - t0:.0f} s; run id {run_id}")
+    if failed:
+        err.log(f"[red]{len(failed)} failed[/red]: " + "; ".join(failed))
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -495,21 +511,25 @@ def convert(
         typer.echo(json.dumps([{"format": o.format, "status": o.status, "file": str(o.file) if o.file else None,
                                 "reason": o.reason, "parity": o.parity} for o in outcomes], indent=2))
     else:
-        from rich.table import Table
-
-        table = Table(title=f"convert {checkpoint}")
-        for col in ("format", "status", "file", "size MB", "max abs diff", "cosine", "reason"):
-            table.add_column(col)
-        for o in outcomes:
-            p = o.parity
-            size = f"{o.manifest.size / 1e6:.2f}" if o.manifest else ""
-            table.add_row(o.format, o.status if o.status == "ok" else f"[red]{o.status}[/red]",
-                          str(o.file or ""), size,
-                          f"{p['max_abs_diff']:.2e}" if "max_abs_diff" in p else "",
-                          f"{p['cosine']:.6f}" if "cosine" in p else "", o.reason)
-        _out().print(table)
+        _out().print(_convert_table(outcomes, f"convert {checkpoint}"))
     if any(o.status in ("failed", "parity-failed") for o in outcomes):
         raise typer.Exit(1)
+
+
+def _convert_table(outcomes, title: str):
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("format", "status", "file", "size MB", "max abs diff", "cosine", "reason"):
+        table.add_column(col)
+    for o in outcomes:
+        p = o.parity
+        size = f"{o.manifest.size / 1e6:.2f}" if o.manifest else ""
+        table.add_row(o.format, o.status if o.status == "ok" else f"[red]{o.status}[/red]",
+                      str(o.file or ""), size,
+                      f"{p['max_abs_diff']:.2e}" if "max_abs_diff" in p else "",
+                      f"{p['cosine']:.6f}" if "cosine" in p else "", o.reason)
+    return table
 
 
 def _convert_check(checkpoint: str, formats: list[str], fmt: str) -> None:

@@ -6,6 +6,8 @@
     steps:
       - train: {model: r18, epochs: 2, out: "${out}"}
       - eval: {checkpoint: "${out}/model.pt", data: synthetic:pairs}
+      - convert: {checkpoint: "${out}/model.pt", to: "onnx,tflite"}
+      - bench: {artifacts: "${out}/model.*", backends: "all", threads: 2}   # patterns expand when run
       - results: {}
 
 The whole file is validated before any step runs: an unknown top-level key, verb or step
@@ -16,12 +18,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from fcbench.bench.run import BenchConfig, normalize_precision
 from fcbench.errors import FcbenchError, suggest
 from fcbench.evaluate import EvalConfig
 from fcbench.train.config import TrainConfig, from_mapping
@@ -38,7 +41,35 @@ class ResultsStep:
     all_runs: bool = False
 
 
-VERBS: dict[str, type] = {"train": TrainConfig, "eval": EvalConfig, "results": ResultsStep}
+@dataclass
+class ConvertStep:
+    """Export a checkpoint to edge formats, as ``fcbench convert`` (each with a manifest and parity)."""
+
+    checkpoint: str = ""
+    to: str | list[str] = "all"
+    out: str | None = None
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)  # {format: {key: value}}
+
+    def validate(self) -> ConvertStep:
+        from fcbench.convert import parse_formats
+
+        if not self.checkpoint:
+            raise FcbenchError("convert: 'checkpoint' is required")
+        formats = parse_formats(self.to)
+        for fmt, opts in (self.options or {}).items():
+            if fmt not in formats or not isinstance(opts, dict):
+                raise FcbenchError(f"convert: options are {{format: {{key: value}}}} for the formats in 'to' "
+                                   f"({', '.join(formats)}); got '{fmt}'")
+        return self
+
+
+VERBS: dict[str, type] = {"train": TrainConfig, "eval": EvalConfig, "convert": ConvertStep, "bench": BenchConfig,
+                          "results": ResultsStep}
+
+
+def _as_list(value: Any) -> Any:
+    """'a,b' -> ['a', 'b'] for list-valued keys written as one string (bench backends, artifacts)."""
+    return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
 
 
 @dataclass
@@ -50,7 +81,13 @@ class Recipe:
 
 
 def _substitute(value: Any, variables: dict[str, Any], where: str) -> Any:
+    """``${name}`` in strings becomes the variable's text; a value that is only ``${name}`` takes the
+    variable itself, keeping its type (``width: ${width}`` stays a number, ``layers: ${layers}`` a list)."""
     if isinstance(value, str):
+        whole = re.fullmatch(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", value)
+        if whole and whole.group(1) in variables:
+            return variables[whole.group(1)]
+
         def repl(m: re.Match) -> str:
             key = m.group(1)
             if key not in variables:
@@ -106,10 +143,13 @@ def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Re
         if not isinstance(opts, dict):
             raise FcbenchError(f"{where}: options must be a mapping")
         cls = VERBS[verb]
-        names = {f.name for f in fields(cls)}
+        names = {f.name for f in fields(cls) if not f.name.startswith("_")}
         merged = {k: v for k, v in defaults.items() if k in names}
         merged.update(opts)
         merged = _substitute(merged, variables, where)
+        if cls is BenchConfig:
+            merged.update({k: _as_list(merged[k]) for k in ("artifacts", "backends") if k in merged})
+            merged["precision"] = normalize_precision(merged.get("precision"))
         cfg = from_mapping(cls, merged, where)
         if hasattr(cfg, "validate"):
             try:
@@ -118,6 +158,22 @@ def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Re
                 raise FcbenchError(f"{where}: {exc}") from exc
         recipe.steps.append((verb, cfg))
     return recipe
+
+
+def _expand(patterns: list[str], where: str) -> list[str]:
+    """Artifacts named in a recipe, where ``*``/``?`` patterns (``${out}/model.*``) expand when the step runs;
+    the manifests and companion files of the artifacts found are left out, as on the command line."""
+    import glob
+
+    from fcbench.artifact import owned_files
+
+    files: list[str] = []
+    for pattern in patterns:
+        matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+        if not matches:
+            raise FcbenchError(f"{where}: '{pattern}' matches no file; did an earlier step write it?")
+        files += matches
+    return owned_files(files)[0]
 
 
 def run_recipe(recipe: Recipe, on_step: Callable[[int, str, Any, Any], None] | None = None) -> str:
@@ -132,6 +188,15 @@ def run_recipe(recipe: Recipe, on_step: Callable[[int, str, Any, Any], None] | N
             result: Any = train(cfg, ctx)
         elif verb == "eval":
             result = evaluate(cfg, ctx)
+        elif verb == "convert":
+            from fcbench.convert import convert, parse_formats
+
+            result = convert(cfg.checkpoint, parse_formats(cfg.to), cfg.out, cfg.options)
+        elif verb == "bench":
+            from fcbench.bench.run import bench
+
+            files = _expand(cfg.artifacts, f"{recipe.path}: step {i} (bench)")
+            result = bench(replace(cfg, artifacts=files), ctx)
         else:
             result = None
         if on_step:

@@ -56,6 +56,16 @@ def test_defaults_vars_and_overrides(tmp_path):
         load_recipe(p, {"ou": "b"})
 
 
+def test_a_value_that_is_only_a_variable_keeps_its_type(tmp_path):
+    p = write(tmp_path, "vars: {width: 0.25, layers: [1, 1, 1, 1], out: runs}\n"
+                        "steps:\n  - train: {model_options: {width: '${width}', layers: '${layers}'},\n"
+                        "             out: '${out}/w${width}'}\n")
+    (_, cfg), = load_recipe(p).steps
+    assert cfg.model_options == {"width": 0.25, "layers": [1, 1, 1, 1]} and cfg.out == "runs/w0.25"
+    (_, cfg), = load_recipe(p, {"width": 0.5}).steps
+    assert cfg.model_options["width"] == 0.5 and cfg.out == "runs/w0.5"
+
+
 def test_recipe_runs_train_eval_results(cli, in_tmp):
     p = write(in_tmp, """
 name: mini
@@ -82,6 +92,61 @@ steps:
     assert {r["kind"] for r in rows} == {"train", "quality"} and all(r["recipe"] == "mini" for r in rows)
 
 
+def test_recipe_converts_and_benches(cli, in_tmp):
+    """train -> convert -> bench over a pattern -> results: one run id on every row, tables printed."""
+    p = write(in_tmp, """
+name: chain
+vars: {out: runs/chain}
+defaults: {store: s.sqlite, threads: 2}
+steps:
+  - train:
+      model: r18
+      model_options: {width: 0.125, layers: [1, 1, 1, 1], input_size: [32, 32], embedding_size: 16}
+      data: synthetic:faces
+      data_options: {num_classes: 4, samples_per_class: 8}
+      epochs: 1
+      batch_size: 8
+      out: ${out}
+  - convert: {checkpoint: '${out}/model.pt', to: 'onnx,openvino', options: {onnx: {opset: 18}}}
+  - bench: {artifacts: '${out}/model.*', backends: 'onnxruntime:cpu,openvino-f32', warmup: 1, runs: 3,
+            min_seconds: 0}
+  - results: {format: csv}
+""")
+    r = cli("run", p)
+    assert r.code == 0, r.err
+    assert "convert runs/chain/model.pt" in r.out and "openvino-f32" in r.out
+    run_id = re.search(r"run id (\S+)", r.err).group(1)
+    with Store(in_tmp / "s.sqlite") as s:
+        speed = s.query(run_id=run_id, kind="speed")
+    # model.pt, .onnx and .xml matched the pattern (their manifests and model.bin are left out); each pair
+    # that loads: onnxruntime on .onnx, openvino on .onnx and .xml
+    assert sorted((r["format"], r["backend"]) for r in speed) == [("onnx", "onnxruntime"), ("onnx", "openvino"),
+                                                                  ("openvino", "openvino")], speed
+    assert all(r["recipe"] == "chain" and r["threads"] == 2 and r["p50_ms"] > 0 for r in speed)
+
+
+@pytest.mark.parametrize(
+    "step, needle",
+    [
+        ("  - bench: {artifacts: x.onnx, backend: all}\n", "unknown key 'backend' (did you mean 'backends'?)"),
+        ("  - bench: {artifacts: x.onnx, require_placement: 2}\n", "--require-placement must be a fraction"),
+        ("  - convert: {checkpoint: m.pt, to: 'onnx,tflit'}\n", "tflit"),
+        ("  - convert: {checkpoint: m.pt, to: onnx, options: {tflite: {nhwc: true}}}\n", "formats in 'to'"),
+        ("  - convert: {to: onnx}\n", "'checkpoint' is required"),
+    ],
+)
+def test_convert_and_bench_steps_are_validated_up_front(cli, tmp_path, step, needle):
+    p = write(tmp_path, "steps:\n" + step)
+    r = cli("run", p)
+    assert r.code == 2 and needle in r.err and str(p) in r.err and len(r.err.strip().splitlines()) == 1, r.err
+
+
+def test_a_bench_pattern_that_matches_nothing_is_one_error(cli, tmp_path):
+    p = write(tmp_path, "steps:\n  - bench: {artifacts: 'nowhere/model.*', backends: all}\n")
+    r = cli("run", p)
+    assert r.code == 2 and "'nowhere/model.*' matches no file" in r.err, r.err
+
+
 @pytest.mark.slow
 def test_quickstart_learns(cli, in_tmp):
     """The README's main job: trained verification accuracy clearly beats the untrained weights."""
@@ -92,3 +157,21 @@ def test_quickstart_learns(cli, in_tmp):
     init_acc, trained_acc = acc
     assert trained_acc > init_acc + 0.1, (init_acc, trained_acc)
     assert trained_acc > 0.85
+
+
+@pytest.mark.slow
+def test_android_latency_recipe_at_toy_scale(cli, in_tmp):
+    """Seed 4 end to end on built-in data: four classifiers learn, convert to TFLite, and are timed on
+    TFLite's CPU kernels and XNNPACK, with load time stored apart from inference."""
+    r = cli("run", REPO / "recipes" / "android-latency.yaml", "--set", "out=runs/a")
+    assert r.code == 0, r.err
+    run_id = re.search(r"run id (\S+)", r.err).group(1)
+    with Store(in_tmp / "results" / "fcbench.sqlite") as s:
+        top1 = {row["model"]: row["value"] for row in s.query(run_id=run_id, kind="quality", metric="top1")}
+        speed = s.query(run_id=run_id, kind="speed")
+    assert set(top1) == {"alexnet", "alexnet_separable", "mobilenet_v1", "mobilenet_v2"}
+    assert all(v > 0.85 for v in top1.values()), top1  # chance is 0.5
+    assert sorted((row["model"], row["variant"]) for row in speed) == sorted(
+        (m, v) for m in top1 for v in ("cpu", "xnnpack"))
+    assert all(row["format"] == "tflite" and row["init_ms"] > 0 and row["p50_ms"] > 0 for row in speed)
+    assert "alexnet_separable/model.tflite" in r.out  # the table tells the four model.tflite files apart

@@ -58,7 +58,7 @@ class TrainConfig:
 
 def from_mapping(cls: type, mapping: dict[str, Any], where: str) -> Any:
     """Build an options dataclass from a mapping; unknown keys are one clear error."""
-    names = [f.name for f in fields(cls)]
+    names = [f.name for f in fields(cls) if not f.name.startswith("_")]  # private fields are not options
     for key in mapping:
         if key not in names:
             raise FcbenchError(f"{where}: unknown key '{key}'{suggest(key, names)}; valid keys: {', '.join(names)}")
