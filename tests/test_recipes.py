@@ -10,6 +10,22 @@ from fcbench.recipes import load_recipe
 from fcbench.results import Store
 
 QUICKSTART = REPO / "recipes" / "quickstart.yaml"
+TINY_TRAIN = """  - train:
+      model: r18
+      model_options: {width: 0.125, layers: [1, 1, 1, 1], input_size: [32, 32], embedding_size: 16}
+      data: synthetic:faces
+      data_options: {num_classes: 4, samples_per_class: 8}
+      epochs: 1
+      batch_size: 8
+      out: ${out}
+"""
+
+
+def run_ok(cli, *args):
+    """`fcbench run ARGS` that must succeed: its result and the run id it printed."""
+    r = cli("run", *args)
+    assert r.code == 0, r.err
+    return r, re.search(r"run id (\S+)", r.err).group(1)
 
 
 def write(tmp_path, text: str):
@@ -72,21 +88,12 @@ name: mini
 vars: {out: runs/mini}
 defaults: {store: s.sqlite}
 steps:
-  - train:
-      model: r18
-      model_options: {width: 0.125, layers: [1, 1, 1, 1], input_size: [32, 32], embedding_size: 16}
-      data: synthetic:faces
-      data_options: {num_classes: 4, samples_per_class: 8}
-      epochs: 1
-      batch_size: 8
-      out: ${out}
+""" + TINY_TRAIN + """\
   - eval: {checkpoint: '${out}/model.pt', data: synthetic:pairs, data_options: {num_pairs: 40}, nfolds: 2}
   - results: {format: csv}
 """)
-    r = cli("run", p)
-    assert r.code == 0, r.err
+    r, run_id = run_ok(cli, p)
     assert "accuracy" in r.out and "run_id" in r.out
-    run_id = re.search(r"run id (\S+)", r.err).group(1)
     with Store(in_tmp / "s.sqlite") as s:
         rows = s.query(run_id=run_id)
     assert {r["kind"] for r in rows} == {"train", "quality"} and all(r["recipe"] == "mini" for r in rows)
@@ -99,23 +106,14 @@ name: chain
 vars: {out: runs/chain}
 defaults: {store: s.sqlite, threads: 2}
 steps:
-  - train:
-      model: r18
-      model_options: {width: 0.125, layers: [1, 1, 1, 1], input_size: [32, 32], embedding_size: 16}
-      data: synthetic:faces
-      data_options: {num_classes: 4, samples_per_class: 8}
-      epochs: 1
-      batch_size: 8
-      out: ${out}
+""" + TINY_TRAIN + """\
   - convert: {checkpoint: '${out}/model.pt', to: 'onnx,openvino', options: {onnx: {opset: 18}}}
   - bench: {artifacts: '${out}/model.*', backends: 'onnxruntime:cpu,openvino-f32', warmup: 1, runs: 3,
             min_seconds: 0}
   - results: {format: csv}
 """)
-    r = cli("run", p)
-    assert r.code == 0, r.err
+    r, run_id = run_ok(cli, p)
     assert "convert runs/chain/model.pt" in r.out and "openvino-f32" in r.out
-    run_id = re.search(r"run id (\S+)", r.err).group(1)
     with Store(in_tmp / "s.sqlite") as s:
         speed = s.query(run_id=run_id, kind="speed")
     # model.pt, .onnx and .xml matched the pattern (their manifests and model.bin are left out); each pair
@@ -163,9 +161,7 @@ def test_quickstart_learns(cli, in_tmp):
 def test_android_latency_recipe_at_toy_scale(cli, in_tmp):
     """Seed 4 end to end on built-in data: four classifiers learn, convert to TFLite, and are timed on
     TFLite's CPU kernels and XNNPACK, with load time stored apart from inference."""
-    r = cli("run", REPO / "recipes" / "android-latency.yaml", "--set", "out=runs/a")
-    assert r.code == 0, r.err
-    run_id = re.search(r"run id (\S+)", r.err).group(1)
+    r, run_id = run_ok(cli, REPO / "recipes" / "android-latency.yaml", "--set", "out=runs/a")
     with Store(in_tmp / "results" / "fcbench.sqlite") as s:
         top1 = {row["model"]: row["value"] for row in s.query(run_id=run_id, kind="quality", metric="top1")}
         speed = s.query(run_id=run_id, kind="speed")
