@@ -269,6 +269,8 @@ def eval_(
         raise FcbenchError("--roc writes one curve: give one artifact and one backend")
     if roc is not None and protocol not in ("auto", "verification"):
         raise FcbenchError(f"--roc needs the verification protocol (pairs); --protocol is {protocol}")
+    if roc is not None and not Path(roc).parent.exists():
+        raise FcbenchError(f"--roc: folder {Path(roc).parent} does not exist")
     if len(checkpoints) == 1 and len(backends) == 1:
         _eval_one(base, checkpoints[0], backends[0], max_drop, fmt, roc)
     else:
@@ -282,8 +284,6 @@ def _eval_one(base, checkpoint: str, backend: str | None, max_drop: float | None
     from fcbench.evaluate import evaluate
     from fcbench.metrics.verification import write_roc_csv
 
-    if roc is not None and not Path(roc).parent.exists():
-        raise FcbenchError(f"--roc: folder {Path(roc).parent} does not exist")
     report = evaluate(replace(base, checkpoint=checkpoint, backend=backend))
     for note in report.notes:
         _err().log(f"{Path(report.checkpoint).name}: {note}")
