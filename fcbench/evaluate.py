@@ -17,27 +17,12 @@ from torch.utils.data import DataLoader, Subset
 
 from fcbench.artifact import Manifest
 from fcbench.errors import FcbenchError, NotApplicable
+from fcbench.hooks import Hooks, or_default
+from fcbench.options import EvalConfig
 from fcbench.results.context import RunContext
-from fcbench.results.store import DEFAULT_STORE, Store
+from fcbench.results.store import Row
 
 PROTOCOLS = ("auto", "verification", "classification", "identification")
-
-
-@dataclass
-class EvalConfig:
-    checkpoint: str = ""
-    model: str | None = None  # only for plain state_dict files (e.g. insightface backbone.pth)
-    model_options: dict[str, Any] = field(default_factory=dict)
-    data: Any = "synthetic:pairs"
-    data_options: dict[str, Any] = field(default_factory=dict)
-    protocol: str = "auto"
-    batch_size: int = 64
-    nfolds: int = 10
-    workers: int = 0
-    threads: int | None = None
-    store: str | None = None
-    backend: str | None = None  # a profile or plugin:variant; default: pytorch for .pt, the format's own runtime
-    infer_manifest: bool = False  # for an artifact without a manifest
 
 
 # the runtime an artifact is evaluated with when --backend is not given
@@ -59,6 +44,11 @@ class EvalReport:
     reference: dict[str, float] = field(default_factory=dict)  # PyTorch figures of the float parent
     notes: list[str] = field(default_factory=list)
     trust: dict[str, str] = field(default_factory=dict)  # placement / precision summaries of a runtime eval
+    rows: list[Row] = field(default_factory=list)  # one quality row per metric (and the float parent's, when
+    # this evaluation ran it)
+
+    def to_rows(self) -> list[Row]:
+        return list(self.rows)
 
 
 def load_for_eval(cfg: EvalConfig) -> tuple[torch.nn.Module, Manifest | None]:
@@ -226,16 +216,15 @@ def evaluate(cfg: EvalConfig, ctx: RunContext | None = None) -> EvalReport:
     result = _metrics(model, dataset, protocol, cfg)
     report.details = result
     h, w = model.preprocessing.size
-    with Store(cfg.store or DEFAULT_STORE) as store:
-        for name, value in result.to_rows():
-            report.metrics.append((name, float(value)))
-            store.add(ctx.row(
-                "quality", model=model.fcbench_name, lineage=report.lineage, artifact=str(cfg.checkpoint),
-                artifact_sha256=manifest.sha256 if manifest else "", format="pytorch", backend="pytorch",
-                variant="eager", threads=torch.get_num_threads(), batch=cfg.batch_size,
-                input_shape=f"1x3x{h}x{w}", metric=name, value=float(value), dataset=report.dataset,
-                protocol=protocol,
-            ))
+    for name, value in result.to_rows():
+        report.metrics.append((name, float(value)))
+        report.rows.append(ctx.row(
+            "quality", model=model.fcbench_name, lineage=report.lineage, artifact=str(cfg.checkpoint),
+            artifact_sha256=manifest.sha256 if manifest else "", format="pytorch", backend="pytorch",
+            variant="eager", threads=torch.get_num_threads(), batch=cfg.batch_size,
+            input_shape=f"1x3x{h}x{w}", metric=name, value=float(value), dataset=report.dataset,
+            protocol=protocol,
+        ))
     return report
 
 
@@ -326,23 +315,144 @@ def _evaluate_artifact(cfg: EvalConfig, ctx: RunContext) -> EvalReport:
         if key not in _REFERENCES:  # one PyTorch evaluation of a parent per run, however many cells share it
             ref = evaluate(EvalConfig(checkpoint=str(parent), data=cfg.data, data_options=cfg.data_options,
                                       protocol=protocol, batch_size=cfg.batch_size, nfolds=cfg.nfolds,
-                                      workers=cfg.workers, threads=cfg.threads, store=cfg.store), ctx)
+                                      workers=cfg.workers, threads=cfg.threads), ctx)
             _REFERENCES[key] = dict(ref.metrics)
+            report.rows.extend(ref.rows)  # the parent's figures are stored once, with the cell that needed them
         report.reference = dict(_REFERENCES[key])
     h, w = manifest.preprocessing.size
-    with Store(cfg.store or DEFAULT_STORE) as store:
-        for metric, value in report.metrics:
-            extra: dict[str, Any] = {}
-            if metric in report.reference:
-                extra = {"pytorch_value": report.reference[metric], "delta": value - report.reference[metric]}
-            extra.update(trust)  # where it ran and in which precision, as for a bench cell
-            if runtime.precision:
-                extra["inference_precision"] = runtime.precision
-            store.add(ctx.row(
-                "quality", model=name, lineage=report.lineage, artifact=str(path), artifact_sha256=manifest.sha256,
-                format=manifest.format, backend=runtime.plugin, variant=runtime.variant,
-                threads=cfg.threads or torch.get_num_threads(), batch=runtime.batch or cfg.batch_size,
-                input_shape="x".join(map(str, manifest.inputs[0].shape)), metric=metric, value=value,
-                dataset=report.dataset, protocol=protocol, extra=extra,
-            ))
+    for metric, value in report.metrics:
+        extra: dict[str, Any] = {}
+        if metric in report.reference:
+            extra = {"pytorch_value": report.reference[metric], "delta": value - report.reference[metric]}
+        extra.update(trust)  # where it ran and in which precision, as for a bench cell
+        if runtime.precision:
+            extra["inference_precision"] = runtime.precision
+        report.rows.append(ctx.row(
+            "quality", model=name, lineage=report.lineage, artifact=str(path), artifact_sha256=manifest.sha256,
+            format=manifest.format, backend=runtime.plugin, variant=runtime.variant,
+            threads=cfg.threads or torch.get_num_threads(), batch=runtime.batch or cfg.batch_size,
+            input_shape="x".join(map(str, manifest.inputs[0].shape)), metric=metric, value=value,
+            dataset=report.dataset, protocol=protocol, extra=extra,
+        ))
     return report
+
+
+@dataclass
+class EvalResult:
+    """What ``fcbench eval`` measured: one report per evaluation that ran, and for several artifacts x
+    backends the matrix of the headline metric beside the float parent's (a cell per pair, failed or
+    skipped ones with their reason). ``failures()`` lists what should make a CI job fail (a failed cell,
+    a ``max_drop`` budget exceeded)."""
+
+    reports: list[EvalReport] = field(default_factory=list)
+    cells: list[dict[str, Any]] = field(default_factory=list)
+    matrix: bool = False
+    verdict: str = ""  # the --max-drop verdict of a single evaluation
+    failed: list[str] = field(default_factory=list)
+    roc_file: str | None = None
+
+    def to_rows(self) -> list[Row]:
+        return [row for r in self.reports for row in r.rows]
+
+    def failures(self) -> list[str]:
+        return list(self.failed)
+
+    @property
+    def report(self) -> EvalReport:
+        """The one report of a single evaluation."""
+        if len(self.reports) != 1:
+            raise FcbenchError(f"eval: {len(self.reports)} evaluations ran; read .reports")
+        return self.reports[0]
+
+    @property
+    def metrics(self) -> list[tuple[str, float]]:
+        return self.report.metrics
+
+
+def drop_verdict(report: EvalReport, max_drop: float) -> tuple[bool, str]:
+    """(failed, sentence) for a ``max_drop`` budget in percentage points of the headline metric."""
+    metric, drop = headline_drop(report)
+    if drop is None:
+        raise FcbenchError(f"--max-drop needs the artifact's float parent to compare with: "
+                           f"{'; '.join(report.notes) or 'none found'}")
+    return drop > max_drop, f"{metric} {drop:+.2f} points below the float parent (budget {max_drop:g})"
+
+
+def evaluate_all(cfg: EvalConfig, ctx: RunContext | None = None, hooks: Hooks | None = None) -> EvalResult:
+    """The eval verb: every checkpoint x backend of ``cfg``. One pair gives every metric (and the ROC file
+    when ``cfg.roc``); several give a matrix of the headline metric where a failing cell says why and the
+    rest go on. Each evaluation's rows go to ``hooks.on_rows`` when it finishes."""
+    from dataclasses import replace
+
+    from fcbench.artifact import owned_files
+    from fcbench.render.rows import short_names
+
+    cfg.validate()
+    ctx = ctx or RunContext()
+    hooks = or_default(hooks)
+    checkpoints, dropped = owned_files(list(cfg.checkpoints))
+    if dropped:
+        hooks.log(f"left out {len(dropped)} file(s) that belong to listed artifacts (manifests, companion "
+                  f"files): {', '.join(Path(p).name for p, _ in dropped)}")
+    if cfg.max_drop is not None:
+        for c in checkpoints:
+            if not is_artifact(c):
+                raise FcbenchError(f"--max-drop compares a converted artifact with its float parent; {c} is a "
+                                   "PyTorch checkpoint")
+    backends: list[str | None] = list(cfg.backends) or [None]
+    result = EvalResult()
+    if len(checkpoints) == 1 and len(backends) == 1:
+        report = evaluate(replace(cfg, checkpoint=checkpoints[0], backend=backends[0]), ctx)
+        result.reports.append(report)
+        for note in report.notes:
+            hooks.log(f"{Path(report.checkpoint).name}: {note}")
+        hooks.rows(report.rows)
+        hooks.event("eval", report)
+        if cfg.roc is not None:
+            from fcbench.metrics.verification import write_roc_csv
+
+            if report.protocol != "verification":
+                raise FcbenchError(f"--roc needs a verification set (pairs); {cfg.data} was evaluated as "
+                                   f"{report.protocol} (its rows are stored)")
+            result.roc_file = str(write_roc_csv(report.details, cfg.roc))
+            hooks.log(f"ROC ({len(report.details.fpr)} points) written to {result.roc_file}")
+        if cfg.max_drop is not None:
+            failed, result.verdict = drop_verdict(report, cfg.max_drop)
+            if failed:
+                result.failed.append(f"{Path(report.checkpoint).name}: {result.verdict}")
+        return result
+    result.matrix = True
+    names = short_names(checkpoints)
+    for c in checkpoints:
+        for b in backends if is_artifact(c) else [None]:
+            cell: dict[str, Any] = {"artifact": names[c], "backend": b or "default"}
+            try:
+                report = evaluate(replace(cfg, checkpoint=c, backend=b), ctx)
+            except NotApplicable as exc:
+                cell.update(status="skipped", reason=str(exc))
+            except FcbenchError as exc:
+                cell.update(status="failed", reason=str(exc))
+                result.failed.append(f"{cell['artifact']} on {cell['backend']}: {exc}")
+            else:
+                result.reports.append(report)
+                hooks.rows(report.rows)
+                _fill_cell(cell, report, cfg.max_drop)
+                if cell["status"] == "failed":
+                    result.failed.append(f"{cell['artifact']} on {cell['backend']}: {cell['reason']}")
+            result.cells.append(cell)
+            hooks.event("eval-cell", cell)
+    return result
+
+
+def _fill_cell(cell: dict[str, Any], report: EvalReport, max_drop: float | None) -> None:
+    metric = HEADLINE[report.protocol]
+    cell.update(backend=report.backend, status="ok", metric=metric, value=dict(report.metrics)[metric],
+                pytorch=report.reference.get(metric), **report.trust)
+    _, drop = headline_drop(report)
+    cell["delta"] = None if drop is None else -drop / 100.0
+    if max_drop is None:
+        return
+    if drop is None:
+        cell.update(status="failed", reason="no float parent to compare with: " + "; ".join(report.notes))
+    elif drop > max_drop:
+        cell.update(status="failed", reason=f"{drop:.2f} points below the float parent (budget {max_drop:g})")

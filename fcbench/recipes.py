@@ -17,59 +17,30 @@ key is one error naming the key and the file.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from fcbench.bench.run import BenchConfig, normalize_precision
 from fcbench.errors import FcbenchError, suggest
-from fcbench.evaluate import EvalConfig
-from fcbench.train.config import TrainConfig, from_mapping
+from fcbench.hooks import Hooks, or_default
+from fcbench.options import from_mapping, option_names
 
 _TOP_KEYS = ("name", "description", "vars", "defaults", "steps")
+STEP_KEYS = ("store", "format")  # what every step takes besides its verb's options, as every command does
 
 
 @dataclass
-class ResultsStep:
-    """Show the rows this recipe run wrote."""
+class RecipeStep:
+    verb: str
+    options: Any  # the verb's options dataclass
+    store: str | None = None  # where this step's rows go (``store:``); None: the caller's default
+    format: str = "table"  # how the step's result is shown
 
-    format: str = "table"
-    store: str | None = None
-    all_runs: bool = False
-
-
-@dataclass
-class ConvertStep:
-    """Export a checkpoint to edge formats, as ``fcbench convert`` (each with a manifest and parity)."""
-
-    checkpoint: str = ""
-    to: str | list[str] = "all"
-    out: str | None = None
-    options: dict[str, dict[str, Any]] = field(default_factory=dict)  # {format: {key: value}}
-
-    def validate(self) -> ConvertStep:
-        from fcbench.convert import parse_formats
-
-        if not self.checkpoint:
-            raise FcbenchError("convert: 'checkpoint' is required")
-        formats = parse_formats(self.to)
-        for fmt, opts in (self.options or {}).items():
-            if fmt not in formats or not isinstance(opts, dict):
-                raise FcbenchError(f"convert: options are {{format: {{key: value}}}} for the formats in 'to' "
-                                   f"({', '.join(formats)}); got '{fmt}'")
-        return self
-
-
-VERBS: dict[str, type] = {"train": TrainConfig, "eval": EvalConfig, "convert": ConvertStep, "bench": BenchConfig,
-                          "results": ResultsStep}
-
-
-def _as_list(value: Any) -> Any:
-    """'a,b' -> ['a', 'b'] for list-valued keys written as one string (bench backends, artifacts)."""
-    return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+    def __iter__(self) -> Iterator[Any]:  # ``verb, options = step``
+        return iter((self.verb, self.options))
 
 
 @dataclass
@@ -77,9 +48,42 @@ class Recipe:
     path: Path
     name: str
     description: str
-    steps: list[tuple[str, Any]] = field(default_factory=list)
+    steps: list[RecipeStep] = field(default_factory=list)
 
 
+@dataclass
+class StepDone:
+    index: int
+    total: int
+    step: RecipeStep
+    result: Any
+
+
+@dataclass
+class RecipeResult:
+    """Every step's result in order, all stamped with one run id."""
+
+    recipe: str
+    run_id: str
+    steps: list[StepDone] = field(default_factory=list)
+
+    def to_rows(self) -> list:
+        return [row for s in self.steps if s.result is not None and hasattr(s.result, "to_rows")
+                for row in s.result.to_rows()]
+
+    def failures(self) -> list[str]:
+        out = []
+        for s in self.steps:
+            check = getattr(s.result, "failures", None)
+            if callable(check):
+                out += [f"step {s.index} {s.step.verb} {f}" for f in check()]
+        return out
+
+
+def recipe_verbs() -> dict[str, Any]:
+    from fcbench.verbs import verbs
+
+    return {name: v for name, v in verbs().items() if v.in_recipes}
 def _substitute(value: Any, variables: dict[str, Any], where: str) -> Any:
     """``${name}`` in strings becomes the variable's text; a value that is only ``${name}`` takes the
     variable itself, keeping its type (``width: ${width}`` stays a number, ``layers: ${layers}`` a list)."""
@@ -128,35 +132,35 @@ def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Re
     variables.update(overrides or {})
     defaults = doc.get("defaults") or {}
     steps = doc.get("steps")
+    verbs = recipe_verbs()
     if not isinstance(steps, list) or not steps:
-        raise FcbenchError(f"{path}: 'steps' must be a non-empty list of verbs ({', '.join(VERBS)})")
+        raise FcbenchError(f"{path}: 'steps' must be a non-empty list of verbs ({', '.join(verbs)})")
     recipe = Recipe(path=path, name=str(doc.get("name", path.stem)), description=str(doc.get("description", "")))
     for i, step in enumerate(steps, 1):
         if not isinstance(step, dict) or len(step) != 1:
-            raise FcbenchError(f"{path}: step {i} must be a mapping with exactly one verb ({', '.join(VERBS)})")
-        verb, opts = next(iter(step.items()))
-        where = f"{path}: step {i} ({verb})"
-        if verb not in VERBS:
+            raise FcbenchError(f"{path}: step {i} must be a mapping with exactly one verb ({', '.join(verbs)})")
+        name, opts = next(iter(step.items()))
+        where = f"{path}: step {i} ({name})"
+        if name not in verbs:
             raise FcbenchError(
-                f"{path}: step {i}: unknown verb '{verb}'{suggest(str(verb), VERBS)}; verbs: {', '.join(VERBS)}")
+                f"{path}: step {i}: unknown verb '{name}'{suggest(str(name), verbs)}; verbs: {', '.join(verbs)}")
         opts = opts or {}
         if not isinstance(opts, dict):
             raise FcbenchError(f"{where}: options must be a mapping")
-        cls = VERBS[verb]
-        names = {f.name for f in fields(cls) if not f.name.startswith("_")}
-        merged = {k: v for k, v in defaults.items() if k in names}
+        verb = verbs[name]
+        names = option_names(verb.config)
+        step_keys = [k for k in STEP_KEYS if k not in names and (k != "store" or verb.stores)]
+        merged = {k: v for k, v in defaults.items() if k in names or k in step_keys}
         merged.update(opts)
         merged = _substitute(merged, variables, where)
-        if cls is BenchConfig:
-            merged.update({k: _as_list(merged[k]) for k in ("artifacts", "backends") if k in merged})
-            merged["precision"] = normalize_precision(merged.get("precision"))
-        cfg = from_mapping(cls, merged, where)
-        if hasattr(cfg, "validate"):
-            try:
-                cfg.validate()
-            except FcbenchError as exc:
-                raise FcbenchError(f"{where}: {exc}") from exc
-        recipe.steps.append((verb, cfg))
+        extra = {k: merged.pop(k) for k in step_keys if k in merged}
+        fmt = str(extra.get("format", "table"))
+        if fmt not in verb.formats:
+            raise FcbenchError(f"{where}: format must be one of {', '.join(verb.formats)}, got '{fmt}'")
+        if name == "results" and "pivot" not in merged:
+            merged["pivot"] = True  # a recipe's closing table: one line per evaluated artifact
+        cfg = from_mapping(verb.config, merged, where)
+        recipe.steps.append(RecipeStep(name, cfg, store=extra.get("store"), format=fmt))
     return recipe
 
 
@@ -176,29 +180,30 @@ def _expand(patterns: list[str], where: str) -> list[str]:
     return owned_files(files)[0]
 
 
-def run_recipe(recipe: Recipe, on_step: Callable[[int, str, Any, Any], None] | None = None) -> str:
-    """Run every step in order; return the run id stamped on all rows."""
-    from fcbench.evaluate import evaluate
+def run_recipe(recipe: Recipe, hooks: Hooks | None = None, ctx: Any = None) -> RecipeResult:
+    """Run every step in order through the verb registry, one run id on every row. Each step's rows go to
+    ``hooks.on_rows_to(step.store, rows)`` as they come (the CLI stores them there); each finished step to
+    ``hooks.on_event('step', StepDone)``."""
     from fcbench.results.context import RunContext
-    from fcbench.train.loop import train
+    from fcbench.verbs import get
 
-    ctx = RunContext(recipe=recipe.name)
-    for i, (verb, cfg) in enumerate(recipe.steps, 1):
-        if verb == "train":
-            result: Any = train(cfg, ctx)
-        elif verb == "eval":
-            result = evaluate(cfg, ctx)
-        elif verb == "convert":
-            from fcbench.convert import convert, parse_formats
-
-            result = convert(cfg.checkpoint, parse_formats(cfg.to), cfg.out, cfg.options)
-        elif verb == "bench":
-            from fcbench.bench.run import bench
-
-            files = _expand(cfg.artifacts, f"{recipe.path}: step {i} (bench)")
-            result = bench(replace(cfg, artifacts=files), ctx)
-        else:
-            result = None
-        if on_step:
-            on_step(i, verb, cfg, result if verb != "results" else ctx)
-    return ctx.run_id
+    hooks = or_default(hooks)
+    ctx = ctx or RunContext(recipe=recipe.name)
+    if not ctx.recipe:
+        ctx = replace(ctx, recipe=recipe.name)
+    result = RecipeResult(recipe.name, ctx.run_id)
+    for i, step in enumerate(recipe.steps, 1):
+        verb = get(step.verb)
+        cfg = step.options
+        if step.verb == "bench":
+            cfg = replace(cfg, artifacts=_expand(cfg.artifacts, f"{recipe.path}: step {i} (bench)"))
+        elif step.verb == "results":
+            if cfg.run is None and not cfg.all_runs:
+                cfg = replace(cfg, run=ctx.run_id)
+            cfg = replace(cfg, title=cfg.title or f"{recipe.name}: run {ctx.run_id}")
+        step_hooks = replace(hooks, on_rows=lambda rows, store=step.store: hooks.rows_to(store, rows))
+        out = verb.runner()(cfg, ctx, step_hooks)
+        done = StepDone(i, len(recipe.steps), replace(step, options=cfg), out)
+        result.steps.append(done)
+        hooks.event("step", done)
+    return result

@@ -66,8 +66,9 @@ def test_defaults_vars_and_overrides(tmp_path):
                         "steps:\n  - train: {out: '${out}/t'}\n  - eval: {checkpoint: '${out}/t/model.pt'}\n")
     rec = load_recipe(p, {"out": "b"})
     (verb1, train), (verb2, ev) = rec.steps
-    assert (verb1, train.out, train.store, train.seed) == ("train", "b/t", "s.sqlite", 3)
-    assert (verb2, ev.checkpoint, ev.store) == ("eval", "b/t/model.pt", "s.sqlite")  # eval takes no seed
+    assert (verb1, train.out, rec.steps[0].store, train.seed) == ("train", "b/t", "s.sqlite", 3)
+    assert (verb2, ev.checkpoint, rec.steps[1].store) == ("eval", "b/t/model.pt", "s.sqlite")  # eval takes no seed
+    assert not hasattr(ev, "seed")
     with pytest.raises(FcbenchError, match="no such variable"):
         load_recipe(p, {"ou": "b"})
 

@@ -68,7 +68,7 @@ def test_store_rejects_non_sqlite(tmp_path):
 def test_table_shows_constant_columns_once_and_pivots_quality():
     from rich.console import Console
 
-    from fcbench.results.render import pivot_quality, render
+    from fcbench.render.rows import pivot_quality, render
 
     rows = [{"kind": "quality", "model": "r18", "lineage": lin, "artifact": f"{lin}.pt", "backend": "pytorch",
              "variant": "eager", "dataset": "pairs", "metric": m, "value": v}

@@ -19,57 +19,16 @@ import numpy as np
 from fcbench.artifact import Manifest, read_manifest
 from fcbench.backends import BackendSpec, expand, get_backend
 from fcbench.bench.peak import machine_peak
-from fcbench.bench.pipeline import Images, read_images, time_pipeline
+from fcbench.bench.pipeline import read_images, time_pipeline
 from fcbench.bench.placement import placement_summary, precision_summary
 from fcbench.bench.timing import PeakMemory, Stats, time_queries
 from fcbench.errors import FcbenchError
+from fcbench.hooks import Hooks, or_default
+from fcbench.options import PRECISIONS, BenchConfig, normalize_precision
 from fcbench.results.context import RunContext
-from fcbench.results.store import DEFAULT_STORE, Store
+from fcbench.results.store import Row
 
-PRECISIONS = ("f32", "bf16", "f16", "int8")
-_PRECISION_ALIASES = {"fp32": "f32", "fp16": "f16", "float32": "f32", "float16": "f16", "i8": "int8"}
-
-
-def normalize_precision(p: str | None) -> str | None:
-    return None if p is None else _PRECISION_ALIASES.get(p.lower(), p.lower())
-
-
-@dataclass
-class BenchConfig:
-    artifacts: list[str] = field(default_factory=list)
-    backends: list[str] = field(default_factory=lambda: ["all"])
-    threads: int | None = None  # default: every core of this machine
-    warmup: int = 10
-    runs: int = 50  # minimum timed queries
-    min_seconds: float = 1.0  # minimum timed duration
-    max_seconds: float | None = None
-    batch: int = 1
-    store: str | None = None
-    _images: Images | None = field(default=None, repr=False)  # --images, read once by bench()
-    infer_manifest: bool = False  # artifacts without a manifest: infer one and say what was assumed
-    preprocessing: str | None = None  # preset for inferred manifests: face | imagenet | cifar
-    input_shape: list[int] | None = None  # for inferred manifests of formats that do not store it
-    require_placement: float | None = None  # fail a cell whose requested device took less of the nodes
-    precision: str | None = None  # ask every backend for this inference precision (f32, bf16, f16, int8)
-    pipeline: bool = False  # also time read/decode/preprocess/infer/postprocess per image of ``images``
-    images: str | None = None
-
-    def validate(self) -> BenchConfig:
-        for ok, msg in [(self.warmup >= 0, "--warmup must be >= 0"), (self.runs >= 1, "--runs must be >= 1"),
-                        (self.min_seconds >= 0, "--min-seconds must be >= 0"),
-                        (self.batch >= 1, "--batch must be >= 1"),
-                        (self.threads is None or self.threads >= 1, "--threads must be >= 1"),
-                        (self.precision is None or self.precision in PRECISIONS,
-                         f"--precision must be one of {', '.join(PRECISIONS)}, got '{self.precision}'"),
-                        (self.require_placement is None or 0 <= self.require_placement <= 1,
-                         f"--require-placement must be a fraction in [0, 1], got {self.require_placement}"),
-                        (bool(self.artifacts), "give at least one artifact"),
-                        (not self.pipeline or bool(self.images), "--pipeline needs --images DIR (JPEG/PNG files)"),
-                        (self.pipeline or not self.images, "--images is for --pipeline")]:
-            if not ok:
-                raise FcbenchError(f"bench: {msg}")
-        return self
-
+__all__ = ["PRECISIONS", "BenchConfig", "BenchResult", "Cell", "bench", "normalize_precision", "run_cell"]
 
 @dataclass
 class Cell:
@@ -229,34 +188,60 @@ def _check_placement(cell: Cell, rows: list, requested: str, required: float) ->
                        f"{100 * required:.0f} %; first that fell back: {named}")
 
 
-def bench(cfg: BenchConfig, ctx: RunContext | None = None, on_cell: Callable[[Cell], None] | None = None,
-          on_assumed: Callable[[Path, list[str]], None] | None = None,
-          on_unreadable: Callable[[Path, str], None] | None = None) -> list[Cell]:
-    """Run the matrix; each finished cell is stored before the next starts."""
+@dataclass
+class BenchResult:
+    """The cells of one bench matrix in order (skipped ones too, with their reason) and the rows of the
+    cells that ran. Iterating it gives the cells."""
+
+    cells: list[Cell] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
+
+    def to_rows(self) -> list[Row]:
+        return list(self.rows)
+
+    def failures(self) -> list[str]:
+        return [f"{Path(c.artifact).name} on {c.backend}: {c.reason}" for c in self.cells if c.status == "failed"]
+
+    def __iter__(self):
+        return iter(self.cells)
+
+    def __len__(self) -> int:
+        return len(self.cells)
+
+    def __getitem__(self, i: int) -> Cell:
+        return self.cells[i]
+
+
+def bench(cfg: BenchConfig, ctx: RunContext | None = None, hooks: Hooks | None = None) -> BenchResult:
+    """Run the matrix. Each finished cell goes to ``hooks.on_event('cell', cell)`` and its row to
+    ``hooks.on_rows`` before the next cell starts (the CLI stores it then); nothing is printed or stored here.
+    Artifacts without a manifest are inferred when ``cfg.infer_manifest`` (``on_event('assumed', (path,
+    [what]))``); unreadable ``--images`` are left out (``on_event('unreadable', (path, why))``)."""
     cfg.validate()
     ctx = ctx or RunContext()
+    hooks = or_default(hooks)
     if cfg.pipeline:
-        cfg._images = read_images(cfg.images, on_unreadable)
+        cfg._images = read_images(cfg.images, lambda p, why: hooks.event("unreadable", (p, why)))
     threads = cfg.threads or os.cpu_count() or 1
     specs = expand(cfg.backends)
-    loaded = [load_artifact(a, cfg, on_assumed) for a in cfg.artifacts]
-    cells: list[Cell] = []
-    with Store(cfg.store or DEFAULT_STORE) as store:
-        for path, manifest in loaded:
-            for spec in specs:
-                if "all" in cfg.backends and manifest.format not in get_backend(spec.plugin).formats:
-                    continue  # 'all' means every backend that loads this format, not every pair
-                cell = run_cell(path, manifest, spec, cfg, threads)
-                if cell.status != "skipped":
-                    _store_cell(store, ctx, cell, manifest, spec, cfg, threads)
-                cells.append(cell)
-                if on_cell:
-                    on_cell(cell)
-    return cells
+    loaded = [load_artifact(a, cfg, lambda p, what: hooks.event("assumed", (p, what))) for a in cfg.artifacts]
+    result = BenchResult()
+    for path, manifest in loaded:
+        for spec in specs:
+            if "all" in cfg.backends and manifest.format not in get_backend(spec.plugin).formats:
+                continue  # 'all' means every backend that loads this format, not every pair
+            cell = run_cell(path, manifest, spec, cfg, threads)
+            result.cells.append(cell)
+            if cell.status != "skipped":  # the store holds measurements (and failures), not cells not run
+                row = cell_row(ctx, cell, manifest, spec, cfg, threads)
+                result.rows.append(row)
+                hooks.rows([row])
+            hooks.event("cell", cell)
+    return result
 
 
-def _store_cell(store: Store, ctx: RunContext, cell: Cell, manifest: Manifest, spec: BackendSpec,
-                cfg: BenchConfig, threads: int) -> None:
+def cell_row(ctx: RunContext, cell: Cell, manifest: Manifest, spec: BackendSpec, cfg: BenchConfig,
+             threads: int) -> Row:
     s = cell.stats
     extra = dict(cell.extra)
     extra["status"] = cell.status
@@ -264,11 +249,11 @@ def _store_cell(store: Store, ctx: RunContext, cell: Cell, manifest: Manifest, s
         extra["reason"] = cell.reason
     stat_values = {} if s is None else dict(runs=s.runs, mean_ms=s.mean_ms, std_ms=s.std_ms, min_ms=s.min_ms,
                                             p50_ms=s.p50_ms, p90_ms=s.p90_ms, p99_ms=s.p99_ms)
-    store.add(ctx.row(
+    return ctx.row(
         "speed", model=manifest.model.get("name", ""), lineage=manifest.lineage_summary(), artifact=cell.artifact,
         artifact_sha256=manifest.sha256, format=manifest.format, backend=spec.plugin, variant=spec.variant,
         threads=threads, batch=cfg.batch, input_shape="x".join(map(str, [cfg.batch, *manifest.inputs[0].shape[1:]])),
         warmup=cfg.warmup, init_ms=cell.init_ms, first_run_ms=cell.first_run_ms, peak_mem_mb=cell.peak_mem_mb,
         model_size_mb=cell.size_mb, gflops_per_s=cell.gflops_per_s, peak_share=cell.peak_share,
         runtime_versions=cell.extra.get("versions") or None, extra=extra, **stat_values,
-    ))
+    )

@@ -1,42 +1,48 @@
-"""Options of the train verb, shared by the CLI and recipes (same names, same checks)."""
+"""Options of the train verb, shared by the library, the CLI and recipes (same names, same checks)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from typing import Any
 
-from fcbench.errors import FcbenchError, suggest
+from fcbench.errors import FcbenchError
+from fcbench.options import from_mapping, opt, parse_ints, parse_kv
+
+__all__ = ["TrainConfig", "from_mapping"]
 
 
 @dataclass
 class TrainConfig:
-    model: str = "r18"
-    model_options: dict[str, Any] = field(default_factory=dict)
-    weights: str | None = None  # start from these weights (fcbench checkpoint or plain state_dict)
-    head: str = "arcface"  # arcface | cosface | softmax (ignored for classification models)
-    head_options: dict[str, Any] = field(default_factory=dict)
-    data: Any = "synthetic:faces"
-    data_options: dict[str, Any] = field(default_factory=dict)
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 0.1
-    head_lr: float | None = None  # the head has its own optimizer (Serbian thesis); default: lr
-    optimizer: str = "sgd"  # sgd | adamw
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "step"  # step | cosine | constant
-    milestones: list[int] = field(default_factory=list)  # epochs where a step schedule multiplies by gamma
-    gamma: float = 0.1
-    warmup_epochs: float = 0.0
-    max_steps: int | None = None  # stop after this many optimizer steps in total
-    workers: int = 0
-    seed: int = 0
-    out: str = "runs/train"
-    resume: str | None = None  # 'auto' (latest epoch in out) or a checkpoint path
-    amp: str = "auto"  # auto (on when CUDA) | on | off
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    threads: int | None = None
-    store: str | None = None
+    model: str = opt("r18", help="Model name (fcbench plugins --kind model)")
+    model_options: dict[str, Any] = opt(default_factory=dict, flags=("-o", "--model-opt"), parse=parse_kv,
+                                        help="Model option KEY=VALUE, e.g. width=0.25")
+    weights: str | None = opt(None, help="Start from these weights (fcbench checkpoint or plain state_dict)")
+    head: str = opt("arcface", help="arcface, cosface or softmax (ignored for classification models)")
+    head_options: dict[str, Any] = opt(default_factory=dict, flags=("--head-opt",), parse=parse_kv,
+                                       help="Head option KEY=VALUE, e.g. s=64 m=0.5")
+    data: Any = opt("synthetic:faces", help="Dataset: synthetic[:kind], NAME:PATH or a path")
+    data_options: dict[str, Any] = opt(default_factory=dict, flags=("--data-opt",), parse=parse_kv,
+                                       help="Dataset option KEY=VALUE")
+    epochs: int = opt(10)
+    batch_size: int = opt(64)
+    lr: float = opt(0.1)
+    head_lr: float | None = opt(None, help="Head optimizer lr (default: --lr); the head has its own optimizer")
+    optimizer: str = opt("sgd", help="sgd or adamw")
+    momentum: float = opt(0.9)
+    weight_decay: float = opt(5e-4)
+    schedule: str = opt("step", help="step, cosine or constant")
+    milestones: list[int] = opt(default_factory=list, parse=parse_ints,
+                                help="Epochs of x gamma steps, e.g. 8,14,20,25")
+    gamma: float = opt(0.1)
+    warmup_epochs: float = opt(0.0)
+    max_steps: int | None = opt(None, help="Stop after this many optimizer steps in total")
+    workers: int = opt(0, help="DataLoader worker processes")
+    seed: int = opt(0)
+    out: str = opt("runs/train", help="Output folder for checkpoints")
+    resume: str | None = opt(None, help="'auto' (latest epoch in --out) or a checkpoint")
+    amp: str = opt("auto", help="auto (on with CUDA), on, off")
+    device: str = opt("auto", help="auto, cpu, cuda, cuda:N")
+    threads: int | None = opt(None)
 
     def validate(self) -> TrainConfig:
         checks = [
@@ -54,12 +60,3 @@ class TrainConfig:
             if not ok:
                 raise FcbenchError(f"train: {msg}")
         return self
-
-
-def from_mapping(cls: type, mapping: dict[str, Any], where: str) -> Any:
-    """Build an options dataclass from a mapping; unknown keys are one clear error."""
-    names = [f.name for f in fields(cls) if not f.name.startswith("_")]  # private fields are not options
-    for key in mapping:
-        if key not in names:
-            raise FcbenchError(f"{where}: unknown key '{key}'{suggest(key, names)}; valid keys: {', '.join(names)}")
-    return cls(**mapping)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +22,31 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from fcbench.artifact import Step, sha256_file
 from fcbench.errors import FcbenchError
+from fcbench.hooks import Hooks, or_default
 from fcbench.results.context import RunContext
-from fcbench.results.store import DEFAULT_STORE, Store
+from fcbench.results.store import Row
 from fcbench.train.checkpoint import load_checkpoint, save_checkpoint
 from fcbench.train.config import TrainConfig
-from fcbench.ui import progress_bar, stderr_console
+
+
+@dataclass
+class TrainResult:
+    """What ``train`` made: the final checkpoint and one ``train`` row per epoch (mean loss, lr, speed).
+
+    It is path-like (``Path(result)``, ``str(result)``): the checkpoint is what a later step takes."""
+
+    checkpoint: Path
+    init_checkpoint: Path | None = None
+    rows: list[Row] = field(default_factory=list)
+
+    def to_rows(self) -> list[Row]:
+        return list(self.rows)
+
+    def __fspath__(self) -> str:
+        return str(self.checkpoint)
+
+    def __str__(self) -> str:
+        return str(self.checkpoint)
 
 
 class _Joint(nn.Module):
@@ -83,9 +103,13 @@ def _find_resume(cfg: TrainConfig) -> Path | None:
     return found[-1] if found else None
 
 
-def train(cfg: TrainConfig, ctx: RunContext | None = None) -> Path:
-    """Train and return the path of the final checkpoint (``OUT/model.pt``)."""
+def train(cfg: TrainConfig, ctx: RunContext | None = None, hooks: Hooks | None = None) -> TrainResult:
+    """Train; return the final checkpoint (``OUT/model.pt``) and the per-epoch rows.
+
+    Prints nothing and stores nothing: rows go to ``hooks.on_rows`` as each epoch ends, progress
+    to ``hooks.on_progress``, the per-epoch line to ``hooks.on_log`` (rank 0 only under DDP)."""
     cfg.validate()
+    hooks = or_default(hooks)
     from fcbench.data import open_dataset
     from fcbench.models import create_head, profile
 
@@ -173,65 +197,68 @@ def train(cfg: TrainConfig, ctx: RunContext | None = None) -> Path:
         init_sha = init_manifest.sha256
     parent_sha = sha256_file(cfg.weights) if cfg.weights else init_sha
 
-    store = Store(cfg.store or DEFAULT_STORE) if main_proc else None
-    console = stderr_console()
+    result = TrainResult(checkpoint=out / "model.pt", init_checkpoint=out / "init.pt" if main_proc else None)
     lineage_opts = {k: v for k, v in asdict(cfg).items() if k not in ("out", "resume", "store", "workers")}
     done = False
+    total_steps = (cfg.epochs - start_epoch + 1) * steps_per_epoch
+    done_steps = 0
     try:
-        with progress_bar(console, enabled=main_proc) as bar:
-            task = bar.add_task("train", total=(cfg.epochs - start_epoch + 1) * steps_per_epoch, info="")
-            for epoch in range(start_epoch, cfg.epochs + 1):
-                sampler.set_epoch(epoch)
-                ddp_net.train()
-                t0, seen, loss_sum, batches = time.perf_counter(), 0, 0.0, 0
-                for x, y in loader:
-                    x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                    with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                        logits = ddp_net(x, y)
-                    loss = nn.functional.cross_entropy(logits.float(), y)
-                    if not torch.isfinite(loss):
-                        raise FcbenchError(f"train: loss became {loss.item()} at step {step}; lower --lr", exit_code=1)
-                    for o in optimizers:
-                        o.zero_grad(set_to_none=True)
-                    scaler.scale(loss).backward()
-                    for o in optimizers:
-                        scaler.step(o)
-                    scaler.update()
-                    for s in schedulers:
-                        s.step()
-                    step += 1
-                    seen += x.shape[0] * world
-                    loss_sum += loss.item()
-                    batches += 1
-                    ips = seen / (time.perf_counter() - t0)
-                    bar.update(task, advance=1,
-                               info=f"epoch {epoch}/{cfg.epochs} loss {loss.item():.3f} {ips:.0f} img/s")
-                    if cfg.max_steps and step >= cfg.max_steps:
-                        done = True
-                        break
-                mean_loss = loss_sum / max(1, batches)
+        for epoch in range(start_epoch, cfg.epochs + 1):
+            sampler.set_epoch(epoch)
+            ddp_net.train()
+            t0, seen, loss_sum, batches = time.perf_counter(), 0, 0.0, 0
+            for x, y in loader:
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                    logits = ddp_net(x, y)
+                loss = nn.functional.cross_entropy(logits.float(), y)
+                if not torch.isfinite(loss):
+                    raise FcbenchError(f"train: loss became {loss.item()} at step {step}; lower --lr", exit_code=1)
+                for o in optimizers:
+                    o.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                for o in optimizers:
+                    scaler.step(o)
+                scaler.update()
+                for s in schedulers:
+                    s.step()
+                step += 1
+                seen += x.shape[0] * world
+                loss_sum += loss.item()
+                batches += 1
+                ips = seen / (time.perf_counter() - t0)
+                done_steps += 1
                 if main_proc:
-                    elapsed = time.perf_counter() - t0
-                    train_state = {
-                        "epoch": epoch, "step": step, "init_sha256": init_sha,
-                        "optimizers": [o.state_dict() for o in optimizers],
-                        "schedulers": [s.state_dict() for s in schedulers],
-                        "rng": torch.get_rng_state(), "config": lineage_opts,
-                    }
-                    save_checkpoint(out / f"epoch-{epoch:03d}.pt", model, head=head, head_spec=head_spec,
-                                    train_state=train_state)
-                    if store is not None:
-                        store.add(ctx.row("train", model=cfg.model, metric="loss", value=mean_loss,
-                                          dataset=str(dataset.source), protocol="train",
-                                          batch=cfg.batch_size, threads=torch.get_num_threads(),
-                                          extra={"epoch": epoch, "step": step,
-                                                 "lr": schedulers[0].get_last_lr()[0],
-                                                 "images_per_s": seen / elapsed, "world_size": world}))
-                    console.log(f"epoch {epoch}: loss {mean_loss:.4f}, {seen / elapsed:.1f} img/s")
-                if distributed:
-                    dist.barrier()
-                if done:
+                    hooks.progress("train", done_steps, total_steps,
+                                   f"epoch {epoch}/{cfg.epochs} loss {loss.item():.3f} {ips:.0f} img/s")
+                if cfg.max_steps and step >= cfg.max_steps:
+                    done = True
                     break
+            mean_loss = loss_sum / max(1, batches)
+            if main_proc:
+                elapsed = time.perf_counter() - t0
+                train_state = {
+                    "epoch": epoch, "step": step, "init_sha256": init_sha,
+                    "optimizers": [o.state_dict() for o in optimizers],
+                    "schedulers": [s.state_dict() for s in schedulers],
+                    "rng": torch.get_rng_state(), "config": lineage_opts,
+                }
+                save_checkpoint(out / f"epoch-{epoch:03d}.pt", model, head=head, head_spec=head_spec,
+                                train_state=train_state)
+                row = ctx.row("train", model=cfg.model, metric="loss", value=mean_loss,
+                              dataset=str(dataset.source), protocol="train",
+                              batch=cfg.batch_size, threads=torch.get_num_threads(),
+                              extra={"epoch": epoch, "step": step,
+                                     "lr": schedulers[0].get_last_lr()[0],
+                                     "images_per_s": seen / elapsed, "world_size": world})
+                result.rows.append(row)
+                hooks.rows([row])
+                hooks.event("epoch", {"epoch": epoch, "loss": mean_loss, "images_per_s": seen / elapsed})
+                hooks.log(f"epoch {epoch}: loss {mean_loss:.4f}, {seen / elapsed:.1f} img/s")
+            if distributed:
+                dist.barrier()
+            if done:
+                break
         final = out / "model.pt"
         if main_proc:
             net.backbone.eval()
@@ -242,9 +269,7 @@ def train(cfg: TrainConfig, ctx: RunContext | None = None) -> Path:
                                                  parent_sha256=parent_sha)])
         if distributed:
             dist.barrier()
-        return final
+        return result
     finally:
-        if store is not None:
-            store.close()
         if distributed and dist.is_initialized():
             dist.destroy_process_group()

@@ -104,3 +104,19 @@ def render(rows: list[dict[str, Any]], fmt: str = "table", title: str | None = N
             table.add_row(*(_fmt(r.get(c)) for c in cols))
         return table
     raise ValueError(fmt)
+
+
+def pivot_table(rows: list[dict[str, Any]], title: str) -> Any:
+    """A rich table of :func:`pivot_quality` rows: the columns that are one value everywhere go in the title."""
+    from rich.table import Table
+
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    same = constant_columns(rows, cols)
+    keep = [c for c in cols if c not in same or c in ("lineage",)]
+    sub = ", ".join(f"{k}={_fmt(v)}" for k, v in same.items() if k not in keep)
+    table = Table(title=title + (f"\n{sub}" if sub else ""))
+    for c in keep:
+        table.add_column(c, justify="left" if c in ("model", "lineage", "artifact", "backend", "dataset") else "right")
+    for r in rows:
+        table.add_row(*(_fmt(r.get(c)) for c in keep))
+    return table

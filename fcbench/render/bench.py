@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fcbench.bench.run import Cell
-from fcbench.results.render import render, short_names
+from fcbench.render.rows import render, short_names
 
 
 def cell_rows(cells: list[Cell]) -> list[dict[str, Any]]:

@@ -1,0 +1,3 @@
+from fcbench.cli import main
+
+main()

@@ -1,0 +1,131 @@
+"""One command's run: hooks that store rows as they come, log to stderr and draw progress; then the
+verb's view of its result on stdout, and exit 1 when the result lists failures."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from fcbench.hooks import Hooks
+
+
+class _Stores:
+    """Open stores lazily (a command that fails before measuring anything creates no file) and keep
+    them open for the command's length; every batch of rows is written the moment it arrives."""
+
+    def __init__(self, default: str | None) -> None:
+        self.default = default
+        self.open: dict[str, Any] = {}
+
+    def add(self, path: str | None, rows: list[Any]) -> None:
+        from fcbench.results.store import DEFAULT_STORE, Store
+
+        key = str(path or self.default or DEFAULT_STORE)
+        if key not in self.open:
+            self.open[key] = Store(key)
+        self.open[key].add_many(rows)
+
+    def close(self) -> None:
+        for s in self.open.values():
+            s.close()
+
+
+class _Progress:
+    def __init__(self, console) -> None:
+        self.console = console
+        self.bar = None
+        self.tasks: dict[str, int] = {}
+
+    def __call__(self, task: str, done: int, total: int, info: str) -> None:
+        if self.bar is None:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                                TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                                TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=self.console)
+            self.bar.start()
+        if task not in self.tasks:
+            self.tasks[task] = self.bar.add_task(task, total=total, info="")
+        self.bar.update(self.tasks[task], completed=done, total=total, info=info)
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+            self.tasks = {}
+
+
+def show(verb, result: Any, fmt: str) -> None:
+    """Print a verb's view of a result: rich renderables on the terminal console, text as it is."""
+    import click
+
+    from fcbench.ui import stdout_console
+
+    render = verb.renderer()
+    if render is None or result is None:
+        return
+    console = None
+    for item in render(result, fmt):
+        if isinstance(item, str):
+            click.echo(item, nl=False)
+        else:
+            console = console or stdout_console()
+            console.print(item)
+
+
+def _on_event(err, progress: _Progress, t0: float):
+    """What the terminal shows while a verb runs, by event kind."""
+
+    def handle(kind: str, payload: Any) -> None:
+        if kind == "cell":
+            c = payload
+            if c.status == "ok":
+                err.log(f"{c.backend} {Path(c.artifact).name}: p50 {c.stats.p50_ms:.3f} ms")
+            else:
+                err.log(f"{c.backend} {Path(c.artifact).name}: {c.status}: {c.reason}")
+        elif kind == "outcome":
+            err.log(f"{payload.format}: {payload.status} {payload.reason}".rstrip())
+        elif kind == "eval-cell" and payload.get("status") != "ok":
+            err.log(f"{payload['artifact']} on {payload['backend']}: {payload['status']}: {payload['reason']}")
+        elif kind == "assumed":
+            path, what = payload
+            err.log(f"{Path(path).name}: no manifest; assumed " + "; ".join(what))
+        elif kind == "unreadable":
+            path, why = payload
+            err.log(f"--images: {path} cannot be decoded ({why}); going on without it")
+        elif kind == "step":
+            from fcbench.verbs import get
+
+            progress.stop()
+            err.log(f"step {payload.index}/{payload.total} {payload.step.verb} done ({time.perf_counter() - t0:.0f} s)")
+            show(get(payload.step.verb), payload.result, payload.step.format)
+
+    return handle
+
+
+def run_verb(verb, cfg: Any, fmt: str, store: str | None) -> int:
+    from fcbench.results.context import RunContext
+    from fcbench.ui import stderr_console
+
+    err = stderr_console()
+    stores = _Stores(store)
+    progress = _Progress(err)
+    t0 = time.perf_counter()
+    hooks = Hooks(on_rows=lambda rows: stores.add(None, rows), on_rows_to=stores.add,
+                  on_log=err.log, on_progress=progress, on_event=_on_event(err, progress, t0))
+    try:
+        result = verb.runner()(cfg, RunContext(), hooks)
+    finally:
+        progress.stop()
+        stores.close()
+    if verb.name == "run" and result is not None:
+        err.log(f"recipe {result.recipe} finished in {time.perf_counter() - t0:.0f} s; run id {result.run_id}")
+    show(verb, result, fmt)
+    check = getattr(result, "failures", None)
+    failed = check() if callable(check) else []
+    if getattr(result, "verdict", ""):
+        err.log(("[red]FAIL[/red]: " if failed else "ok: ") + result.verdict)
+    elif failed:
+        err.log(f"[red]{len(failed)} failed[/red]: " + "; ".join(failed))
+    return 1 if failed else 0

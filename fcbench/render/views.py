@@ -1,0 +1,149 @@
+"""Each built-in verb's result as the CLI shows it: ``view(result, fmt) -> [items]``, an item being a rich
+renderable (printed on a terminal-width console) or text (printed as it is, for machines)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from fcbench.render.rows import pivot_quality, pivot_table, render
+
+
+def _rows_view(rows: list[dict[str, Any]], fmt: str, title: str) -> list[Any]:
+    return [render(rows, fmt, title=title)]
+
+
+def plugins(result, fmt: str) -> list[Any]:
+    if fmt == "json":
+        return [json.dumps([i.to_dict() for i in result.plugins], indent=2) + "\n"]
+    from rich.table import Table
+
+    table = Table(title="fcbench plugins")
+    for col in ("kind", "name", "available", "provider", "reason"):
+        table.add_column(col)
+    for i in result.plugins:
+        table.add_row(i.kind, i.name, "yes" if i.available else "[red]no[/red]", i.distribution, i.reason)
+    return [table]
+
+
+def profile(result, fmt: str) -> list[Any]:
+    info = {"model": result.model, "options": result.options, "input_size": result.input_size,
+            "params": result.params, "macs": result.macs, "flops": result.flops}
+    if fmt == "json":
+        return [json.dumps(info, indent=2) + "\n"]
+    h, w = result.input_size
+    return [f"{result.model} at {h}x{w}: {result.params:,} params, {result.macs / 1e9:.3f} GMACs, "
+            f"{result.flops / 1e9:.3f} GFLOPs (FLOPs = 2 x MACs)\n"]
+
+
+def train(result, fmt: str) -> list[Any]:
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 speaks
+        return []
+    return [f"{result.checkpoint}\n"]
+
+
+def report(rep, fmt: str) -> list[Any]:
+    """One evaluation: every metric, beside the float parent's where there is one."""
+    ref = rep.reference
+    if fmt == "json":
+        return [json.dumps({"checkpoint": rep.checkpoint, "model": rep.model, "dataset": rep.dataset,
+                            "protocol": rep.protocol, "backend": rep.backend, **rep.trust,
+                            "metrics": dict(rep.metrics), "pytorch": ref,
+                            "delta": {k: v - ref[k] for k, v in rep.metrics if k in ref}}, indent=2) + "\n"]
+    rows = [{"model": rep.model, "lineage": rep.lineage, "backend": rep.backend, **rep.trust, "dataset": rep.dataset,
+             "protocol": rep.protocol, "metric": k, "value": v,
+             **({"pytorch": ref[k], "delta": v - ref[k]} if k in ref else {})} for k, v in rep.metrics]
+    return _rows_view(rows, fmt, f"eval {rep.checkpoint}")
+
+
+def eval_result(result, fmt: str) -> list[Any]:
+    if not result.matrix:
+        return report(result.report, fmt)
+    if fmt == "json":
+        return [json.dumps(result.cells, indent=2) + "\n"]
+    return _rows_view(result.cells, fmt, "eval matrix (headline metric; delta = value - float parent's)")
+
+
+def convert(result, fmt: str) -> list[Any]:
+    if result.checks:
+        return _convert_checks(result.checks, fmt, result.checkpoint)
+    if fmt == "json":
+        return [json.dumps([{"format": o.format, "status": o.status, "file": str(o.file) if o.file else None,
+                             "reason": o.reason, "parity": o.parity} for o in result.outcomes], indent=2) + "\n"]
+    return [convert_table(result.outcomes, f"convert {result.checkpoint}")]
+
+
+def convert_table(outcomes, title: str) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("format", "status", "file", "size MB", "max abs diff", "cosine", "reason"):
+        table.add_column(col)
+    for o in outcomes:
+        p = o.parity
+        size = f"{o.manifest.size / 1e6:.2f}" if o.manifest else ""
+        table.add_row(o.format, o.status if o.status == "ok" else f"[red]{o.status}[/red]",
+                      str(o.file or ""), size,
+                      f"{p['max_abs_diff']:.2e}" if "max_abs_diff" in p else "",
+                      f"{p['cosine']:.6f}" if "cosine" in p else "", o.reason)
+    return table
+
+
+def _convert_checks(checks, fmt: str, checkpoint: str) -> list[Any]:
+    from fcbench.convert.preflight import takers
+
+    if fmt == "json":
+        return [json.dumps([{**c.to_dict(), "blockers": [{**b.to_dict(), "taken_by": takers(checks, b.op)}
+                                                         for b in c.blockers]} for c in checks], indent=2) + "\n"]
+    from rich.table import Table
+
+    table = Table(title=f"convert --check {checkpoint} (nothing written)")
+    for col in ("format", "status", "op it will not take", "from module", "nodes", "formats that take it"):
+        table.add_column(col, overflow="fold")
+    for c in checks:
+        status = {"ok": "ok", "blocked": "[red]blocked[/red]"}.get(c.status, c.status)
+        if not c.blockers:
+            table.add_row(c.format, status, c.note, "", "", "")
+        for i, b in enumerate(c.blockers):
+            op = b.op + (f" (as {b.lowered})" if b.lowered else "")
+            table.add_row(c.format if i == 0 else "", status if i == 0 else "", op, b.module, str(b.count),
+                          ", ".join(takers(checks, b.op)) or "no checked format")
+    return [table]
+
+
+def bench(result, fmt: str) -> list[Any]:
+    from fcbench.render.bench import cells_table
+
+    return [cells_table(list(result), fmt)]
+
+
+def inspect(result, fmt: str) -> list[Any]:
+    summary = {"artifact": result.artifact, "backend": result.backend, "nodes": len(result.nodes),
+               "placement": result.placement, "precision": result.precision}
+    if fmt == "json":
+        return [json.dumps({**summary, "per_node": [r.to_dict() for r in result.nodes]}, indent=2) + "\n"]
+    from rich.table import Table
+
+    table = Table(title=f"{Path(result.artifact).name} on {result.backend}: {len(result.nodes)} nodes, "
+                        f"{result.placement}, precision {result.precision}")
+    for col in ("node", "op type", "placement", "precision"):
+        table.add_column(col, overflow="fold")
+    for r in result.nodes:
+        table.add_row(r.node, r.op_type, r.placement, r.precision)
+    return [table]
+
+
+def results(result, fmt: str) -> list[Any]:
+    rows = result.rows
+    quality = [r for r in rows if r["kind"] == "quality"]
+    if result.pivot and quality and fmt == "table":  # one line per evaluated artifact, a column per figure
+        return [pivot_table(pivot_quality(quality), result.title)]
+    if result.pivot:
+        rows = [r for r in rows if r["kind"] != "train"] or rows
+    return _rows_view(rows, fmt, result.title)
+
+
+def recipe(result, fmt: str) -> list[Any]:
+    return []  # each step is shown as it finishes; the closing line goes to the log

@@ -1,0 +1,245 @@
+"""fcbench's own verbs, registered in ``pyproject.toml`` (``fcbench.verbs``) like a third party's.
+
+Each is its options class, the library function that runs it and its renderer. The small
+adapters below exist only where a verb's options choose between library calls (``convert`` of a
+Keras file or ``--check``); everything else is the library function itself. Imports are lazy:
+this module is read by ``fcbench --help``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fcbench.errors import FcbenchError
+from fcbench.options import (
+    BenchConfig,
+    ConvertConfig,
+    EvalConfig,
+    InspectConfig,
+    PluginsConfig,
+    ProfileConfig,
+    ResultsConfig,
+    RunConfig,
+)
+from fcbench.train.config import TrainConfig
+from fcbench.verbs import Verb
+
+TABLE_FORMATS = ("table", "json", "csv", "markdown")
+
+
+# --- small results of the verbs that measure nothing -----------------------------------------------
+
+@dataclass
+class PluginsResult:
+    plugins: list[Any] = field(default_factory=list)  # fcbench.plugins.PluginInfo
+
+    def to_rows(self) -> list:
+        return []
+
+
+@dataclass
+class ProfileResult:
+    model: str
+    options: dict[str, Any]
+    input_size: list[int]
+    params: int
+    macs: int
+    flops: int
+
+    def to_rows(self) -> list:
+        return []
+
+
+@dataclass
+class InspectResult:
+    artifact: str
+    backend: str
+    nodes: list[Any]  # NodePlacement
+    placement: str
+    precision: str
+
+    def to_rows(self) -> list:
+        return []
+
+
+@dataclass
+class ResultsResult:
+    store: str
+    rows: list[dict[str, Any]]
+    title: str = ""
+    pivot: bool = False
+
+    def to_rows(self) -> list:
+        return []  # rows already in the store
+
+
+@dataclass
+class ConvertResult:
+    """One outcome per format (``ConvertOutcome``), or with ``check`` the per-format preflight."""
+
+    checkpoint: str
+    outcomes: list[Any] = field(default_factory=list)
+    checks: list[Any] = field(default_factory=list)
+
+    def to_rows(self) -> list:
+        return []  # conversion writes artifacts and manifests (with parity), not store rows
+
+    def failures(self) -> list[str]:
+        bad = [f"{o.format}: {o.status}: {o.reason}" for o in self.outcomes if o.status in ("failed", "parity-failed")]
+        return bad + [f"{c.format}: blocked" for c in self.checks if c.status == "blocked"]
+
+    def __iter__(self):
+        return iter(self.outcomes)
+
+
+# --- adapters -------------------------------------------------------------------------------------
+
+def run_plugins(cfg: PluginsConfig, ctx=None, hooks=None) -> PluginsResult:
+    from fcbench.plugins import describe
+
+    return PluginsResult(describe(cfg.kind))
+
+
+def run_profile(cfg: ProfileConfig, ctx=None, hooks=None) -> ProfileResult:
+    from fcbench.models import create
+    from fcbench.models import profile as profile_model
+
+    if not cfg.model:
+        raise FcbenchError("profile: give a model name, e.g. fcbench profile r18")
+    opts = dict(cfg.model_options)
+    size = cfg.size()
+    if size:
+        opts.setdefault("input_size", list(size))
+    m = create(cfg.model, **opts)
+    size = size or tuple(m.input_size)
+    prof = profile_model(m, input_size=size)
+    return ProfileResult(cfg.model, dict(m.fcbench_options), list(size), prof["params"], prof["macs"], prof["flops"])
+
+
+def run_train(cfg: TrainConfig, ctx=None, hooks=None):
+    from fcbench.train.loop import train
+
+    return train(cfg, ctx, hooks)
+
+
+def run_eval(cfg: EvalConfig, ctx=None, hooks=None):
+    from fcbench.evaluate import evaluate_all
+
+    return evaluate_all(cfg, ctx, hooks)
+
+
+def run_convert(cfg: ConvertConfig, ctx=None, hooks=None) -> ConvertResult:
+    from fcbench.convert import check_checkpoint, convert, convert_keras_source, is_keras_source, parse_formats
+    from fcbench.hooks import or_default
+
+    hooks = or_default(hooks)
+    cfg.validate()
+    formats = parse_formats(cfg.to)
+    result = ConvertResult(checkpoint=cfg.checkpoint)
+    if cfg.check:
+        result.checks = check_checkpoint(cfg.checkpoint, formats)
+        return result
+    if is_keras_source(cfg.checkpoint):
+        outcome, assumed = convert_keras_source(cfg.checkpoint, formats, cfg.out, cfg.options, cfg.preprocessing)
+        if assumed:
+            hooks.log(f"{Path(cfg.checkpoint).name}: assumed " + "; ".join(assumed))
+        hooks.event("outcome", outcome)
+        result.outcomes = [outcome]
+        return result
+    if cfg.preprocessing:
+        raise FcbenchError("--preprocessing is for Keras models; an fcbench checkpoint records its own")
+    result.outcomes = convert(cfg.checkpoint, formats, cfg.out, cfg.options,
+                              on_outcome=lambda o: hooks.event("outcome", o))
+    return result
+
+
+def run_bench(cfg: BenchConfig, ctx=None, hooks=None):
+    from dataclasses import replace
+
+    from fcbench.artifact import owned_files
+    from fcbench.bench.run import bench
+    from fcbench.hooks import or_default
+
+    hooks = or_default(hooks)
+    keep, dropped = owned_files(list(cfg.artifacts))
+    if dropped:
+        hooks.log(f"left out {len(dropped)} file(s) that belong to listed artifacts (manifests, companion "
+                  f"files): {', '.join(Path(p).name for p, _ in dropped)}")
+    return bench(replace(cfg, artifacts=keep), ctx, hooks)
+
+
+def run_inspect(cfg: InspectConfig, ctx=None, hooks=None) -> InspectResult:
+    from fcbench.backends import expand, get_backend
+    from fcbench.bench.placement import placement_summary, precision_summary
+    from fcbench.bench.run import load_artifact
+    from fcbench.hooks import or_default
+
+    hooks = or_default(hooks)
+    cfg.validate()
+    path, manifest = load_artifact(cfg.artifact, BenchConfig(artifacts=[cfg.artifact],
+                                                             infer_manifest=cfg.infer_manifest),
+                                   lambda p, a: hooks.log(f"{p.name}: no manifest; assumed " + "; ".join(a)))
+    (spec,) = expand([cfg.backend])
+    plugin = get_backend(spec.plugin)
+    ok, reason = plugin.can_run(path, manifest, spec.variant)
+    if not ok:
+        raise FcbenchError(f"inspect: {spec.label} cannot run {path.name}: {reason}")
+    if manifest.format not in plugin.formats:
+        raise FcbenchError(f"inspect: {spec.plugin} does not load {manifest.format} (it loads "
+                           f"{', '.join(plugin.formats)})")
+    session = plugin.load(path, manifest, spec.variant, cfg.threads, dict(spec.options))
+    try:
+        rows = session.placement()
+    finally:
+        session.close()
+    return InspectResult(str(path), spec.label, rows, placement_summary(rows), precision_summary(rows))
+
+
+def run_results(cfg: ResultsConfig, ctx=None, hooks=None) -> ResultsResult:
+    from fcbench.results.store import DEFAULT_STORE, Store
+
+    path = Path(cfg.store) if cfg.store else DEFAULT_STORE
+    if not path.exists():
+        raise FcbenchError(f"results store {path} does not exist yet; run a verb first or pass --store")
+    with Store(path) as s:
+        rows = s.query(run_id=None if cfg.run == "last" else cfg.run, last_run=cfg.run == "last", kind=cfg.kind,
+                       model=cfg.model, metric=cfg.metric, limit=cfg.limit)
+    return ResultsResult(str(path), rows, title=cfg.title or f"results in {path}", pivot=bool(cfg.pivot))
+
+
+def run_recipe_verb(cfg: RunConfig, ctx=None, hooks=None):
+    from fcbench.recipes import load_recipe, run_recipe
+
+    rec = load_recipe(cfg.recipe, cfg.set)
+    if cfg.check:
+        from fcbench.hooks import or_default
+
+        or_default(hooks).log(f"{cfg.recipe}: {len(rec.steps)} steps, valid")
+        return None
+    return run_recipe(rec, hooks=hooks, ctx=ctx)
+
+
+_R = "fcbench.render.views"
+
+PLUGINS = Verb("plugins", PluginsConfig, run_plugins, "List installed plugins (built-in and third-party alike) "
+               "and whether each can be used.", f"{_R}:plugins", ("table", "json"), stores=False, in_recipes=False)
+PROFILE = Verb("profile", ProfileConfig, run_profile, "Params, MACs and FLOPs (= 2 x MACs) of a model at an input "
+               "size.", f"{_R}:profile", ("table", "json"), stores=False)
+TRAIN = Verb("train", TrainConfig, run_train, "Train a model (single process, or DDP under torchrun). Writes "
+             "OUT/model.pt + manifest.", f"{_R}:train", ("table",))
+EVAL = Verb("eval", EvalConfig, run_eval, "Measure quality on a dataset, in PyTorch or through runtimes; rows go to "
+            "the results store. One artifact and one backend: every metric. Several (artifacts x backends): a "
+            "matrix of the headline metric beside the float parent's, one cell each; a cell that fails says why "
+            "and the matrix goes on.", f"{_R}:eval_result", TABLE_FORMATS)
+CONVERT = Verb("convert", ConvertConfig, run_convert, "Export a checkpoint to edge formats, each with a manifest and "
+               "a parity check against PyTorch.", f"{_R}:convert", ("table", "json"), stores=False)
+BENCH = Verb("bench", BenchConfig, run_bench, "Time artifacts through backends (single-stream); one row per cell, "
+             "streamed into the store.", f"{_R}:bench", TABLE_FORMATS)
+INSPECT = Verb("inspect", InspectConfig, run_inspect, "Where each node of a model runs on a backend, and in which "
+               "precision, as the runtime reports it.", f"{_R}:inspect", ("table", "json"), stores=False)
+RESULTS = Verb("results", ResultsConfig, run_results, "Show rows of the results store.", f"{_R}:results",
+               TABLE_FORMATS, stores=False)
+RUN = Verb("run", RunConfig, run_recipe_verb, "Run a recipe: a sequence of verbs with shared options.",
+           f"{_R}:recipe", ("table",), in_recipes=False)
