@@ -373,7 +373,7 @@ def test_eval_through_a_runtime_matches_pytorch(converted, cli, tmp_path, fmt, b
     assert rep["placement"] and rep["precision"]  # where the eval ran, as for a bench cell
     with Store(tmp_path / "s.sqlite") as s:
         rows = s.query(kind="quality", metric="accuracy")
-    assert {r["format"] for r in rows} == {fmt, "pytorch"}  # the artifact's row and its float parent's
+    assert {r["format"] for r in rows} == {fmt, "fcbench-ckpt"}  # the artifact's row and its float parent's
     assert next(r for r in rows if r["format"] == fmt)["extra"]["delta"] == rep["delta"]["accuracy"]
 
 
@@ -543,5 +543,5 @@ def test_eval_matrix_shows_the_delta_beside_each_cell(converted, cli, tmp_path):
             assert c["metric"] == "accuracy" and abs(c["delta"]) <= 0.02 and c["pytorch"] is not None
             assert c["precision"] and c["placement"]
     with Store(tmp_path / "s.sqlite") as s:
-        parent_rows = [r for r in s.query(kind="quality", metric="accuracy") if r["format"] == "pytorch"]
+        parent_rows = [r for r in s.query(kind="quality", metric="accuracy") if r["format"] == "fcbench-ckpt"]
     assert len(parent_rows) == 1  # the float parent was evaluated once for all cells
