@@ -97,6 +97,9 @@ def test_bench_all_backends(converted, cli, name):
     assert all(r["threads"] == 2 and r["p50_ms"] > 0 for r in rows)
     # importing the runtime is recorded apart from loading the model (init_ms)
     assert all(r["extra"]["import_ms"] >= 0 and r["init_ms"] > 0 for r in rows if r["extra"]["status"] == "ok")
+    # every timed run, in its own column (store schema 2), not in extra
+    assert all(len(r["samples_ms"]) == r["runs"] and min(r["samples_ms"]) == pytest.approx(r["min_ms"], abs=1e-3)
+               and "samples_ms" not in r["extra"] for r in rows if r["extra"]["status"] == "ok")
 
 
 def test_a_glob_of_a_run_folder_benches_and_evaluates_the_artifacts_only(converted, cli, tmp_path):
