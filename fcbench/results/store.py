@@ -185,8 +185,8 @@ class Store:
         return version
 
     def _has_table(self) -> bool:
-        return self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'results'").fetchone() \
-            is not None
+        found = self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'results'").fetchone()
+        return found is not None
 
     def _upgrade(self) -> None:
         """Create the table in a new file; migrate an older store in place, all in one transaction
