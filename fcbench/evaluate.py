@@ -220,7 +220,7 @@ def evaluate(cfg: EvalConfig, ctx: RunContext | None = None) -> EvalReport:
         report.metrics.append((name, float(value)))
         report.rows.append(ctx.row(
             "quality", model=model.fcbench_name, lineage=report.lineage, artifact=str(cfg.checkpoint),
-            artifact_sha256=manifest.sha256 if manifest else "", format="pytorch", backend="pytorch",
+            artifact_sha256=manifest.sha256 if manifest else "", format="fcbench-ckpt", backend="pytorch",
             variant="eager", threads=torch.get_num_threads(), batch=cfg.batch_size,
             input_shape=f"1x3x{h}x{w}", metric=name, value=float(value), dataset=report.dataset,
             protocol=protocol,

@@ -97,6 +97,9 @@ def test_bench_all_backends(converted, cli, name):
     assert all(r["threads"] == 2 and r["p50_ms"] > 0 for r in rows)
     # importing the runtime is recorded apart from loading the model (init_ms)
     assert all(r["extra"]["import_ms"] >= 0 and r["init_ms"] > 0 for r in rows if r["extra"]["status"] == "ok")
+    # every timed run, in its own column (store schema 2), not in extra
+    assert all(len(r["samples_ms"]) == r["runs"] and min(r["samples_ms"]) == pytest.approx(r["min_ms"], abs=1e-3)
+               and "samples_ms" not in r["extra"] for r in rows if r["extra"]["status"] == "ok")
 
 
 def test_a_glob_of_a_run_folder_benches_and_evaluates_the_artifacts_only(converted, cli, tmp_path):
@@ -373,7 +376,7 @@ def test_eval_through_a_runtime_matches_pytorch(converted, cli, tmp_path, fmt, b
     assert rep["placement"] and rep["precision"]  # where the eval ran, as for a bench cell
     with Store(tmp_path / "s.sqlite") as s:
         rows = s.query(kind="quality", metric="accuracy")
-    assert {r["format"] for r in rows} == {fmt, "pytorch"}  # the artifact's row and its float parent's
+    assert {r["format"] for r in rows} == {fmt, "fcbench-ckpt"}  # the artifact's row and its float parent's
     assert next(r for r in rows if r["format"] == fmt)["extra"]["delta"] == rep["delta"]["accuracy"]
 
 
@@ -543,5 +546,5 @@ def test_eval_matrix_shows_the_delta_beside_each_cell(converted, cli, tmp_path):
             assert c["metric"] == "accuracy" and abs(c["delta"]) <= 0.02 and c["pytorch"] is not None
             assert c["precision"] and c["placement"]
     with Store(tmp_path / "s.sqlite") as s:
-        parent_rows = [r for r in s.query(kind="quality", metric="accuracy") if r["format"] == "pytorch"]
+        parent_rows = [r for r in s.query(kind="quality", metric="accuracy") if r["format"] == "fcbench-ckpt"]
     assert len(parent_rows) == 1  # the float parent was evaluated once for all cells

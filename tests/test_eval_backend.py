@@ -82,7 +82,7 @@ def test_eval_through_backend_matches_pytorch(r18, cli, tmp_path, fmt, backend, 
     with Store(store) as s:
         rows = s.query(kind="quality")
     mine = [x for x in rows if x["format"] == fmt]
-    parent = [x for x in rows if x["format"] == "pytorch"]
+    parent = [x for x in rows if x["format"] == "fcbench-ckpt"]
     assert len(mine) == len(rep["metrics"]) and len(parent) == len(rep["metrics"])
     row = next(x for x in mine if x["metric"] == "accuracy")
     assert (row["backend"], row["variant"], row["threads"], row["batch"]) == (plugin, variant, 2, 1)

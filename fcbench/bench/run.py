@@ -244,6 +244,7 @@ def cell_row(ctx: RunContext, cell: Cell, manifest: Manifest, spec: BackendSpec,
              threads: int) -> Row:
     s = cell.stats
     extra = dict(cell.extra)
+    samples_ms = extra.pop("samples_ms", [])  # a column of its own since store schema 2
     extra["status"] = cell.status
     if cell.reason:
         extra["reason"] = cell.reason
@@ -255,5 +256,5 @@ def cell_row(ctx: RunContext, cell: Cell, manifest: Manifest, spec: BackendSpec,
         threads=threads, batch=cfg.batch, input_shape="x".join(map(str, [cfg.batch, *manifest.inputs[0].shape[1:]])),
         warmup=cfg.warmup, init_ms=cell.init_ms, first_run_ms=cell.first_run_ms, peak_mem_mb=cell.peak_mem_mb,
         model_size_mb=cell.size_mb, gflops_per_s=cell.gflops_per_s, peak_share=cell.peak_share,
-        runtime_versions=cell.extra.get("versions") or None, extra=extra, **stat_values,
+        runtime_versions=cell.extra.get("versions") or None, samples_ms=samples_ms, extra=extra, **stat_values,
     )

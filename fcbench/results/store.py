@@ -3,23 +3,28 @@
 Every figure becomes a row the moment it exists (one transaction per row), so a crash
 mid-run loses nothing already measured. The schema follows ARCHITECTURE.md; fields a
 row does not use stay NULL. ``extra`` holds JSON for what does not fit a column yet
-(per-run samples, placement, ...), so readers added later need no migration.
+(placement, failure reasons, ...), so readers added later need no migration.
+
+The schema has a version (SQLite's ``user_version``). Opening an older store migrates it
+in place, in one transaction, through ``MIGRATIONS`` (version n -> n + 1, in order); a
+newer store is refused.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, overload
 
 from fcbench.errors import FcbenchError
 
 DEFAULT_STORE = Path("results") / "fcbench.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 @dataclass
@@ -40,13 +45,18 @@ class Row:
     format: str = ""
     backend: str = ""
     variant: str = ""
+    profile: str = ""  # the backend profile asked for (openvino-f32); '' when given as plugin:variant
+    options_hash: str = ""  # options_hash() of the runtime options in effect
     device: str = ""
+    device_fingerprint: str = ""
+    device_info: dict[str, Any] = field(default_factory=dict)  # CPU, flags, cores, memory, OS, runtime versions
     threads: int | None = None
     batch: int | None = None
     input_shape: str = ""
     # speed
     warmup: int | None = None
     runs: int | None = None
+    samples_ms: list[float] = field(default_factory=list)  # every timed run, in order
     mean_ms: float | None = None
     std_ms: float | None = None
     min_ms: float | None = None
@@ -68,7 +78,16 @@ class Row:
 
 
 COLUMNS: list[str] = [f.name for f in fields(Row)]
-_JSON_COLUMNS = {"runtime_versions", "extra"}
+# JSON columns, each with the empty value a NULL reads as
+_JSON_COLUMNS: dict[str, Callable[[], Any]] = {"runtime_versions": dict, "device_info": dict, "samples_ms": list,
+                                               "extra": dict}
+
+
+def options_hash(options: dict[str, Any]) -> str:
+    """A short name for a set of runtime options: the first 12 hex digits of the sha256 of their
+    canonical JSON (keys sorted at every level, no spaces), so equal options hash alike in any order."""
+    text = json.dumps(options, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def _sql_type(f) -> str:
@@ -86,6 +105,52 @@ _DDL = (
 )
 
 
+# --- migrations: MIGRATIONS[n] takes a store from version n to n + 1, inside the caller's transaction.
+# Each names its columns literally: it must do the same thing however Row changes later.
+
+def _add_columns(db: sqlite3.Connection, columns: dict[str, tuple[str, Any]]) -> None:
+    """Add each column (name: (SQL type, value for the rows already there)) the table lacks."""
+    have = {r[1] for r in db.execute("PRAGMA table_info(results)")}
+    for name, (sql_type, value) in columns.items():
+        if name not in have:
+            db.execute(f"ALTER TABLE results ADD COLUMN {name} {sql_type}")
+            if value is not None:
+                db.execute(f"UPDATE results SET {name} = ?", (value,))
+
+
+def _v1_to_v2(db: sqlite3.Connection) -> None:
+    """Row identity columns; per-run timings leave ``extra`` for their own column; checkpoints are
+    ``fcbench-ckpt`` in every row (quality rows said ``pytorch``)."""
+    _add_columns(db, {"profile": ("TEXT", ""), "options_hash": ("TEXT", ""), "device_fingerprint": ("TEXT", ""),
+                      "device_info": ("TEXT", "{}"), "samples_ms": ("TEXT", "[]")})
+    moved = []
+    for row_id, text in db.execute("SELECT id, extra FROM results WHERE extra LIKE '%samples_ms%'").fetchall():
+        try:
+            extra = json.loads(text)
+        except (TypeError, ValueError):
+            continue  # not JSON: left as it is
+        if isinstance(extra, dict) and isinstance(extra.get("samples_ms"), list):
+            samples = extra.pop("samples_ms")
+            moved.append((json.dumps(samples), json.dumps(extra, sort_keys=True), row_id))
+    db.executemany("UPDATE results SET samples_ms = ?, extra = ? WHERE id = ?", moved)
+    db.execute("UPDATE results SET format = 'fcbench-ckpt' WHERE format = 'pytorch'")
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2}
+
+
+def _empty_value(f) -> Any:
+    if f.name in _JSON_COLUMNS:
+        return json.dumps(_JSON_COLUMNS[f.name]())
+    return "" if _sql_type(f) == "TEXT" else None
+
+
+class HasRows(Protocol):
+    """A result that knows its rows (``Store.add`` writes them)."""
+
+    def to_rows(self) -> Iterable[Row]: ...
+
+
 class Store:
     """SQLite results store. Use as a context manager or call ``close()``."""
 
@@ -94,21 +159,60 @@ class Store:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(self.path), timeout=30.0)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise FcbenchError(
-                    f"results store {self.path} has schema version {version}, newer than this fcbench "
-                    f"({SCHEMA_VERSION}); upgrade fcbench or use another --store"
-                )
-            self._db.execute(_DDL)
-            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            self._db.commit()
         except sqlite3.DatabaseError as exc:
+            raise self._not_sqlite(exc) from exc
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._upgrade()
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise self._not_sqlite(exc) from exc
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _not_sqlite(self, exc: Exception) -> FcbenchError:
+        return FcbenchError(f"results store {self.path} cannot be opened as SQLite ({exc}); "
+                            "point --store at another file")
+
+    def _version(self) -> int:
+        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
             raise FcbenchError(
-                f"results store {self.path} cannot be opened as SQLite ({exc}); "
-                "point --store at another file"
-            ) from exc
+                f"results store {self.path} has schema version {version}, newer than this fcbench "
+                f"({SCHEMA_VERSION}); upgrade fcbench or use another --store"
+            )
+        return version
+
+    def _has_table(self) -> bool:
+        found = self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'results'").fetchone()
+        return found is not None
+
+    def _upgrade(self) -> None:
+        """Create the table in a new file; migrate an older store in place, all in one transaction
+        (a failure leaves it as it was); leave a current one untouched."""
+        if self._version() == SCHEMA_VERSION and self._has_table():
+            return
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")  # one writer: a second process opening the file waits, then finds it done
+        try:
+            version = self._version()  # again, under the lock
+            if not self._has_table():
+                db.execute(_DDL)
+            elif version < SCHEMA_VERSION:
+                for v in range(max(version, 1), SCHEMA_VERSION):  # 0 with a table: written before versions
+                    try:
+                        MIGRATIONS[v](db)
+                    except sqlite3.DatabaseError as exc:
+                        raise FcbenchError(f"results store {self.path}: migrating schema version {v} to {v + 1} "
+                                           f"failed ({exc}); the file is unchanged") from exc
+                # files from before versions were stamped may lack columns of any version
+                _add_columns(db, {f.name: (_sql_type(f), _empty_value(f)) for f in fields(Row)})
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            db.commit()
+        except BaseException:
+            db.rollback()
+            raise
 
     def __enter__(self) -> Store:
         return self
@@ -119,8 +223,28 @@ class Store:
     def close(self) -> None:
         self._db.close()
 
-    def add(self, row: Row) -> int:
-        """Write one row now (its own transaction) and return its id."""
+    @overload
+    def add(self, item: Row) -> int: ...
+
+    @overload
+    def add(self, item: HasRows) -> list[int]: ...
+
+    def add(self, item: Row | HasRows) -> int | list[int]:
+        """Write one row now (its own transaction) and return its id. Given a result with a
+        ``to_rows()`` method, write each of its rows so, as they come, and return their ids."""
+        if isinstance(item, Row):
+            return self._insert(item)
+        to_rows = getattr(item, "to_rows", None)
+        if not callable(to_rows):
+            raise TypeError(f"Store.add takes a Row or a result with to_rows(), not {type(item).__name__}")
+        ids = []
+        for row in to_rows():
+            if not isinstance(row, Row):
+                raise TypeError(f"{type(item).__name__}.to_rows() gave a {type(row).__name__}, not a Row")
+            ids.append(self._insert(row))
+        return ids
+
+    def _insert(self, row: Row) -> int:
         values = []
         for name in COLUMNS:
             v = getattr(row, name)
@@ -146,7 +270,8 @@ class Store:
         last_run: bool = False,
         limit: int | None = None,
     ) -> list[dict[str, Any]]:
-        """Rows as dicts, oldest first, filtered by the given fields."""
+        """Rows as dicts, oldest first, filtered by the given fields. JSON columns come decoded
+        (``samples_ms`` a list, ``device_info`` a dict)."""
         where, args = [], []
         if last_run:
             latest = self._db.execute("SELECT run_id FROM results ORDER BY id DESC LIMIT 1").fetchone()
@@ -171,7 +296,10 @@ class Store:
     def _decode(raw: tuple) -> dict[str, Any]:
         out: dict[str, Any] = {"id": raw[0]}
         for name, v in zip(COLUMNS, raw[1:], strict=True):
-            out[name] = json.loads(v) if name in _JSON_COLUMNS and v else v
+            if name in _JSON_COLUMNS:
+                out[name] = json.loads(v) if v else _JSON_COLUMNS[name]()
+            else:
+                out[name] = v
         return out
 
 
