@@ -442,7 +442,7 @@ def test_profiles_name_real_variants():
     classes = {"onnxruntime": OnnxRuntimeBackend, "openvino": OpenVinoBackend, "opencv-dnn": OpenCvDnnBackend}
     names = ["ort-cpu", "ort-xnnpack", "ort-nnapi", "ort-openvino", "openvino-latency", "openvino-f32", "opencv-cpu"]
     for name in names:
-        doc = tomllib.loads((REPO / "backends" / f"{name}.toml").read_text())
+        doc = tomllib.loads((REPO / "fcbench" / "backends" / "profiles" / f"{name}.toml").read_text())
         cls = classes[doc["plugin"]]
         assert doc["variant"] in cls.variants, name
         assert doc["description"] and isinstance(doc.get("options"), dict), name

@@ -1,29 +1,24 @@
-"""Backend plugins, named profiles (``backends/*.toml``) and ``--backend`` resolution.
+"""Backend plugins, named profiles (``NAME.toml``) and ``--backend`` resolution.
 
 ``--backend`` takes a profile name (``tflite-xnnpack``), ``plugin:variant``
 (``onnxruntime:cpu``), a plugin name (its default variant), or ``all``.
-Profiles are looked up in ``$FCBENCH_BACKENDS`` (a folder), ``./backends`` and the
-``backends/`` folder of the fcbench source tree, first found wins.
+Profiles are looked up in ``$FCBENCH_BACKENDS`` (a folder), then ``./backends`` in the working
+directory, then the built-in ones shipped in ``fcbench/backends/profiles/``; first found wins
+(see :mod:`fcbench.profiles`).
 """
 
 from __future__ import annotations
 
-import os
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
+from fcbench import profiles as profile_files
 from fcbench.backends.base import Backend, NodePlacement, Session
 from fcbench.errors import FcbenchError, suggest
 from fcbench.plugins import load, names
 
-__all__ = ["Backend", "BackendSpec", "NodePlacement", "Session", "get_backend", "profiles", "resolve"]
+__all__ = ["Backend", "BackendSpec", "NodePlacement", "Session", "describe_profiles", "get_backend", "profiles",
+           "resolve"]
 
 
 @dataclass
@@ -32,34 +27,35 @@ class BackendSpec:
     plugin: str
     variant: str
     options: dict[str, Any] = field(default_factory=dict)
-    profile: str | None = None
-
-
-def profile_dirs() -> list[Path]:
-    dirs = []
-    if os.environ.get("FCBENCH_BACKENDS"):
-        dirs.append(Path(os.environ["FCBENCH_BACKENDS"]))
-    dirs.append(Path.cwd() / "backends")
-    dirs.append(Path(__file__).resolve().parents[2] / "backends")
-    return dirs
+    profile: str | None = None  # the profile file, when --backend named one
+    origin: str | None = None  # where that file was found: env, cwd or builtin (fcbench.profiles)
 
 
 def profiles() -> dict[str, BackendSpec]:
-    """Every named profile, first folder wins."""
+    """Every named profile by name, first in the search path wins."""
     found: dict[str, BackendSpec] = {}
-    for d in profile_dirs():
-        for path in sorted(d.glob("*.toml")) if d.is_dir() else []:
-            if path.stem in found:
-                continue
-            try:
-                doc = tomllib.loads(path.read_text())
-            except tomllib.TOMLDecodeError as exc:
-                raise FcbenchError(f"backend profile {path}: not valid TOML ({exc})") from exc
-            if "plugin" not in doc:
-                raise FcbenchError(f"backend profile {path}: missing key 'plugin' (e.g. plugin = \"tflite\")")
-            found[path.stem] = BackendSpec(label=path.stem, plugin=doc["plugin"], variant=doc.get("variant", ""),
-                                           options=dict(doc.get("options", {})), profile=str(path))
+    for name, f in profile_files.find("backends").items():
+        doc = f.read()
+        if "plugin" not in doc:
+            raise FcbenchError(f"backend profile {f.location}: missing key 'plugin' (e.g. plugin = \"tflite\")")
+        found[name] = BackendSpec(label=name, plugin=doc["plugin"], variant=doc.get("variant", ""),
+                                  options=dict(doc.get("options", {})), profile=f.location, origin=f.origin)
     return found
+
+
+def describe_profiles() -> list[dict[str, Any]]:
+    """One row per named profile for listings: where it came from and what it hides.
+
+    ``origin`` is ``env`` ($FCBENCH_BACKENDS), ``cwd`` (./backends) or ``builtin``;
+    ``overrides`` lists the same-named files further down the search path.
+    """
+    rows = []
+    for name, f in profile_files.find("backends").items():
+        doc = f.read()
+        rows.append({"name": name, "plugin": doc.get("plugin", ""), "variant": doc.get("variant", ""),
+                     "description": doc.get("description", ""), "origin": f.origin, "path": f.location,
+                     "overrides": list(f.shadows)})
+    return rows
 
 
 def get_backend(plugin: str) -> Backend:
@@ -77,7 +73,8 @@ def resolve(text: str) -> BackendSpec:
         known = names("backend")
         if plugin not in known:
             choices = list(profs) + known
-            raise FcbenchError(f"unknown backend '{text}'{suggest(text, choices)}; profiles: {', '.join(profs)}; "
+            raise FcbenchError(f"unknown backend '{text}'{suggest(text, choices)}; profiles "
+                               f"({profile_files.describe_search_path('backends')}): {', '.join(profs)}; "
                                f"plugins: {', '.join(known)} (plugin:variant also works)")
         spec = BackendSpec(label=text, plugin=plugin, variant=variant)
     if not spec.variant:
