@@ -165,7 +165,7 @@ def _prepare(d: Path, quick: bool) -> None:
     if not ckpt.exists():
         train(TrainConfig(model="r18", model_options=QUICK_MODEL if quick else {}, data="synthetic:faces",
                           data_options={"num_classes": 8, "samples_per_class": 4}, epochs=1, max_steps=2,
-                          batch_size=8, lr=0.01, out=str(d), store=str(d.parent / "train.sqlite")))
+                          batch_size=8, lr=0.01, out=str(d)))
     missing = [f for f, s in SUFFIX.items() if f != "pytorch" and not (d / ("model" + s)).exists()]
     bad = []
     for o in convert(ckpt, missing):
@@ -184,13 +184,16 @@ _CTX: list[Any] = []
 def fcbench_cell(artifact: Path, backend: str, args: argparse.Namespace, store: Path):
     """One fcbench bench cell through the library, exactly as ``fcbench bench`` runs it."""
     from fcbench.bench.run import BenchConfig, bench
+    from fcbench.hooks import Hooks
     from fcbench.results.context import RunContext
+    from fcbench.results.store import Store
 
     if not _CTX:
         _CTX.append(RunContext())
-    (cell,) = bench(BenchConfig(artifacts=[str(artifact)], backends=[backend], threads=args.threads,
-                                warmup=args.warmup, runs=args.runs, min_seconds=args.seconds, store=str(store)),
-                    ctx=_CTX[0])
+    with Store(store) as db:  # the row is stored the moment the cell ends, as the CLI does
+        (cell,) = bench(BenchConfig(artifacts=[str(artifact)], backends=[backend], threads=args.threads,
+                                    warmup=args.warmup, runs=args.runs, min_seconds=args.seconds),
+                        ctx=_CTX[0], hooks=Hooks(on_rows=db.add_many))
     if cell.status != "ok":
         raise SystemExit(f"fcbench {backend} on {artifact.name}: {cell.status}: {cell.reason}")
     return cell

@@ -20,7 +20,7 @@ from fcbench.errors import FcbenchError, NotApplicable
 from fcbench.hooks import Hooks, or_default
 from fcbench.options import EvalConfig
 from fcbench.results.context import RunContext
-from fcbench.results.store import Row
+from fcbench.results.store import Row, options_hash
 
 PROTOCOLS = ("auto", "verification", "classification", "identification")
 
@@ -99,6 +99,8 @@ class _RuntimeModel:
             raise NotApplicable(f"eval: {spec.label} cannot run {path.name}: {reason}")
         self.label = spec.label
         self.plugin, self.variant = spec.plugin, spec.variant
+        self.profile = spec.label if spec.profile else ""
+        self.options = dict(spec.options)
         self.manifest = manifest
         self.layout = manifest.inputs[0].layout
         self.batch = _fixed_batch(manifest)  # None: the artifact takes any batch
@@ -329,7 +331,8 @@ def _evaluate_artifact(cfg: EvalConfig, ctx: RunContext) -> EvalReport:
             extra["inference_precision"] = runtime.precision
         report.rows.append(ctx.row(
             "quality", model=name, lineage=report.lineage, artifact=str(path), artifact_sha256=manifest.sha256,
-            format=manifest.format, backend=runtime.plugin, variant=runtime.variant,
+            format=manifest.format, backend=runtime.plugin, variant=runtime.variant, profile=runtime.profile,
+            options_hash=options_hash(runtime.options),
             threads=cfg.threads or torch.get_num_threads(), batch=runtime.batch or cfg.batch_size,
             input_shape="x".join(map(str, manifest.inputs[0].shape)), metric=metric, value=value,
             dataset=report.dataset, protocol=protocol, extra=extra,

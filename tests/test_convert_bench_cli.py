@@ -32,15 +32,14 @@ def _installed_formats() -> list[str]:
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
     """Train each tiny model for a few steps, then `fcbench convert --to all` through the CLI."""
-    from typer.testing import CliRunner
+    from click.testing import CliRunner
 
     from fcbench.cli import app
 
     root = tmp_path_factory.mktemp("cb")
     out = {}
     for name, spec in TINY.items():
-        ckpt = train(TrainConfig(**spec, epochs=1, batch_size=8, lr=0.01, out=str(root / name),
-                                 store=str(root / "train.sqlite")))
+        ckpt = train(TrainConfig(**spec, epochs=1, batch_size=8, lr=0.01, out=str(root / name)))
         r = CliRunner().invoke(app, ["convert", str(ckpt), "--to", "all", "--format", "json"])
         assert r.exit_code == 0, r.output
         out[name] = (Path(ckpt), json.loads(r.stdout))
@@ -424,7 +423,7 @@ def test_max_drop_fails_a_damaged_artifact_and_passes_a_faithful_one(cli, tmp_pa
                                                               "input_size": [32, 32], "cifar_stem": True},
                              head="softmax", data="synthetic:classes",
                              data_options={"num_classes": 4, "samples_per_class": 6}, epochs=30, batch_size=8,
-                             lr=0.05, schedule="cosine", out=str(tmp_path / "m"), store=str(tmp_path / "t.sqlite")))
+                             lr=0.05, schedule="cosine", out=str(tmp_path / "m")))
     r = cli("convert", ckpt, "--to", "onnx", "--format", "json")
     assert r.code == 0, r.err
     good = Path(json.loads(r.out)[0]["file"])

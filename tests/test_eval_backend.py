@@ -47,8 +47,7 @@ def _file(outcomes, fmt: str) -> Path:
 def r18(tmp_path_factory):
     """A tiny r18 checkpoint (1 epoch) converted to onnx, tflite, openvino, and tflite NHWC in nhwc/."""
     root = tmp_path_factory.mktemp("evb")
-    ckpt = Path(train(TrainConfig(**R18, epochs=1, batch_size=8, lr=0.01, out=str(root / "r18"),
-                                  store=str(root / "train.sqlite"))))
+    ckpt = Path(train(TrainConfig(**R18, epochs=1, batch_size=8, lr=0.01, out=str(root / "r18"))))
     outcomes = convert(ckpt, ["onnx", "tflite", "openvino"], root / "r18")
     nhwc = convert(ckpt, ["tflite"], root / "nhwc", options={"tflite": {"nhwc": True}})
     return ckpt, outcomes, nhwc
@@ -57,8 +56,7 @@ def r18(tmp_path_factory):
 @pytest.fixture(scope="module")
 def mbv2(tmp_path_factory):
     root = tmp_path_factory.mktemp("evb-mbv2")
-    ckpt = Path(train(TrainConfig(**MBV2, epochs=1, batch_size=8, lr=0.01, out=str(root / "m"),
-                                  store=str(root / "train.sqlite"))))
+    ckpt = Path(train(TrainConfig(**MBV2, epochs=1, batch_size=8, lr=0.01, out=str(root / "m"))))
     return ckpt, convert(ckpt, ["onnx"], root / "m")
 
 
@@ -106,7 +104,7 @@ def test_default_backend_table_and_library(r18, cli, tmp_path):
     for column in ("pytorch", "delta", "accuracy"):
         assert column in r.out
     rep = evaluate(EvalConfig(checkpoint=str(onnx), backend="ort-cpu", data="synthetic:pairs",
-                              data_options={"num_pairs": 40}, nfolds=2, threads=2, store=str(tmp_path / "l.sqlite")))
+                              data_options={"num_pairs": 40}, nfolds=2, threads=2))
     assert rep.backend == "ort-cpu" and rep.reference and not rep.notes
     values = dict(rep.metrics)
     assert abs(values["accuracy"] - rep.reference["accuracy"]) <= 0.02

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -25,7 +26,7 @@ FACES = {"num_classes": 8, "samples_per_class": 8}
 def tiny_cfg(tmp_path, **kw) -> TrainConfig:
     base = dict(model="r18", model_options=dict(TINY_OPTS), head="arcface", head_options={"s": 16.0, "m": 0.2},
                 data="synthetic:faces", data_options=dict(FACES), epochs=2, batch_size=16, lr=0.05,
-                out=str(tmp_path / "run"), store=str(tmp_path / "s.sqlite"), seed=1)
+                out=str(tmp_path / "run"), seed=1)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -67,9 +68,14 @@ def test_training_works_and_eval_measures_it(tmp_path):
                    model_options={**TINY_OPTS, "width": 0.25}, schedule="cosine")
     final = train(cfg)
     store = str(tmp_path / "s.sqlite")
-    ev = dict(data="synthetic:pairs", data_options={"num_pairs": 200}, store=store)
-    before = dict(evaluate(EvalConfig(checkpoint=str(tmp_path / "run" / "init.pt"), **ev)).metrics)
+    ev = dict(data="synthetic:pairs", data_options={"num_pairs": 200})
+    before_report = evaluate(EvalConfig(checkpoint=str(tmp_path / "run" / "init.pt"), **ev))
     after_report = evaluate(EvalConfig(checkpoint=str(final), **ev))
+    assert not Path(store).exists()  # the library stores nothing on its own: storing is the caller's step
+    with Store(store) as s:
+        s.add(before_report)
+        s.add(after_report)
+    before = dict(before_report.metrics)
     after = dict(after_report.metrics)
     assert after_report.protocol == "verification"
     assert {"accuracy", "accuracy_std", "eer", "auc"} <= set(after)

@@ -26,7 +26,7 @@ from fcbench.errors import FcbenchError
 from fcbench.hooks import Hooks, or_default
 from fcbench.options import PRECISIONS, BenchConfig, normalize_precision
 from fcbench.results.context import RunContext
-from fcbench.results.store import Row
+from fcbench.results.store import Row, options_hash
 
 __all__ = ["PRECISIONS", "BenchConfig", "BenchResult", "Cell", "bench", "normalize_precision", "run_cell"]
 
@@ -240,6 +240,14 @@ def bench(cfg: BenchConfig, ctx: RunContext | None = None, hooks: Hooks | None =
     return result
 
 
+def effective_options(spec: BackendSpec, precision: str | None) -> dict[str, Any]:
+    """The runtime options a cell runs with: the profile's, plus what asking for a precision adds."""
+    options = dict(spec.options)
+    if precision:
+        options.update(get_backend(spec.plugin).precision_options(precision))
+    return options
+
+
 def cell_row(ctx: RunContext, cell: Cell, manifest: Manifest, spec: BackendSpec, cfg: BenchConfig,
              threads: int) -> Row:
     s = cell.stats
@@ -251,7 +259,9 @@ def cell_row(ctx: RunContext, cell: Cell, manifest: Manifest, spec: BackendSpec,
     stat_values = {} if s is None else dict(runs=s.runs, mean_ms=s.mean_ms, std_ms=s.std_ms, min_ms=s.min_ms,
                                             p50_ms=s.p50_ms, p90_ms=s.p90_ms, p99_ms=s.p99_ms)
     return ctx.row(
-        "speed", model=manifest.model.get("name", ""), lineage=manifest.lineage_summary(), artifact=cell.artifact,
+        "speed", profile=spec.label if spec.profile else "",
+        options_hash=options_hash(effective_options(spec, cfg.precision)), model=manifest.model.get("name", ""),
+        lineage=manifest.lineage_summary(), artifact=cell.artifact,
         artifact_sha256=manifest.sha256, format=manifest.format, backend=spec.plugin, variant=spec.variant,
         threads=threads, batch=cfg.batch, input_shape="x".join(map(str, [cfg.batch, *manifest.inputs[0].shape[1:]])),
         warmup=cfg.warmup, init_ms=cell.init_ms, first_run_ms=cell.first_run_ms, peak_mem_mb=cell.peak_mem_mb,
