@@ -58,7 +58,8 @@ def test_profile_reports_params_and_flops(cli):
 
 @pytest.mark.slow
 def test_third_party_plugin_is_discovered(tmp_path):
-    """A separately installed package registers a model via an entry point; fcbench lists and builds it."""
+    """A separately installed package registers a model and a verb via entry points; fcbench lists and builds the
+    model, and the verb works as a command and as a recipe step."""
     target = tmp_path / "site"
     source = shutil.copytree(REPO / "tests" / "plugin_example", tmp_path / "src")  # keep the tree clean
     p = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
@@ -75,3 +76,25 @@ def test_third_party_plugin_is_discovered(tmp_path):
                        capture_output=True, text=True, env=env, timeout=120)
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["params"] > 0
+    # its verb is a command and a recipe step like fcbench's own
+    from fcbench.artifact import Step
+    from fcbench.models import create
+    from fcbench.train.checkpoint import save_checkpoint
+
+    ckpt = tmp_path / "m.pt"
+    save_checkpoint(ckpt, create("r18", width=0.125, layers=[1, 1, 1, 1], input_size=[32, 32]),
+                    lineage=[Step("init", technique="r18"),
+                             Step("train", technique="arcface", parent_sha256="ab" * 32)])
+    p = subprocess.run([sys.executable, "-m", "fcbench.cli", "lineage", str(ckpt), "--last", "1", "--format", "json"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["steps"] == [{"verb": "train", "technique": "arcface", "parent_sha256": "ab" * 6}]
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"steps:\n  - lineage: {{artifact: '{ckpt}'}}\n  - lineage: {{artifact: '{ckpt}', lst: 1}}\n")
+    p = subprocess.run([sys.executable, "-m", "fcbench.cli", "run", str(recipe)], capture_output=True, text=True,
+                       env=env, timeout=120)
+    assert p.returncode == 2 and "unknown key 'lst' (did you mean 'last'?)" in p.stderr, p.stderr
+    recipe.write_text(f"steps:\n  - lineage: {{artifact: '{ckpt}'}}\n")
+    p = subprocess.run([sys.executable, "-m", "fcbench.cli", "run", str(recipe)], capture_output=True, text=True,
+                       env=env, timeout=120)
+    assert p.returncode == 0 and "1. init(r18)\n2. train(arcface)" in p.stdout, p.stderr

@@ -22,8 +22,8 @@ from fcbench.options import (
     ProfileConfig,
     ResultsConfig,
     RunConfig,
+    TrainConfig,
 )
-from fcbench.train.config import TrainConfig
 from fcbench.verbs import Verb
 
 TABLE_FORMATS = ("table", "json", "csv", "markdown")

@@ -1,0 +1,110 @@
+"""The Python API: everything the command line does, as calls that return results.
+
+    import fcbench
+
+    run = fcbench.train(fcbench.TrainConfig(model="r18", epochs=2, out="runs/a"))
+    conv = fcbench.convert(fcbench.ConvertConfig(checkpoint=str(run), to=["onnx"]))
+    cells = fcbench.bench(fcbench.BenchConfig(artifacts=[str(conv.outcomes[0].file)], backends=["ort-cpu"]))
+    quality = fcbench.evaluate(fcbench.EvalConfig(checkpoints=[str(run)]))
+    with fcbench.Store("results/mine.sqlite") as store:
+        for result in (run, cells, quality):
+            store.add(result)
+
+Each verb is ``verb(options, ctx=None, hooks=None) -> result`` (or ``verb(**options)``): ``options`` is
+the verb's dataclass (the same fields as the command's options and a recipe step's keys), ``ctx`` a
+:class:`RunContext` whose run id every row shares, ``hooks`` a :class:`Hooks` to hear rows, events, notes
+and progress as they happen. Nothing is printed and nothing is stored unless the caller does it: results
+have ``to_rows()`` and ``Store.add(result)`` writes them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fcbench.hooks import Hooks
+from fcbench.options import (
+    BenchConfig,
+    ConvertConfig,
+    EvalConfig,
+    InspectConfig,
+    ProfileConfig,
+    ResultsConfig,
+    TrainConfig,
+    from_mapping,
+)
+from fcbench.results.context import RunContext
+
+
+def _options(cls: type, options: Any, kwargs: dict[str, Any], verb: str) -> Any:
+    if options is not None and kwargs:
+        raise TypeError(f"{verb}: pass an options object or keyword options, not both")
+    if options is None:
+        return from_mapping(cls, kwargs, verb)
+    if not isinstance(options, cls):
+        raise TypeError(f"{verb}: options must be a {cls.__name__}, got {type(options).__name__}")
+    return options
+
+
+def _run(name: str, cls: type, options: Any, ctx: RunContext | None, hooks: Hooks | None,
+         kwargs: dict[str, Any]) -> Any:
+    from fcbench.verbs import get
+
+    return get(name)(_options(cls, options, kwargs, name), ctx, hooks)
+
+
+def create_model(name: str, **options: Any):
+    """A registered architecture (``fcbench plugins --kind model``) with its knobs, e.g. ``width=0.25``."""
+    from fcbench.models import create
+
+    return create(name, **options)
+
+
+def train(options: TrainConfig | None = None, ctx: RunContext | None = None, hooks: Hooks | None = None,
+          **kwargs: Any):
+    """Train; returns a ``TrainResult`` (path-like: the final checkpoint) with one row per epoch."""
+    return _run("train", TrainConfig, options, ctx, hooks, kwargs)
+
+
+def evaluate(options: EvalConfig | None = None, ctx: RunContext | None = None, hooks: Hooks | None = None,
+             **kwargs: Any):
+    """Quality of checkpoints/artifacts on a dataset; returns an ``EvalResult`` (``.metrics`` for one)."""
+    return _run("eval", EvalConfig, options, ctx, hooks, kwargs)
+
+
+def convert(options: ConvertConfig | None = None, ctx: RunContext | None = None, hooks: Hooks | None = None,
+            **kwargs: Any):
+    """Export a checkpoint to formats; returns a ``ConvertResult`` (one outcome per format, with parity)."""
+    return _run("convert", ConvertConfig, options, ctx, hooks, kwargs)
+
+
+def bench(options: BenchConfig | None = None, ctx: RunContext | None = None, hooks: Hooks | None = None,
+          **kwargs: Any):
+    """Time artifacts x backends; returns a ``BenchResult`` (its cells, and rows for the ones that ran)."""
+    return _run("bench", BenchConfig, options, ctx, hooks, kwargs)
+
+
+def inspect(options: InspectConfig | None = None, ctx: RunContext | None = None, hooks: Hooks | None = None,
+            **kwargs: Any):
+    """Per-node placement and precision of an artifact on a backend, as the runtime reports it."""
+    return _run("inspect", InspectConfig, options, ctx, hooks, kwargs)
+
+
+def profile(options: ProfileConfig | None = None, ctx: RunContext | None = None, hooks: Hooks | None = None,
+            **kwargs: Any):
+    """Params, MACs and FLOPs of a model."""
+    return _run("profile", ProfileConfig, options, ctx, hooks, kwargs)
+
+
+def results(options: ResultsConfig | None = None, ctx: RunContext | None = None, hooks: Hooks | None = None,
+            **kwargs: Any):
+    """Rows of a results store, filtered."""
+    return _run("results", ResultsConfig, options, ctx, hooks, kwargs)
+
+
+def run_recipe(path: str, variables: dict[str, Any] | None = None, ctx: RunContext | None = None,
+               hooks: Hooks | None = None):
+    """Run a recipe file; returns a ``RecipeResult`` with every step's result."""
+    from fcbench.recipes import load_recipe
+    from fcbench.recipes import run_recipe as _run_recipe
+
+    return _run_recipe(load_recipe(path, variables), hooks=hooks, ctx=ctx)
