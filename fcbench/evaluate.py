@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Subset
 from fcbench.artifact import Manifest
 from fcbench.errors import FcbenchError, NotApplicable
 from fcbench.hooks import Hooks, or_default
+from fcbench.lineage import float_parent
 from fcbench.options import EvalConfig
 from fcbench.results.context import RunContext
 from fcbench.results.store import Row, options_hash
@@ -180,25 +181,6 @@ def is_artifact(path: str | Path) -> bool:
     return Path(path).suffix.lower() in ARTIFACT_SUFFIXES
 
 
-def _float_parent(path: Path, manifest: Manifest) -> tuple[Path | None, str]:
-    """The PyTorch checkpoint a converted artifact came from, if it is still where convert saw it
-    and unchanged (same sha256); else None and why."""
-    from fcbench.artifact import sha256_file
-
-    step = next((s for s in reversed(manifest.lineage) if s.verb == "convert"), None)
-    if step is None or not step.parent_sha256:
-        return None, "the manifest names no float parent"
-    name = step.options.get("parent_file")
-    if not name:
-        return None, "the manifest does not say where the float parent is"
-    parent = Path(name) if Path(name).is_absolute() else path.parent / name
-    if not parent.is_file():
-        return None, f"float parent {parent} is not there any more"
-    if sha256_file(parent) != step.parent_sha256:
-        return None, f"float parent {parent} has changed since conversion (sha256 differs)"
-    return parent, ""
-
-
 def evaluate(cfg: EvalConfig, ctx: RunContext | None = None) -> EvalReport:
     from fcbench.data import open_dataset
 
@@ -308,7 +290,7 @@ def _evaluate_artifact(cfg: EvalConfig, ctx: RunContext) -> EvalReport:
     report = EvalReport(checkpoint=str(path), model=name, dataset=str(dataset.source), protocol=protocol,
                         metrics=[(k, float(v)) for k, v in result.to_rows()], lineage=manifest.lineage_summary(),
                         details=result, backend=runtime.label, notes=notes, trust=trust)
-    parent, why = _float_parent(path, manifest)
+    parent, why = float_parent(path, manifest)
     if parent is None:
         report.notes.append(f"no PyTorch reference: {why}")
     else:

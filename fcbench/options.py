@@ -347,6 +347,24 @@ class BenchConfig:
 
 
 @dataclass
+class CompressConfig:
+    checkpoint: str = opt("", argument=True, help="fcbench checkpoint (.pt with its manifest)")
+    technique: str = opt("", help="A technique plugin (fcbench plugins --kind technique)")
+    options: dict[str, Any] = opt(default_factory=dict, flags=("--opt",), parse=parse_kv,
+                                  help="Technique option KEY=VALUE (repeatable)")
+    out: str | None = opt(None, help="Output checkpoint (default: <stem>-<technique>.pt beside the input)")
+    threads: int | None = opt(None)
+    seed: int = opt(0)
+
+    def validate(self) -> CompressConfig:
+        if not self.checkpoint:
+            raise FcbenchError("compress: give the checkpoint to compress")
+        if not self.technique:
+            raise FcbenchError("compress: --technique is required (fcbench plugins --kind technique lists them)")
+        return self
+
+
+@dataclass
 class InspectConfig:
     artifact: str = opt("", argument=True, help="An artifact (with its manifest, or --infer-manifest)")
     backend: str = opt("", help="A profile or plugin:variant, e.g. tflite:xnnpack")

@@ -113,6 +113,15 @@ def _convert_checks(checks, fmt: str, checkpoint: str) -> list[Any]:
     return [table]
 
 
+def compress(result, fmt: str) -> list[Any]:
+    if fmt == "json":
+        return [json.dumps(result.to_dict(), indent=2, default=str) + "\n"]
+    row = {"input": str(result.input), "output": str(result.output), "technique": result.technique,
+           "lineage": result.lineage, "params_before": result.params_before, "params_after": result.params_after,
+           "seconds": result.seconds}
+    return _rows_view([row], "markdown" if fmt == "markdown" else fmt, f"compress {result.input}")
+
+
 def bench(result, fmt: str) -> list[Any]:
     from fcbench.render.bench import cells_table
 

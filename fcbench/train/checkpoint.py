@@ -3,13 +3,26 @@
 A checkpoint is a ``torch.save`` dict with a manifest beside it. It always holds enough
 to rebuild the exact model with ``fcbench.models.create(name, **options)``; a training
 checkpoint also holds optimizer, schedule and RNG state for ``--resume``.
+
+A compression technique may change the architecture (channel pruning removes channels from
+convolutions, norms, PReLUs and linears). Such a checkpoint also holds ``structure``: for every
+module that no longer matches what ``create`` builds, its path, class name, the shapes of its
+own parameters and buffers, and the plain attributes (``in_channels``, ``out_channels``,
+``groups``, ``num_features``, ``in_features``, ``num_parameters``, ...) that differ.
+:meth:`Checkpoint.build_model` builds the model with ``create``, resizes those tensors, sets
+those attributes and then loads the weights strictly. It is all plain data (no pickled
+modules), so ``torch.load(weights_only=True)`` reads it; checkpoints without ``structure``
+load as before. Modules added, removed or replaced by another class cannot be expressed this
+way and are refused when saving.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +48,14 @@ class Checkpoint:
     head: dict[str, Any] | None
     train_state: dict[str, Any] | None
     manifest: Manifest | None
+    structure: list[dict[str, Any]] | None = None  # modules changed from create()'s (see module doc)
 
     def build_model(self) -> torch.nn.Module:
         from fcbench.models import create
 
         model = create(self.model_name, **self.model_options)
+        if self.structure:
+            apply_structure(model, self.structure, self.path)
         try:
             model.load_state_dict(self.state_dict, strict=True)
         except RuntimeError as exc:
@@ -50,6 +66,128 @@ class Checkpoint:
             ) from exc
         model.eval()
         return model
+
+    def with_model(self, model: torch.nn.Module) -> Checkpoint:
+        """This checkpoint with ``model``'s weights and structure, e.g. what a technique returns
+        after changing the model it got from :meth:`build_model`. Training state is dropped."""
+        return replace(
+            self,
+            model_name=getattr(model, "fcbench_name", self.model_name),
+            model_options=dict(getattr(model, "fcbench_options", self.model_options)),
+            state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
+            output_size=int(getattr(model, "output_size", self.output_size)),
+            structure=model_structure(model) or None,
+            train_state=None,
+        )
+
+
+# --- structure: what a changed model holds that create() does not build ----------------------
+
+_SIMPLE = (bool, int, float, str)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON-able plain data when it is a number, string or a tuple/list of them; else None."""
+    if isinstance(value, _SIMPLE):
+        return value
+    if isinstance(value, (tuple, list)) and all(isinstance(v, _SIMPLE) for v in value):
+        return list(value)
+    return None
+
+
+def _own_tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    tensors = {k: v for k, v in module._parameters.items() if v is not None}
+    tensors.update({k: v for k, v in module._buffers.items() if v is not None})
+    return tensors
+
+
+def _own_attrs(module: torch.nn.Module) -> dict[str, Any]:
+    out = {}
+    for key, value in vars(module).items():
+        if key.startswith("_") or key == "training":
+            continue
+        plain = _plain(value)
+        if plain is not None:
+            out[key] = plain
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def _reference(name: str, options_json: str) -> dict[str, tuple[str, dict[str, list[int]], dict[str, Any]]]:
+    """Per module of ``create(name, **options)``: class name, own tensor shapes, plain attributes.
+    Built on the meta device (no memory for weights) when the factory allows it."""
+    from fcbench.models import create
+
+    options = json.loads(options_json)
+    try:
+        with torch.device("meta"):
+            ref = create(name, **options)
+    except FcbenchError:
+        raise
+    except Exception:  # a factory that computes on real tensors while building
+        ref = create(name, **options)
+    return {path: (type(m).__name__, {k: list(t.shape) for k, t in _own_tensors(m).items()}, _own_attrs(m))
+            for path, m in ref.named_modules()}
+
+
+def model_structure(model: torch.nn.Module) -> list[dict[str, Any]]:
+    """The modules of ``model`` that differ from what ``create(name, **options)`` builds: for each,
+    ``{"module": path, "type": class name, "shapes": {tensor: shape}, "attrs": {attribute: value}}``
+    holding only what differs. ``[]`` for an unchanged model (and for a model not made by ``create``)."""
+    name, options = getattr(model, "fcbench_name", None), getattr(model, "fcbench_options", None)
+    if name is None or options is None:
+        return []
+    ref = _reference(name, json.dumps(options, sort_keys=True))
+    modules = dict(model.named_modules())
+    added = [p for p in modules if p not in ref]
+    removed = [p for p in ref if p not in modules]
+    retyped = [p for p, m in modules.items() if p in ref and ref[p][0] != type(m).__name__]
+    if added or removed or retyped:
+        what = "; ".join(f"{label}: {', '.join(repr(p) for p in paths[:3])}" for label, paths in
+                         (("added", added), ("removed", removed), ("another class", retyped)) if paths)
+        raise FcbenchError(f"model '{name}': its modules differ from what create() builds ({what}); a checkpoint "
+                           "can record changed shapes and attributes, not added, removed or replaced modules")
+    out = []
+    for path, m in modules.items():
+        cls, ref_shapes, ref_attrs = ref[path]
+        tensors = _own_tensors(m)
+        if set(tensors) != set(ref_shapes):
+            raise FcbenchError(f"model '{name}': module '{path}' has tensors {sorted(tensors)} but create() builds "
+                               f"{sorted(ref_shapes)}; a checkpoint cannot record added or removed tensors")
+        shapes = {k: list(t.shape) for k, t in tensors.items() if list(t.shape) != ref_shapes[k]}
+        attrs = {k: v for k, v in _own_attrs(m).items() if ref_attrs.get(k, v) != v}
+        if shapes or attrs:
+            out.append({"module": path, "type": cls, "shapes": shapes, "attrs": attrs})
+    return out
+
+
+def apply_structure(model: torch.nn.Module, structure: list[dict[str, Any]], source: Any = "checkpoint") -> None:
+    """Resize the tensors and set the attributes ``structure`` records, in place, so the changed
+    model's state dict loads strictly. The new tensors are uninitialised: load weights next."""
+    for entry in structure:
+        path = entry.get("module", "")
+        try:
+            m = model.get_submodule(path)
+        except AttributeError as exc:
+            raise FcbenchError(f"{source}: its structure names module '{path}', which model "
+                               f"'{getattr(model, 'fcbench_name', '?')}' does not have") from exc
+        if type(m).__name__ != entry.get("type"):
+            raise FcbenchError(f"{source}: module '{path}' is a {entry.get('type')} in the checkpoint but a "
+                               f"{type(m).__name__} in the model built now")
+        for key, shape in entry.get("shapes", {}).items():
+            if key in m._parameters and m._parameters[key] is not None:
+                old = m._parameters[key]
+                m._parameters[key] = torch.nn.Parameter(torch.empty(shape, dtype=old.dtype, device=old.device),
+                                                        requires_grad=old.requires_grad)
+            elif key in m._buffers and m._buffers[key] is not None:
+                old = m._buffers[key]
+                m._buffers[key] = torch.empty(shape, dtype=old.dtype, device=old.device)
+            else:
+                raise FcbenchError(f"{source}: its structure resizes '{path}.{key}', which the model built now "
+                                   "does not have")
+        for key, value in entry.get("attrs", {}).items():
+            current = getattr(m, key, None)
+            setattr(m, key, tuple(value) if isinstance(current, tuple) and isinstance(value, list) else value)
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
@@ -73,10 +211,16 @@ def save_checkpoint(
     train_state: dict[str, Any] | None = None,
     lineage: list[Step] | None = None,
     profile: dict[str, int] | None = None,
+    head_state: dict[str, Any] | None = None,
 ) -> Manifest:
-    """Write a checkpoint and its manifest atomically; return the manifest."""
+    """Write a checkpoint and its manifest atomically; return the manifest.
+
+    ``head_state`` is a head as a checkpoint stores it (``Checkpoint.head``: spec + state_dict),
+    kept as is; ``head`` + ``head_spec`` give it as a module instead. A model whose architecture
+    was changed (pruned) is saved with its ``structure`` (see the module doc)."""
     path = Path(path)
     pre: Preprocessing = model.preprocessing
+    structure = model_structure(model)
     payload = {
         "fcbench_checkpoint": CHECKPOINT_VERSION,
         "model": {"name": model.fcbench_name, "options": dict(model.fcbench_options)},
@@ -84,9 +228,11 @@ def save_checkpoint(
         "preprocessing": pre.to_dict(),
         "task": model.fcbench_task,
         "output_size": int(model.output_size),
-        "head": None,
+        "head": head_state,
         "train_state": train_state,
     }
+    if structure:
+        payload["structure"] = structure
     if head is not None and head_spec is not None:
         payload["head"] = {**head_spec, "state_dict": {k: v.detach().cpu() for k, v in head.state_dict().items()}}
     _atomic_save(payload, path)
@@ -142,4 +288,5 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         head=payload.get("head"),
         train_state=payload.get("train_state"),
         manifest=manifest,
+        structure=payload.get("structure"),
     )

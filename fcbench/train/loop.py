@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,16 +51,37 @@ class TrainResult:
 
 
 class _Joint(nn.Module):
-    """Backbone + optional head as one module, so DDP syncs both."""
+    """Backbone + optional head as one module, so DDP syncs both. Returns (backbone output, logits)."""
 
     def __init__(self, backbone: nn.Module, head: nn.Module | None) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.backbone(x)
-        return self.head(out, y) if self.head is not None else out
+        return out, (self.head(out, y) if self.head is not None else out)
+
+
+@dataclass
+class LossInputs:
+    """What a loss hook sees at one training step (all on the training device)."""
+
+    x: torch.Tensor  # the batch of images, prepared
+    y: torch.Tensor  # their labels
+    outputs: torch.Tensor  # the backbone's output: embeddings (face models) or logits (classifiers)
+    logits: torch.Tensor  # what the cross-entropy is taken of: the head's margin logits, or ``outputs``
+    model: nn.Module  # the backbone being trained (not DDP-wrapped)
+    step: int  # optimizer steps taken before this one
+    epoch: int
+    device: torch.device
+
+
+LossHook = Callable[[LossInputs], dict[str, torch.Tensor]]
+"""``hook(inputs) -> {term name: scalar tensor}``: extra loss terms, already weighted, added to the
+cross-entropy before the backward pass. A hook computes whatever else it needs itself, e.g. a
+frozen teacher's embeddings of ``inputs.x`` under ``torch.no_grad()``. Each term's epoch mean is
+stored in the train row's ``extra.loss_terms`` beside ``ce``; the row's value is the total."""
 
 
 def _lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
@@ -103,11 +125,26 @@ def _find_resume(cfg: TrainConfig) -> Path | None:
     return found[-1] if found else None
 
 
-def train(cfg: TrainConfig, ctx: RunContext | None = None, hooks: Hooks | None = None) -> TrainResult:
+def _hook_terms(hook: LossHook, inputs: LossInputs) -> dict[str, torch.Tensor]:
+    """The hook's terms, checked: named, scalar, not 'ce' (the cross-entropy's own name)."""
+    terms = hook(inputs)
+    if not isinstance(terms, dict):
+        raise FcbenchError(f"train: loss hook {getattr(hook, 'name', type(hook).__name__)} returned "
+                           f"{type(terms).__name__}, not a dict of named loss terms")
+    for name, term in terms.items():
+        if name == "ce" or not isinstance(term, torch.Tensor) or term.numel() != 1:
+            raise FcbenchError(f"train: loss hook term {name!r} must be a scalar tensor named other than 'ce'")
+    return {name: term.float().reshape(()) for name, term in terms.items()}
+
+
+def train(cfg: TrainConfig, ctx: RunContext | None = None, hooks: Hooks | None = None,
+          loss_hook: LossHook | None = None) -> TrainResult:
     """Train; return the final checkpoint (``OUT/model.pt``) and the per-epoch rows.
 
     Prints nothing and stores nothing: rows go to ``hooks.on_rows`` as each epoch ends, progress
-    to ``hooks.on_progress``, the per-epoch line to ``hooks.on_log`` (rank 0 only under DDP)."""
+    to ``hooks.on_progress``, the per-epoch line to ``hooks.on_log`` (rank 0 only under DDP).
+    ``loss_hook`` adds loss terms at every step (see :data:`LossHook`): distillation is a loss, not
+    another loop. Its ``name`` attribute (or class name) is recorded in the train step's options."""
     cfg.validate()
     hooks = or_default(hooks)
     from fcbench.data import open_dataset
@@ -198,7 +235,9 @@ def train(cfg: TrainConfig, ctx: RunContext | None = None, hooks: Hooks | None =
     parent_sha = sha256_file(cfg.weights) if cfg.weights else init_sha
 
     result = TrainResult(checkpoint=out / "model.pt", init_checkpoint=out / "init.pt" if main_proc else None)
-    lineage_opts = {k: v for k, v in asdict(cfg).items() if k not in ("out", "resume", "store", "workers")}
+    lineage_opts = {k: v for k, v in asdict(cfg).items() if k not in ("out", "resume", "workers")}
+    if loss_hook is not None:
+        lineage_opts["loss_hook"] = str(getattr(loss_hook, "name", type(loss_hook).__name__))
     done = False
     total_steps = (cfg.epochs - start_epoch + 1) * steps_per_epoch
     done_steps = 0
@@ -207,11 +246,18 @@ def train(cfg: TrainConfig, ctx: RunContext | None = None, hooks: Hooks | None =
             sampler.set_epoch(epoch)
             ddp_net.train()
             t0, seen, loss_sum, batches = time.perf_counter(), 0, 0.0, 0
+            term_sums: dict[str, float] = {}
             for x, y in loader:
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                    logits = ddp_net(x, y)
+                    outputs, logits = ddp_net(x, y)
                 loss = nn.functional.cross_entropy(logits.float(), y)
+                if loss_hook is not None:
+                    terms = {"ce": loss, **_hook_terms(loss_hook, LossInputs(
+                        x, y, outputs.float(), logits.float(), model, step, epoch, device))}
+                    loss = sum(terms.values())
+                    for name, term in terms.items():
+                        term_sums[name] = term_sums.get(name, 0.0) + term.item()
                 if not torch.isfinite(loss):
                     raise FcbenchError(f"train: loss became {loss.item()} at step {step}; lower --lr", exit_code=1)
                 for o in optimizers:
@@ -250,7 +296,9 @@ def train(cfg: TrainConfig, ctx: RunContext | None = None, hooks: Hooks | None =
                               batch=cfg.batch_size, threads=torch.get_num_threads(),
                               extra={"epoch": epoch, "step": step,
                                      "lr": schedulers[0].get_last_lr()[0],
-                                     "images_per_s": seen / elapsed, "world_size": world})
+                                     "images_per_s": seen / elapsed, "world_size": world,
+                                     **({"loss_terms": {k: v / max(1, batches) for k, v in term_sums.items()}}
+                                        if term_sums else {})})
                 result.rows.append(row)
                 hooks.rows([row])
                 hooks.event("epoch", {"epoch": epoch, "loss": mean_loss, "images_per_s": seen / elapsed})

@@ -15,6 +15,7 @@ from typing import Any
 from fcbench.errors import FcbenchError
 from fcbench.options import (
     BenchConfig,
+    CompressConfig,
     ConvertConfig,
     EvalConfig,
     InspectConfig,
@@ -155,6 +156,23 @@ def run_convert(cfg: ConvertConfig, ctx=None, hooks=None) -> ConvertResult:
     return result
 
 
+def run_compress(cfg: CompressConfig, ctx=None, hooks=None):
+    """Apply one technique plugin to a checkpoint: a new checkpoint whose lineage ends with its step."""
+    from fcbench.hooks import or_default
+    from fcbench.results.context import RunContext
+    from fcbench.techniques import apply_technique
+    from fcbench.techniques.base import TechniqueContext
+
+    hooks = or_default(hooks)
+    cfg.validate()
+    result = apply_technique(cfg.checkpoint, cfg.technique, cfg.options, cfg.out,
+                             context=TechniqueContext(threads=cfg.threads, seed=cfg.seed,
+                                                      progress=lambda msg, frac: hooks.log(msg)))
+    result.ctx = ctx or RunContext()
+    hooks.rows(result.to_rows())
+    return result
+
+
 def run_bench(cfg: BenchConfig, ctx=None, hooks=None):
     from dataclasses import replace
 
@@ -237,6 +255,8 @@ CONVERT = Verb("convert", ConvertConfig, run_convert, "Export a checkpoint to ed
                "a parity check against PyTorch.", f"{_R}:convert", ("table", "json"), stores=False)
 BENCH = Verb("bench", BenchConfig, run_bench, "Time artifacts through backends (single-stream); one row per cell, "
              "streamed into the store.", f"{_R}:bench", TABLE_FORMATS)
+COMPRESS = Verb("compress", CompressConfig, run_compress, "Apply a compression technique plugin to a checkpoint; "
+                "the new checkpoint's lineage ends with its step.", f"{_R}:compress", ("table", "json"))
 INSPECT = Verb("inspect", InspectConfig, run_inspect, "Where each node of a model runs on a backend, and in which "
                "precision, as the runtime reports it.", f"{_R}:inspect", ("table", "json"), stores=False)
 RESULTS = Verb("results", ResultsConfig, run_results, "Show rows of the results store.", f"{_R}:results",
