@@ -19,6 +19,7 @@ KINDS: dict[str, str] = {
     "technique": "fcbench.techniques",
     "backend": "fcbench.backends",
     "device": "fcbench.devices",
+    "format": "fcbench.formats",
 }
 
 
