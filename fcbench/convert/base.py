@@ -1,7 +1,10 @@
-"""The exporter contract: one class per target format, found by format name."""
+"""The exporter contract: one class per target format. The format itself (suffixes, companion
+files, the backend that checks parity) is a :class:`fcbench.formats.Format` that names its
+exporter; the exporter only says which format it writes and which converter it needs."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -30,12 +33,25 @@ class ExportResult:
     extra: dict[str, Any] = field(default_factory=dict)  # anything worth keeping in the manifest
 
 
+class _FromFormat:
+    """A class attribute read from the exporter's registered format (the one place it is said)."""
+
+    def __init__(self, fact: Callable[[Any], Any]) -> None:
+        self.fact = fact
+
+    def __get__(self, obj: Any, owner: type[Exporter]) -> Any:
+        if not owner.format:  # the base class
+            return None
+        from fcbench.formats import get
+
+        return self.fact(get(owner.format))
+
+
 class Exporter:
-    format: ClassVar[str] = ""  # onnx | tflite | openvino | ptl | pte
-    suffix: ClassVar[str] = ""
+    format: ClassVar[str] = ""  # the name of the registered format it writes (fcbench.formats)
+    suffix = _FromFormat(lambda f: f.suffix)  # the suffix written, from the format
     module: ClassVar[str] = ""  # python module the converter needs
     install_hint: ClassVar[str] = ""
-    default_backend: ClassVar[str] = ""  # backend used for the parity check
     options: ClassVar[tuple[str, ...]] = ()  # option keys ``export`` accepts (``--opt FORMAT.KEY=VALUE``)
 
     def check_options(self, options: dict[str, Any]) -> None:
