@@ -7,12 +7,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
-
-import torch
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from fcbench.errors import FcbenchError, suggest
 from fcbench.plugins import module_available
+
+if TYPE_CHECKING:  # the contract imports no torch: a format plugin's module stays light to import
+    import torch
 
 
 def option_bool(what: str, name: str, value: Any) -> bool:
