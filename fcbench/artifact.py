@@ -22,6 +22,7 @@ from typing import Any
 import fcbench
 from fcbench.data.preprocess import Preprocessing
 from fcbench.errors import FcbenchError
+from fcbench.formats import by_suffix
 
 MANIFEST_SUFFIX = ".manifest.json"
 MANIFEST_VERSION = 1
@@ -61,7 +62,7 @@ class Step:
 
 @dataclass
 class Manifest:
-    format: str  # fcbench-ckpt | onnx | tflite | openvino | ptl | pte
+    format: str  # a registered format's name (fcbench.formats): fcbench-ckpt, onnx, tflite, openvino, ptl, pte, ...
     file: str  # file name, relative to the manifest's folder
     sha256: str
     size: int
@@ -116,7 +117,8 @@ def read_manifest(file: str | Path) -> Manifest:
 def owned_files(paths: Sequence[str | Path]) -> tuple[list[str], list[tuple[str, str]]]:
     """Split a list of files, often a shell glob such as ``run/model.*``, into the artifacts and the
     files that only belong to one of them: a listed artifact's manifest and its companion files
-    (``extra.companion_files``; OpenVINO's ``.bin`` beside its ``.xml`` even without a manifest).
+    (``extra.companion_files``; those its format names, e.g. OpenVINO's ``.bin`` beside its ``.xml``,
+    even without a manifest).
     Returns (artifacts, [(file, what it is)]); a file whose owner is not listed stays an artifact."""
     owner: dict[Path, str] = {}
     for p in paths:
@@ -124,7 +126,8 @@ def owned_files(paths: Sequence[str | Path]) -> tuple[list[str], list[tuple[str,
         if path.name.endswith(MANIFEST_SUFFIX):
             continue
         owner[manifest_path(path).resolve()] = f"the manifest of {path.name}"
-        companions = {path.with_suffix(".bin").name} if path.suffix == ".xml" else set()
+        form = by_suffix(path)
+        companions = set(form.companions(path)) if form else set()
         try:
             companions |= set(json.loads(manifest_path(path).read_text()).get("extra", {}).get("companion_files", []))
         except (OSError, ValueError, AttributeError):

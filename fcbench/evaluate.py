@@ -15,8 +15,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from fcbench import formats
 from fcbench.artifact import Manifest
 from fcbench.errors import FcbenchError, NotApplicable
+from fcbench.formats import is_artifact
 from fcbench.hooks import Hooks, or_default
 from fcbench.lineage import float_parent
 from fcbench.options import EvalConfig
@@ -26,10 +28,14 @@ from fcbench.results.store import Row, options_hash
 PROTOCOLS = ("auto", "verification", "classification", "identification")
 
 
-# the runtime an artifact is evaluated with when --backend is not given
-DEFAULT_BACKEND = {"onnx": "onnxruntime:cpu", "tflite": "tflite:xnnpack", "openvino": "openvino:CPU",
-                   "ptl": "pytorch-mobile:cpu", "pte": "executorch:xnnpack", "fcbench-ckpt": "pytorch:eager"}
-ARTIFACT_SUFFIXES = (".onnx", ".tflite", ".xml", ".ptl", ".pte")
+def __getattr__(name: str) -> Any:
+    """``DEFAULT_BACKEND`` (format -> the runtime an artifact is evaluated with when --backend is not
+    given) and ``ARTIFACT_SUFFIXES``, derived from the format registry (fcbench.formats)."""
+    if name == "DEFAULT_BACKEND":
+        return {f.name: f.default_backend() for f in formats.formats() if f.backend}
+    if name == "ARTIFACT_SUFFIXES":
+        return tuple(s for f in formats.artifact_formats() for s in f.suffixes)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -177,8 +183,6 @@ def headline_drop(report: EvalReport) -> tuple[str, float | None]:
     return metric, 100.0 * (report.reference[metric] - values[metric])
 
 
-def is_artifact(path: str | Path) -> bool:
-    return Path(path).suffix.lower() in ARTIFACT_SUFFIXES
 
 
 def evaluate(cfg: EvalConfig, ctx: RunContext | None = None) -> EvalReport:
@@ -267,9 +271,7 @@ def _evaluate_artifact(cfg: EvalConfig, ctx: RunContext) -> EvalReport:
     notes: list[str] = []
     path, manifest = load_artifact(path, BenchConfig(artifacts=[str(path)], infer_manifest=cfg.infer_manifest),
                                    lambda p, a: notes.append("assumed " + "; ".join(a)))
-    label = cfg.backend or DEFAULT_BACKEND.get(manifest.format)
-    if manifest.format == "pte" and not cfg.backend:
-        label = f"executorch:{manifest.extra.get('backend_variant', 'xnnpack')}"
+    label = cfg.backend or formats.default_backend(manifest)
     if label is None:
         raise FcbenchError(f"eval: no default backend for format {manifest.format}; pass --backend")
     task = "classification" if manifest.output_kind == "logits" else "embedding"

@@ -1,45 +1,30 @@
 """A manifest for a file fcbench did not make: read what the file itself says, assume the rest,
 and say exactly what was assumed.
 
-What a file tells: its format (checked against its magic bytes, not only its suffix), the input
-shape and dtype where the format stores them (ONNX, TFLite, OpenVINO IR) and so the layout.
-What it cannot tell and is assumed: preprocessing (``face``: RGB scaled to [-1, 1]; ``imagenet``;
-``cifar``; picked by input size unless the user names a preset), the output kind, and for
-``.ptl``/``.pte`` the input shape (1x3x112x112 unless given). Each assumption is one sentence in
+What a file tells: its format (by its suffix, checked against its magic bytes: the format
+registry, :mod:`fcbench.formats`), the input shape and dtype where the format stores them (ONNX,
+TFLite, OpenVINO IR: the format's ``input_reader``) and so the layout. What it cannot tell and is
+assumed: preprocessing (``face``: RGB scaled to [-1, 1]; ``imagenet``; ``cifar``; picked by input
+size unless the user names a preset), the output kind, and for formats that do not store it
+(``.ptl``, ``.pte``) the input shape (1x3x112x112 unless given). Each assumption is one sentence in
 the returned list; bench prints them and stores them with the row.
 """
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import replace
 from pathlib import Path
 
 from fcbench.artifact import Manifest, Step, TensorSpec, sha256_file
 from fcbench.data.preprocess import CIFAR, FACE, IMAGENET, Preprocessing
 from fcbench.errors import FcbenchError, first_line, suggest
+from fcbench.formats import CHECKPOINT, artifact_formats, by_suffix
 
-SUFFIX_FORMAT = {".onnx": "onnx", ".tflite": "tflite", ".xml": "openvino", ".ptl": "ptl", ".pte": "pte"}
 PRESETS: dict[str, Preprocessing] = {"face": FACE, "imagenet": IMAGENET, "cifar": CIFAR}
 DEFAULT_SHAPE = [1, 3, 112, 112]
 
 
-def _magic_ok(path: Path, fmt: str) -> bool:
-    head = path.read_bytes()[:64] if path.stat().st_size < 1 << 16 else path.open("rb").read(64)
-    if fmt == "tflite":
-        return head[4:8] == b"TFL3"
-    if fmt == "pte":
-        return head[4:6] == b"ET"
-    if fmt == "ptl":
-        return zipfile.is_zipfile(path)
-    if fmt == "openvino":
-        return head.lstrip().startswith(b"<?xml") or b"<net" in head
-    if fmt == "onnx":
-        return len(head) > 2 and head[0] in (0x08, 0x0A, 0x12, 0x1A, 0x22, 0x3A, 0x42)  # protobuf field tags
-    return False
-
-
-def _onnx_input(path: Path) -> tuple[list[int], str]:
+def onnx_input(path: Path) -> tuple[list[int], str]:
     import onnx
 
     try:
@@ -55,7 +40,7 @@ def _onnx_input(path: Path) -> tuple[list[int], str]:
     return shape, onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name
 
 
-def _tflite_input(path: Path) -> tuple[list[int], str]:
+def tflite_input(path: Path) -> tuple[list[int], str]:
     from ai_edge_litert.interpreter import Interpreter
 
     try:
@@ -65,7 +50,7 @@ def _tflite_input(path: Path) -> tuple[list[int], str]:
     return [int(s) for s in d["shape_signature"]], d["dtype"].__name__
 
 
-def _openvino_input(path: Path) -> tuple[list[int], str]:
+def openvino_input(path: Path) -> tuple[list[int], str]:
     import openvino as ov
 
     try:
@@ -83,11 +68,12 @@ def infer_manifest(path: str | Path, preprocessing: str | None = None,
     path = Path(path)
     if not path.is_file():
         raise FcbenchError(f"{path}: no such file")
-    fmt = SUFFIX_FORMAT.get(path.suffix.lower())
-    if fmt is None:
+    form = by_suffix(path)
+    if form is None or form.name == CHECKPOINT:
         raise FcbenchError(f"{path}: cannot tell the format from the suffix '{path.suffix}'; "
-                           f"known: {', '.join(SUFFIX_FORMAT)}")
-    if not _magic_ok(path, fmt):
+                           f"known: {', '.join(s for f in artifact_formats() for s in f.suffixes)}")
+    fmt = form.name
+    if not form.recognise(path):
         raise FcbenchError(f"{path}: the file is not {fmt} (its first bytes do not match the format)")
     if preprocessing is not None and preprocessing not in PRESETS:
         raise FcbenchError(f"unknown preprocessing preset '{preprocessing}'{suggest(preprocessing, PRESETS)}; "
@@ -96,8 +82,8 @@ def infer_manifest(path: str | Path, preprocessing: str | None = None,
     dtype = "float32"
     if input_shape:
         shape = list(input_shape)
-    elif fmt in ("onnx", "tflite", "openvino"):
-        shape, dtype = {"onnx": _onnx_input, "tflite": _tflite_input, "openvino": _openvino_input}[fmt](path)
+    elif (declared := form.read_input(path)) is not None:
+        shape, dtype = declared
     else:
         shape = list(DEFAULT_SHAPE)
         assumed.append(f"input shape {'x'.join(map(str, shape))} (a {fmt} file does not store it; "
@@ -125,6 +111,6 @@ def infer_manifest(path: str | Path, preprocessing: str | None = None,
         lineage=[Step("import", technique=fmt, options={"inferred": True})],
         extra={"manifest_inferred": assumed},
     )
-    if fmt == "openvino" and path.with_suffix(".bin").exists():
-        manifest.extra["companion_files"] = [path.with_suffix(".bin").name]
+    if companions := form.present_companions(path):
+        manifest.extra["companion_files"] = companions
     return manifest, assumed

@@ -20,6 +20,7 @@ KINDS: dict[str, str] = {
     "backend": "fcbench.backends",
     "device": "fcbench.devices",
     "verb": "fcbench.verbs",
+    "format": "fcbench.formats",
 }
 
 

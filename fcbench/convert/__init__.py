@@ -1,13 +1,13 @@
 """The convert verb: one checkpoint -> one artifact per format, each with its manifest and
 a numerical parity check against PyTorch on the same prepared input.
 
-Exporters are found by format name in ``EXPORTERS`` (module:class, imported only when used,
-so a missing converter disables its format only).
+What a format is (its suffix, companion files, exporter, the backend and thresholds of its parity
+check) comes from the format registry, :mod:`fcbench.formats`; an exporter is imported only when
+its format is converted to, so a missing converter disables its format only.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -15,21 +15,17 @@ from typing import Any
 
 import numpy as np
 
+from fcbench import formats as format_registry
 from fcbench.artifact import Manifest, Step, TensorSpec, sha256_file, write_manifest
 from fcbench.convert.base import Exporter, ExportResult
 from fcbench.errors import FcbenchError, suggest
+from fcbench.formats import PARITY_MAX_REL_DIFF, PARITY_MIN_COSINE, Format
 
-EXPORTERS: dict[str, str] = {
-    "onnx": "fcbench.convert.onnx:OnnxExporter",
-    "tflite": "fcbench.convert.tflite:TfliteExporter",
-    "openvino": "fcbench.convert.openvino:OpenVinoExporter",
-    "ptl": "fcbench.convert.ptl:PtlExporter",
-    "pte": "fcbench.convert.pte:PteExporter",
-}
-# parity passes when the cosine of the flattened outputs is at least this and the max abs
-# difference is within this share of the reference's largest magnitude
-PARITY_MIN_COSINE = 0.9999
-PARITY_MAX_REL_DIFF = 1e-3
+
+def __getattr__(name: str) -> Any:
+    if name == "EXPORTERS":  # format -> "module:Class", derived from the registry (convert's own order)
+        return {f.name: f.exporter for f in format_registry.exportable()}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -42,24 +38,32 @@ class ConvertOutcome:
     manifest: Manifest | None = None
 
 
+def _exportable(fmt: str) -> Format:
+    """The registered format ``fmt``, which convert must be able to make."""
+    made = format_registry.exportable()
+    if fmt not in [f.name for f in made]:
+        if fmt in format_registry.names():
+            format_registry.get(fmt).exporter_class()  # raises: not made by convert (or a broken plugin)
+        choices = [f.name for f in made]
+        raise FcbenchError(f"unknown format '{fmt}'{suggest(fmt, choices)}; formats: {', '.join(choices)}")
+    return format_registry.get(fmt)
+
+
 def exporter_class(fmt: str) -> type[Exporter]:
-    if fmt not in EXPORTERS:
-        raise FcbenchError(f"unknown format '{fmt}'{suggest(fmt, EXPORTERS)}; formats: {', '.join(EXPORTERS)}")
-    module, _, attr = EXPORTERS[fmt].partition(":")
-    return getattr(importlib.import_module(module), attr)
+    return _exportable(fmt).exporter_class()
 
 
 def parse_formats(text: str | list[str]) -> list[str]:
     items = text if isinstance(text, list) else [t.strip() for t in text.split(",") if t.strip()]
     if items == ["all"]:
-        return list(EXPORTERS)
+        return [f.name for f in format_registry.exportable()]
     for f in items:
-        if f not in EXPORTERS:
-            exporter_class(f)  # raises with the closest format named
+        _exportable(f)  # raises with the closest format named
     return items
 
 
-def parity(reference: np.ndarray, output: np.ndarray) -> dict[str, Any]:
+def parity(reference: np.ndarray, output: np.ndarray, min_cosine: float = PARITY_MIN_COSINE,
+           max_rel_diff: float = PARITY_MAX_REL_DIFF) -> dict[str, Any]:
     """Max abs difference and cosine of two outputs, and whether they pass."""
     ref = np.asarray(reference, np.float64).ravel()
     out = np.asarray(output, np.float64).ravel()
@@ -68,28 +72,30 @@ def parity(reference: np.ndarray, output: np.ndarray) -> dict[str, Any]:
     diff = float(np.max(np.abs(ref - out)))
     cos = float(ref @ out / (np.linalg.norm(ref) * np.linalg.norm(out) + 1e-30))
     scale = float(np.max(np.abs(ref))) or 1.0
-    ok = cos >= PARITY_MIN_COSINE and diff <= PARITY_MAX_REL_DIFF * scale
+    ok = cos >= min_cosine and diff <= max_rel_diff * scale
     return {"ok": ok, "max_abs_diff": diff, "cosine": cos, "reference_max_abs": scale,
-            "min_cosine": PARITY_MIN_COSINE, "max_rel_diff": PARITY_MAX_REL_DIFF}
+            "min_cosine": min_cosine, "max_rel_diff": max_rel_diff}
 
 
-def _parity_check(file: Path, manifest: Manifest, fmt_cls: type[Exporter], reference: np.ndarray,
+def _parity_check(file: Path, manifest: Manifest, fmt: Format, reference: np.ndarray,
                   x_nchw: np.ndarray) -> dict[str, Any]:
     from fcbench.backends import get_backend
 
-    backend = get_backend(fmt_cls.default_backend)
+    plugin, _, variant = fmt.default_backend(manifest).partition(":")
+    if not plugin:
+        return {"ok": None, "reason": f"parity not checked: format {fmt.name} names no backend to run it"}
+    backend = get_backend(plugin)
     ok, reason = backend.available()
     if not ok:
         return {"ok": None, "reason": f"parity not checked: {reason}"}
-    options = {"precision": "f32"} if backend.name == "openvino" else {}
     x = x_nchw if manifest.inputs[0].layout == "NCHW" else x_nchw.transpose(0, 2, 3, 1).copy()
-    variant = manifest.extra.get("backend_variant", backend.default_variant)
-    session = backend.load(file, manifest, variant, None, options)
+    variant = variant or backend.default_variant
+    session = backend.load(file, manifest, variant, None, dict(fmt.parity_options))
     try:
         out = session.run(x)
     finally:
         session.close()
-    result = parity(reference, out)
+    result = parity(reference, out, fmt.parity_min_cosine, fmt.parity_max_rel_diff)
     result["backend"] = f"{backend.name}:{variant}"
     return result
 
@@ -139,11 +145,12 @@ def convert(
 
 def _convert_one(fmt: str, model, example, reference: np.ndarray, x: np.ndarray, parent: Manifest, stem: Path,
                  opts: dict[str, Any], parent_file: Path | None = None) -> ConvertOutcome:
-    cls = exporter_class(fmt)
+    form = _exportable(fmt)
+    cls = form.exporter_class()
     ok, reason = cls.available()
     if not ok:
         return ConvertOutcome(fmt, "skipped", reason=reason)
-    target = stem.with_name(stem.name + cls.suffix)
+    target = stem.with_name(stem.name + form.suffix)
     try:
         result: ExportResult = cls().export(model, example, target, dict(opts))
     except FcbenchError as exc:
@@ -151,7 +158,7 @@ def _convert_one(fmt: str, model, example, reference: np.ndarray, x: np.ndarray,
             raise
         return ConvertOutcome(fmt, "failed", reason=str(exc) + _explain_failure(fmt, model, example))
     file = result.file
-    companions = [p.name for p in (file.with_suffix(".bin"),) if fmt == "openvino" and p.exists()]
+    companions = form.present_companions(file)
     shape = list(parent.inputs[0].shape)
     if result.input_layout != parent.inputs[0].layout:
         shape = [shape[0], shape[2], shape[3], shape[1]] if result.input_layout == "NHWC" else shape
@@ -166,9 +173,9 @@ def _convert_one(fmt: str, model, example, reference: np.ndarray, x: np.ndarray,
     )
     write_manifest(manifest, file)
     try:
-        check = _parity_check(file, manifest, cls, reference, x)
+        check = _parity_check(file, manifest, form, reference, x)
     except FcbenchError as exc:
-        check = {"ok": False, "reason": f"artifact does not run in {cls.default_backend}: {exc}"}
+        check = {"ok": False, "reason": f"artifact does not run in {form.default_backend(manifest)}: {exc}"}
     manifest.extra["parity"] = check
     write_manifest(manifest, file)
     status = "ok" if check.get("ok") in (True, None) else "parity-failed"
@@ -220,7 +227,7 @@ def convert_keras_source(
                            "(latency, size, default, none) and tflite.allow_select_tf_ops")
     out = Path(out_dir) if out_dir else source.parent
     target = out / (source.stem if source.is_file() else source.name)
-    target = target.with_name(target.name + ".tflite")
+    target = target.with_name(target.name + format_registry.get("tflite").suffix)
     optimize = str(opts.get("optimize", "latency"))
     try:
         result = convert_keras(source, target, optimize, allow_select_tf_ops=bool(opts.get("allow_select_tf_ops")))
@@ -243,7 +250,7 @@ def convert_keras_source(
     check: dict[str, Any]
     try:
         reference = _keras_reference(source, x)
-        check = _parity_check(result.file, manifest, exporter_class("tflite"), reference,
+        check = _parity_check(result.file, manifest, format_registry.get("tflite"), reference,
                               x.transpose(0, 3, 1, 2) if manifest.inputs[0].layout == "NHWC" else x)
     except FcbenchError as exc:
         check = {"ok": False, "reason": f"artifact does not run in tflite: {exc}"}

@@ -1,15 +1,19 @@
-"""The exporter contract: one class per target format, found by format name."""
+"""The exporter contract: one class per target format. The format itself (suffixes, companion
+files, the backend that checks parity) is a :class:`fcbench.formats.Format` that names its
+exporter; the exporter only says which format it writes and which converter it needs."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
-
-import torch
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from fcbench.errors import FcbenchError, suggest
 from fcbench.plugins import module_available
+
+if TYPE_CHECKING:  # the contract imports no torch: a format plugin's module stays light to import
+    import torch
 
 
 def option_bool(what: str, name: str, value: Any) -> bool:
@@ -30,12 +34,25 @@ class ExportResult:
     extra: dict[str, Any] = field(default_factory=dict)  # anything worth keeping in the manifest
 
 
+class _FromFormat:
+    """A class attribute read from the exporter's registered format (the one place it is said)."""
+
+    def __init__(self, fact: Callable[[Any], Any]) -> None:
+        self.fact = fact
+
+    def __get__(self, obj: Any, owner: type[Exporter]) -> Any:
+        if not owner.format:  # the base class
+            return None
+        from fcbench.formats import get
+
+        return self.fact(get(owner.format))
+
+
 class Exporter:
-    format: ClassVar[str] = ""  # onnx | tflite | openvino | ptl | pte
-    suffix: ClassVar[str] = ""
+    format: ClassVar[str] = ""  # the name of the registered format it writes (fcbench.formats)
+    suffix = _FromFormat(lambda f: f.suffix)  # the suffix written, from the format
     module: ClassVar[str] = ""  # python module the converter needs
     install_hint: ClassVar[str] = ""
-    default_backend: ClassVar[str] = ""  # backend used for the parity check
     options: ClassVar[tuple[str, ...]] = ()  # option keys ``export`` accepts (``--opt FORMAT.KEY=VALUE``)
 
     def check_options(self, options: dict[str, Any]) -> None:

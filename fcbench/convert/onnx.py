@@ -124,10 +124,8 @@ def _finish(out: Path, simplify: bool, legacy: bool) -> dict[str, Any]:
 
 class OnnxExporter(Exporter):
     format = "onnx"
-    suffix = ".onnx"
     module = "onnx"
     install_hint = "pip install 'fcbench[onnx]'"
-    default_backend = "onnxruntime"
     options = OPTIONS
 
     def export(self, model: torch.nn.Module, example: torch.Tensor, out: Path, options: dict[str, Any]) -> ExportResult:

@@ -36,10 +36,8 @@ def _one_line(exc: BaseException) -> str:
 
 class OpenVinoExporter(Exporter):
     format = "openvino"
-    suffix = ".xml"
     module = "openvino"
     install_hint = "pip install 'fcbench[openvino]'"
-    default_backend = "openvino"
     options = OPTIONS
 
     def export(self, model: torch.nn.Module, example: torch.Tensor, out: Path, options: dict[str, Any]) -> ExportResult:

@@ -171,8 +171,9 @@ def preflight(model: torch.nn.Module, example: torch.Tensor, formats: list[str])
     for fmt in formats:
         check = CHECKS.get(fmt)
         if check is None:
-            out.append(FormatCheck(fmt, "unchecked", note="TorchScript tracing takes any op that runs; "
-                                                          "no op-level preflight"))
+            note = ("TorchScript tracing takes any op that runs; no op-level preflight" if fmt == "ptl"
+                    else "no op-level preflight for this format")
+            out.append(FormatCheck(fmt, "unchecked", note=note))
             continue
         try:
             with contextlib.redirect_stdout(io.StringIO()):  # torch.onnx prints its progress to stdout

@@ -90,11 +90,9 @@ class PteExporter(Exporter):
     """
 
     format = "pte"
-    suffix = ".pte"
     module = "executorch"
     install_hint = "pip install 'fcbench[executorch]'"
     options = PTE_OPTIONS
-    default_backend = "executorch"
 
     def export(self, model: torch.nn.Module, example: torch.Tensor, out: Path, options: dict[str, Any]) -> ExportResult:
         self.check_options(options)

@@ -35,11 +35,9 @@ class PtlExporter(Exporter):
     """
 
     format = "ptl"
-    suffix = ".ptl"
     module = "torch"
     install_hint = "pip install torch"
     options = PTL_OPTIONS
-    default_backend = "pytorch-mobile"
 
     def export(self, model: torch.nn.Module, example: torch.Tensor, out: Path, options: dict[str, Any]) -> ExportResult:
         self.check_options(options)

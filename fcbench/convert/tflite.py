@@ -119,10 +119,8 @@ class TfliteExporter(Exporter):
     """
 
     format = "tflite"
-    suffix = ".tflite"
     module = "litert_torch"
     install_hint = "pip install 'fcbench[tflite]'"
-    default_backend = "tflite"
     options = TFLITE_OPTIONS
 
     def export(self, model: torch.nn.Module, example: torch.Tensor, out: Path, options: dict[str, Any]) -> ExportResult:

@@ -31,8 +31,8 @@ import torch
 from fcbench.artifact import Manifest, Step, TensorSpec, read_manifest, sha256_file, write_manifest
 from fcbench.data.preprocess import Preprocessing
 from fcbench.errors import FcbenchError, first_line
+from fcbench.formats import CHECKPOINT as CHECKPOINT_FORMAT
 
-CHECKPOINT_FORMAT = "fcbench-ckpt"
 CHECKPOINT_VERSION = 1
 
 
