@@ -39,14 +39,17 @@ _HEAVY = ("torch", "tensorflow", "typer", "rich")  # reported, so a test can tel
 
 def measure(backend: Backend, path: Path, manifest: Manifest, variant: str, threads: int | None,
             options: dict[str, Any], x: np.ndarray, *, warmup: int, runs: int, min_seconds: float,
-            max_seconds: float | None, also: Callable[[Session], Any] | None = None) -> dict[str, Any]:
+            max_seconds: float | None, also: Callable[[Session], Any] | None = None,
+            import_ms: float | None = None) -> dict[str, Any]:
     """Import the runtime, load, time single-stream queries of ``x``, read the placement: the raw
     result a bench cell is made of (the same on the host in-process and in the worker on a device).
     ``also(session)`` runs with the loaded session before it closes (in-process pipeline timing);
-    its value is returned as ``also``. A runtime's FcbenchError is a failed result."""
+    its value is returned as ``also``. ``import_ms``: the runtime's import, when the caller timed it
+    already. A runtime's FcbenchError is a failed result."""
     try:
         with PeakMemory() as mem:
-            import_ms = backend.import_runtime()  # paid once per process, not part of loading a model
+            if import_ms is None:
+                import_ms = backend.import_runtime()  # paid once per process, not part of loading a model
             t = time.perf_counter()
             session = backend.load(path, manifest, variant, threads, options)
             init_ms = (time.perf_counter() - t) * 1e3
@@ -90,6 +93,10 @@ def execute(job: BenchJob, job_dir: Path) -> dict[str, Any]:
     try:
         manifest = Manifest.from_dict(job.manifest)
         backend = get_backend(job.plugin)
+        ok, reason = backend.available()
+        if not ok:
+            return {"status": "skipped", "reason": reason}
+        import_ms = backend.import_runtime()  # first: can_run may import the runtime, and this process is fresh
         ok, reason = backend.can_run(path, manifest, job.variant)
         if not ok:
             return {"status": "skipped", "reason": reason}
@@ -98,11 +105,10 @@ def execute(job: BenchJob, job_dir: Path) -> dict[str, Any]:
 
             x = prepared_input(manifest, job.batch, job.seed)
             raw = measure(backend, path, manifest, job.variant, job.threads, job.options, x, warmup=job.warmup,
-                          runs=job.runs, min_seconds=job.min_seconds, max_seconds=job.max_seconds)
+                          runs=job.runs, min_seconds=job.min_seconds, max_seconds=job.max_seconds, import_ms=import_ms)
             raw.pop("also", None)
             return raw
         x = np.load(job_dir / job.inputs, allow_pickle=False)
-        import_ms = backend.import_runtime()
         t = time.perf_counter()
         session = backend.load(path, manifest, job.variant, job.threads, job.options)
         init_ms = (time.perf_counter() - t) * 1e3
