@@ -588,6 +588,7 @@ def bench(
     require_placement: float | None = typer.Option(
         None, "--require-placement", help="Fail a cell whose requested device/delegate ran less than this "
                                           "fraction of the nodes (0..1), naming the first that fell back"),
+    in_process: bool = typer.Option(False, "--in-process", help="Time in this process, not in a worker subprocess"),
     store: str | None = StoreOpt,
     fmt: str = typer.Option("table", "--format", help="table, json, csv or markdown"),
 ) -> None:
@@ -603,6 +604,7 @@ def bench(
                       batch=batch, store=store, infer_manifest=infer_manifest, preprocessing=preprocessing,
                       input_shape=_parse_shape(input_shape), require_placement=require_placement,
                       precision=normalize_precision(precision), pipeline=pipeline, images=images)
+    cfg.isolation = "inprocess" if in_process else cfg.isolation
     err = _err()
 
     def on_cell(c) -> None:
