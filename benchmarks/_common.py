@@ -7,8 +7,8 @@
 - ``artifacts()``: one r18 checkpoint, trained 2 steps, converted with fcbench's own ``convert``; made
   once per ``--workdir`` in a child process, so the measuring process never ran an exporter or a
   parity check (``python _common.py prepare DIR [--quick]`` is that child).
-- ``fcbench_cell()``: one cell through ``fcbench.bench.run.bench``, as ``fcbench bench`` runs it,
-  into a store under the workdir (never results/fcbench.sqlite).
+- ``fcbench_cell()``: one cell through ``fcbench.bench.run.bench``, as ``fcbench bench`` runs it (by
+  default in the subprocess bench worker), into a store under the workdir (never results/fcbench.sqlite).
 - ``interleaved()``: repetitions in A,B,B,A order, so a linear drift cancels out of the medians; on a
   shared machine it waits for other processes to go quiet and repeats a disturbed repetition.
 """
@@ -181,8 +181,9 @@ def _prepare(d: Path, quick: bool) -> None:
 _CTX: list[Any] = []
 
 
-def fcbench_cell(artifact: Path, backend: str, args: argparse.Namespace, store: Path):
-    """One fcbench bench cell through the library, exactly as ``fcbench bench`` runs it."""
+def fcbench_cell(artifact: Path, backend: str, args: argparse.Namespace, store: Path, **options: Any):
+    """One fcbench bench cell through the library, exactly as ``fcbench bench`` runs it (``options``: more
+    ``BenchConfig`` fields, e.g. ``isolation="inprocess"``)."""
     from fcbench.bench.run import BenchConfig, bench
     from fcbench.hooks import Hooks
     from fcbench.results.context import RunContext
@@ -192,7 +193,7 @@ def fcbench_cell(artifact: Path, backend: str, args: argparse.Namespace, store: 
         _CTX.append(RunContext())
     with Store(store) as db:  # the row is stored the moment the cell ends, as the CLI does
         (cell,) = bench(BenchConfig(artifacts=[str(artifact)], backends=[backend], threads=args.threads,
-                                    warmup=args.warmup, runs=args.runs, min_seconds=args.seconds),
+                                    warmup=args.warmup, runs=args.runs, min_seconds=args.seconds, **options),
                         ctx=_CTX[0], hooks=Hooks(on_rows=db.add_many))
     if cell.status != "ok":
         raise SystemExit(f"fcbench {backend} on {artifact.name}: {cell.status}: {cell.reason}")

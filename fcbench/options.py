@@ -90,6 +90,7 @@ def parse_format_options(value: Any, what: str = "--opt") -> dict[str, dict[str,
 
 
 PRECISIONS = ("f32", "bf16", "f16", "int8")
+ISOLATIONS = ("subprocess", "inprocess")
 _PRECISION_ALIASES = {"fp32": "f32", "fp16": "f16", "float32": "f32", "float16": "f16", "i8": "int8"}
 
 
@@ -327,13 +328,25 @@ class BenchConfig:
     pipeline: bool = opt(False, help="Also time what an app sees per image: read, decode, preprocess, infer, "
                                      "postprocess (needs --images)")
     images: str | None = opt(None, help="Folder of JPEG/PNG images for --pipeline")
+    isolation: str = opt("subprocess", help="subprocess: each cell in a fresh bench worker process (python -m "
+                                            "fcbench.worker) on the local device; inprocess: in this process. "
+                                            "--pipeline always runs in-process")
+    in_process: bool = opt(False, help="Same as --isolation inprocess")
+    worker_logs: str | None = opt(None, help="Where a failed worker's stdout, stderr and output are kept "
+                                             "(default: results/worker-logs)")
     _images: Any = field(default=None, repr=False)  # --images, read once by bench()
+
+    def __post_init__(self) -> None:
+        if self.in_process:
+            self.isolation = "inprocess"
 
     def validate(self) -> BenchConfig:
         for ok, msg in [(self.warmup >= 0, "--warmup must be >= 0"), (self.runs >= 1, "--runs must be >= 1"),
                         (self.min_seconds >= 0, "--min-seconds must be >= 0"),
                         (self.batch >= 1, "--batch must be >= 1"),
                         (self.threads is None or self.threads >= 1, "--threads must be >= 1"),
+                        (self.isolation in ISOLATIONS,
+                         f"--isolation must be one of {', '.join(ISOLATIONS)}, got '{self.isolation}'"),
                         (self.precision is None or self.precision in PRECISIONS,
                          f"--precision must be one of {', '.join(PRECISIONS)}, got '{self.precision}'"),
                         (self.require_placement is None or 0 <= self.require_placement <= 1,

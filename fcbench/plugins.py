@@ -121,7 +121,11 @@ def module_available(module: str, install: str) -> tuple[bool, str]:
 
 @runtime_checkable
 class Device(Protocol):
-    """Where a benchmark runs. Drivers: local (here), adb and ssh (planned)."""
+    """Where a benchmark runs. Drivers: local (here), adb and ssh (planned).
+
+    Relative remote paths are inside the driver's work dir, where ``exec`` runs. A driver may set
+    ``python`` (a command as a list, e.g. ``["python3"]``): ``fcbench.devices.runner`` runs the
+    bench worker with it (``python3`` when unset)."""
 
     name: str
 

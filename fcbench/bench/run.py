@@ -8,6 +8,7 @@ recorded as failed with the runtime's message.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,18 +18,21 @@ from typing import Any
 import numpy as np
 
 from fcbench.artifact import Manifest, read_manifest
-from fcbench.backends import BackendSpec, expand, get_backend
+from fcbench.backends import Backend, BackendSpec, NodePlacement, expand, get_backend
 from fcbench.bench.peak import machine_peak
 from fcbench.bench.pipeline import read_images, time_pipeline
 from fcbench.bench.placement import placement_summary, precision_summary
-from fcbench.bench.timing import PeakMemory, Stats, time_queries
+from fcbench.bench.timing import Stats
+from fcbench.devices.fingerprint import fingerprint, machine_info
 from fcbench.errors import FcbenchError
 from fcbench.hooks import Hooks, or_default
-from fcbench.options import PRECISIONS, BenchConfig, normalize_precision
+from fcbench.options import ISOLATIONS, PRECISIONS, BenchConfig, normalize_precision
+from fcbench.plugins import Device
 from fcbench.results.context import RunContext
-from fcbench.results.store import Row, options_hash
+from fcbench.results.store import DEFAULT_STORE, Row, options_hash
 
-__all__ = ["PRECISIONS", "BenchConfig", "BenchResult", "Cell", "bench", "normalize_precision", "run_cell"]
+__all__ = ["ISOLATIONS", "PRECISIONS", "BenchConfig", "BenchResult", "Cell", "bench", "normalize_precision",
+           "run_cell"]
 
 @dataclass
 class Cell:
@@ -45,6 +49,7 @@ class Cell:
     gflops_per_s: float | None = None
     peak_share: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    output: list[float] | None = field(default=None, repr=False)  # the first output item, flat (fidelity checks)
 
 
 def artifact_size_mb(path: Path, manifest: Manifest) -> float:
@@ -78,7 +83,11 @@ def _peak_gflops(threads: int, precision: str, at_least: float = 0.0) -> float |
     return entry["gflops"] if entry else None
 
 
-def run_cell(path: Path, manifest: Manifest, spec: BackendSpec, cfg: BenchConfig, threads: int) -> Cell:
+def run_cell(path: Path, manifest: Manifest, spec: BackendSpec, cfg: BenchConfig, threads: int,
+             device: Device | None = None) -> Cell:
+    """One cell: checked here, measured in this process (``cfg.isolation == "inprocess"``, or
+    ``--pipeline``) or by the bench worker on ``device`` (default: a fresh local device, i.e. a
+    subprocess); either way the cell is filled from the same raw result by ``_cell_from_raw``."""
     cell = Cell(artifact=str(path), format=manifest.format, backend=spec.label, status="skipped")
     backend = get_backend(spec.plugin)
     if manifest.format not in backend.formats:
@@ -95,37 +104,106 @@ def run_cell(path: Path, manifest: Manifest, spec: BackendSpec, cfg: BenchConfig
             cell.reason = f"{spec.label} cannot be asked for {cfg.precision}; it can: {', '.join(can)}"
             return cell
         options.update(backend.precision_options(cfg.precision))
-    x = prepared_input(manifest, cfg.batch)
     cell.size_mb = artifact_size_mb(path, manifest)
-    piped = None
+    if cfg.pipeline or cfg.isolation == "inprocess":
+        raw = _measure_here(path, manifest, spec, backend, options, cfg, threads)
+    else:
+        raw = _measure_on_device(path, manifest, spec, options, cfg, threads, device)
+    return _cell_from_raw(cell, raw, manifest, spec, backend, cfg, threads)
+
+
+def _measure_here(path: Path, manifest: Manifest, spec: BackendSpec, backend: Backend, options: dict[str, Any],
+                  cfg: BenchConfig, threads: int) -> dict[str, Any]:
+    """The raw result of a cell measured in this process (as the worker measures it on a device)."""
+    from fcbench.worker import measure
+
+    x = prepared_input(manifest, cfg.batch)
+
+    def pipeline(session):
+        return time_pipeline(session.run, manifest, cfg._images, min_runs=cfg.runs, min_seconds=cfg.min_seconds,
+                             warmup=min(cfg.warmup, 3))
+
+    raw = measure(backend, path, manifest, spec.variant, threads, options, x, warmup=cfg.warmup, runs=cfg.runs,
+                  min_seconds=cfg.min_seconds, max_seconds=cfg.max_seconds, also=pipeline if cfg.pipeline else None)
+    raw.update(isolation="inprocess", device="local", machine=machine_info())
+    return raw
+
+
+_RUN_STAMP: list[str] = []  # one worker-logs folder per process: <date>-<time>-<pid>
+
+
+def _worker_logs(cfg: BenchConfig, path: Path, spec: BackendSpec) -> Path:
+    """Where a failed worker's raw output is kept: ``<worker_logs or the store's folder/worker-logs>/
+    <run>/<artifact>@<backend>/``."""
+    if not _RUN_STAMP:
+        _RUN_STAMP.append(time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}")
+    root = Path(cfg.worker_logs) if cfg.worker_logs else DEFAULT_STORE.parent / "worker-logs"
+    return root / _RUN_STAMP[0] / re.sub(r"[^A-Za-z0-9._@+-]+", "_", f"{path.name}@{spec.label}")
+
+
+def _companions(path: Path, manifest: Manifest) -> list[str]:
+    names = list(manifest.extra.get("companion_files", []))
+    if path.suffix == ".xml" and path.with_suffix(".bin").name not in names:
+        names.append(path.with_suffix(".bin").name)  # OpenVINO reads the .bin beside the .xml
+    return [n for n in names if (path.parent / n).is_file()]
+
+
+def _measure_on_device(path: Path, manifest: Manifest, spec: BackendSpec, options: dict[str, Any],
+                       cfg: BenchConfig, threads: int, device: Device | None) -> dict[str, Any]:
+    """The raw result of a cell measured by the bench worker on ``device`` (default: a local device
+    made for this cell, i.e. a subprocess of this machine, removed afterwards)."""
+    from fcbench.bench.job import BenchJob
+    from fcbench.devices.local import LocalDevice
+    from fcbench.devices.runner import run_job
+
+    companions = _companions(path, manifest)
+    job = BenchJob(artifact=path.name, manifest=manifest.to_dict(), plugin=spec.plugin, variant=spec.variant,
+                   companions=companions, options=options, threads=threads, warmup=cfg.warmup, runs=cfg.runs,
+                   min_seconds=cfg.min_seconds, max_seconds=cfg.max_seconds, batch=cfg.batch,
+                   label=f"{path.name} on {spec.label}")
+    dev = device or LocalDevice()
+    t = time.perf_counter()
     try:
-        with PeakMemory() as mem:
-            import_ms = backend.import_runtime()  # paid once per process, not part of loading a model
-            t = time.perf_counter()
-            session = backend.load(path, manifest, spec.variant, threads, options)
-            cell.init_ms = (time.perf_counter() - t) * 1e3
-            timing = time_queries(lambda: session.run(x), warmup=cfg.warmup, min_runs=cfg.runs,
-                                  min_seconds=cfg.min_seconds, max_seconds=cfg.max_seconds)
-            placement = session.placement()
-            if cfg.pipeline:
-                piped = time_pipeline(session.run, manifest, cfg._images, min_runs=cfg.runs,
-                                      min_seconds=cfg.min_seconds, warmup=min(cfg.warmup, 3))
-            session.close()
-    except FcbenchError as exc:
-        cell.status, cell.reason = "failed", str(exc)
+        raw = run_job(dev, job, [path, *(path.parent / c for c in companions)], logs=_worker_logs(cfg, path, spec),
+                      clean=device is not None)
+    except (TypeError, ValueError) as exc:  # options that do not go into JSON, a companion in a subfolder
+        raw = {"status": "failed", "reason": f"{spec.label} on {path.name}: cannot send the job to {dev.name}: {exc}"}
+    finally:
+        if device is None:
+            dev.cleanup()
+    raw.update(isolation="subprocess", device=dev.name, worker_wall_ms=(time.perf_counter() - t) * 1e3)
+    return raw
+
+
+def _cell_from_raw(cell: Cell, raw: dict[str, Any], manifest: Manifest, spec: BackendSpec, backend: Backend,
+                   cfg: BenchConfig, threads: int) -> Cell:
+    """Fill a cell from a raw result (the worker's, or ``_measure_here``'s): statistics from the samples."""
+    if raw.get("status") != "ok":
+        cell.status = "skipped" if raw.get("status") == "skipped" else "failed"
+        cell.reason = str(raw.get("reason") or "the worker gave no reason")
+        if raw.get("logs"):
+            cell.extra["worker_logs"] = raw["logs"]
         return cell
+    placement = [NodePlacement(**r) for r in raw["placement"]]
     cell.status = "ok"
-    cell.stats = timing.stats
-    cell.first_run_ms = timing.first_run_ms
-    cell.peak_mem_mb = mem.peak_mb
+    cell.stats = Stats.of(raw["samples_ms"])
+    cell.init_ms = raw["init_ms"]
+    cell.first_run_ms = raw["first_run_ms"]
+    cell.peak_mem_mb = raw["peak_mem_mb"]
+    cell.output = raw.get("output")
     precisions = {p.precision for p in placement if p.precision}
-    cell.extra = {"samples_ms": [round(s, 4) for s in timing.samples_ms], "mem_delta_mb": mem.delta_mb,
-                  "import_ms": round(import_ms, 3),
-                  "versions": backend.versions(), "precisions": sorted(precisions),
+    cell.extra = {"samples_ms": [round(s, 4) for s in raw["samples_ms"]], "mem_delta_mb": raw["mem_delta_mb"],
+                  "import_ms": round(raw["import_ms"], 3),
+                  "versions": raw["versions"], "precisions": sorted(precisions),
                   "placement_nodes": len(placement), "placement": placement_summary(placement),
-                  "precision": precision_summary(placement)}
-    if piped is not None:
-        cell.extra["pipeline"] = piped.summary()
+                  "precision": precision_summary(placement), "isolation": raw["isolation"], "device": raw["device"],
+                  "device_info": raw["machine"], "device_fingerprint": fingerprint(raw["machine"])}
+    if "worker_wall_ms" in raw:
+        cell.extra["worker_wall_ms"] = round(raw["worker_wall_ms"], 1)
+    if raw.get("also") is not None:
+        cell.extra["pipeline"] = raw["also"].summary()
+        if cfg.isolation != "inprocess":
+            cell.extra["isolation_note"] = "--pipeline runs in-process"
     if cfg.precision:
         cell.extra["precision_requested"] = cfg.precision
     if "manifest_inferred" in manifest.extra:
@@ -253,6 +331,8 @@ def cell_row(ctx: RunContext, cell: Cell, manifest: Manifest, spec: BackendSpec,
     s = cell.stats
     extra = dict(cell.extra)
     samples_ms = extra.pop("samples_ms", [])  # a column of its own since store schema 2
+    device_info = extra.pop("device_info", {})  # the machine that measured: columns of their own too
+    device_fingerprint = extra.pop("device_fingerprint", "")
     extra["status"] = cell.status
     if cell.reason:
         extra["reason"] = cell.reason
@@ -266,5 +346,7 @@ def cell_row(ctx: RunContext, cell: Cell, manifest: Manifest, spec: BackendSpec,
         threads=threads, batch=cfg.batch, input_shape="x".join(map(str, [cfg.batch, *manifest.inputs[0].shape[1:]])),
         warmup=cfg.warmup, init_ms=cell.init_ms, first_run_ms=cell.first_run_ms, peak_mem_mb=cell.peak_mem_mb,
         model_size_mb=cell.size_mb, gflops_per_s=cell.gflops_per_s, peak_share=cell.peak_share,
-        runtime_versions=cell.extra.get("versions") or None, samples_ms=samples_ms, extra=extra, **stat_values,
+        runtime_versions=cell.extra.get("versions") or None, samples_ms=samples_ms, extra=extra,
+        **({"device_info": device_info, "device_fingerprint": device_fingerprint} if device_info else {}),
+        **stat_values,
     )

@@ -109,6 +109,10 @@ def run_verb(verb, cfg: Any, fmt: str, store: str | None) -> int:
     from fcbench.ui import stderr_console
 
     err = stderr_console()
+    if getattr(cfg, "worker_logs", "unset") is None:  # a failed bench worker's output is kept beside the store
+        from fcbench.results.store import DEFAULT_STORE
+
+        cfg.worker_logs = str(Path(store or DEFAULT_STORE).parent / "worker-logs")
     stores = _Stores(store)
     progress = _Progress(err)
     t0 = time.perf_counter()

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from fcbench.devices.fingerprint import cpu_model as _cpu_model  # noqa: F401  (fcbench.bench.peak keys its cache by it)
+from fcbench.devices.fingerprint import fingerprint, machine_info
 
 
 def _read(path: str) -> str | None:
@@ -18,20 +21,14 @@ def _read(path: str) -> str | None:
         return None
 
 
-def _cpu_model() -> str:
-    text = _read("/proc/cpuinfo") or ""
-    for line in text.splitlines():
-        if line.lower().startswith(("model name", "hardware")):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 class LocalDevice:
-    """Runs everything here; ``push``/``pull`` copy files inside a private work dir."""
+    """Runs everything here; ``push``/``pull`` copy files inside a private work dir. ``python`` is the
+    command that runs the bench worker here: this interpreter."""
 
     name = "local"
 
     def __init__(self, workdir: str | None = None) -> None:
+        self.python = [sys.executable]
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="fcbench-local-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
 
@@ -69,15 +66,11 @@ class LocalDevice:
         return p.returncode, p.stdout, p.stderr
 
     def info(self) -> dict[str, Any]:
-        """SoC/CPU, cores, governor and temperature where the kernel tells."""
-        info: dict[str, Any] = {
-            "driver": "local",
-            "hostname": platform.node(),
-            "os": f"{platform.system()} {platform.release()}",
-            "arch": platform.machine(),
-            "cpu": _cpu_model(),
-            "cores": os.cpu_count(),
-        }
+        """The machine (``machine_info()``: CPU, ISA flags, cores, memory, OS) and its fingerprint,
+        hostname, governor and temperature where the kernel tells."""
+        machine = machine_info()
+        info: dict[str, Any] = {"driver": "local", "hostname": platform.node(), **machine,
+                                "fingerprint": fingerprint(machine)}
         gov = _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
         if gov:
             info["governor"] = gov

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import platform
 import secrets
 import subprocess
 import time
@@ -37,6 +36,19 @@ def package_version(dist: str) -> str:
         return ""
 
 
+_MACHINE: list[tuple[dict, str]] = []
+
+
+def _machine() -> tuple[dict, str]:
+    """This machine's info and fingerprint (read once per process)."""
+    if not _MACHINE:
+        from fcbench.devices.fingerprint import fingerprint, machine_info
+
+        info = machine_info()
+        _MACHINE.append((info, fingerprint(info)))
+    return _MACHINE[0]
+
+
 def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
 
@@ -48,7 +60,9 @@ class RunContext:
     run_id: str = field(default_factory=lambda: os.environ.get("FCBENCH_RUN_ID") or new_run_id())
     recipe: str = ""
     git_rev: str = field(default_factory=_git_rev)
-    device: str = field(default_factory=lambda: f"localhost ({platform.machine()})")
+    device: str = "local"  # the device driver's name for where rows are measured (bench cells say their own)
+    device_info: dict = field(default_factory=lambda: _machine()[0], repr=False)
+    device_fingerprint: str = field(default_factory=lambda: _machine()[1])
 
     def row(self, kind: str, **values) -> Row:
         versions = values.pop("runtime_versions", None) or {"torch": package_version("torch")}
@@ -61,5 +75,7 @@ class RunContext:
             runtime_versions=versions,
             recipe=self.recipe,
             device=self.device,
+            device_info=self.device_info,
+            device_fingerprint=self.device_fingerprint,
         )
         return replace(row, **values)
