@@ -7,7 +7,7 @@
 - ``artifacts()``: one r18 checkpoint, trained 2 steps, converted with fcbench's own ``convert``; made
   once per ``--workdir`` in a child process, so the measuring process never ran an exporter or a
   parity check (``python _common.py prepare DIR [--quick]`` is that child).
-- ``fcbench_cell()``: one cell through ``fcbench.bench.run.bench``, as ``fcbench bench`` runs it (by
+- ``fcbench_cell()``: one cell through ``fcbench.benchmark.run.bench``, as ``fcbench bench`` runs it (by
   default in the subprocess bench worker), into a store under the workdir (never results/fcbench.sqlite).
 - ``interleaved()``: repetitions in A,B,B,A order, so a linear drift cancels out of the medians; on a
   shared machine it waits for other processes to go quiet and repeats a disturbed repetition.
@@ -157,9 +157,9 @@ def artifacts(root: Path, quick: bool) -> dict[str, Path]:
 
 def _prepare(d: Path, quick: bool) -> None:
     """Child process: train r18 two steps (untrained IResNets have huge activations), convert to every format."""
-    from fcbench.convert import convert
-    from fcbench.train.config import TrainConfig
-    from fcbench.train.loop import train
+    from fcbench.conversion import convert
+    from fcbench.training.config import TrainConfig
+    from fcbench.training.loop import train
 
     ckpt = d / "model.pt"
     if not ckpt.exists():
@@ -184,7 +184,7 @@ _CTX: list[Any] = []
 def fcbench_cell(artifact: Path, backend: str, args: argparse.Namespace, store: Path, **options: Any):
     """One fcbench bench cell through the library, exactly as ``fcbench bench`` runs it (``options``: more
     ``BenchConfig`` fields, e.g. ``isolation="inprocess"``)."""
-    from fcbench.bench.run import BenchConfig, bench
+    from fcbench.benchmark.run import BenchConfig, bench
     from fcbench.hooks import Hooks
     from fcbench.results.context import RunContext
     from fcbench.results.store import Store

@@ -3,7 +3,7 @@
 The bare loop builds its own InferenceSession with the session options fcbench's onnxruntime:cpu
 backend sets (all graph optimizations, intra-op threads = --threads, inter-op 1, log severity 3,
 the placement-recording config entry, CPUExecutionProvider only), feeds the array fcbench feeds
-(``fcbench.bench.run.prepared_input``) and times each ``session.run`` with ``perf_counter_ns``, with
+(``fcbench.benchmark.run.prepared_input``) and times each ``session.run`` with ``perf_counter_ns``, with
 the same first run, warm-up and stop rule (--runs and --seconds both reached). The two are repeated
 --reps times in A,B,B,A order; the medians over repetitions of their p50s are compared. Target: within 2 %.
 """
@@ -45,7 +45,7 @@ def bare_loop(onnx_path, x: np.ndarray, args) -> dict:
 
 def main() -> None:
     from fcbench.artifact import read_manifest
-    from fcbench.bench.run import prepared_input
+    from fcbench.benchmark.run import prepared_input
 
     args = parse(parser(__doc__.splitlines()[0]))
     run = Run(args)

@@ -1,7 +1,7 @@
 """The full table for r18: eager PyTorch fp32 and every edge runtime on this host, in one run.
 
 One r18 checkpoint converted by fcbench to every format, each timed through fcbench's library
-(``fcbench.bench.run.bench``, as ``fcbench bench`` does). The whole list is run --reps times, forward
+(``fcbench.benchmark.run.bench``, as ``fcbench bench`` does). The whole list is run --reps times, forward
 then reversed (A..I, I..A, ...); p50 and p90 are medians over repetitions, speed-up is eager
 PyTorch's p50 over the cell's, GFLOP/s is the model's FLOPs over the p50 and share of peak divides it
 by the machine's measured GEMM peak for the precision the runtime reported running. ``init ms`` is
@@ -43,7 +43,7 @@ def not_run_here() -> list[str]:
 
 
 def main() -> None:
-    from fcbench.bench.peak import machine_peak
+    from fcbench.benchmark.peak import machine_peak
 
     args = parse(parser(__doc__.splitlines()[0]))
     run = Run(args)

@@ -1,7 +1,7 @@
 """fcbench's p50 of one cell timed in this process vs through the subprocess bench worker (the default).
 
 The same cell (r18 ONNX on onnxruntime:cpu, --threads threads, same warm-up and stop rule) runs
-through ``fcbench.bench.run.bench`` with ``isolation="inprocess"`` (``fcbench bench --in-process``) and
+through ``fcbench.benchmark.run.bench`` with ``isolation="inprocess"`` (``fcbench bench --in-process``) and
 ``isolation="subprocess"`` (``python -m fcbench.worker`` on the local device: the artifact is copied
 into a job folder, a fresh python imports the runtime, loads, times, and writes raw samples; the host
 computes the statistics). The two are repeated --reps times in A,B,B,A order; the medians over

@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 _API = {
     "create_model": "fcbench.api", "train": "fcbench.api", "evaluate": "fcbench.api", "convert": "fcbench.api",
-    "bench": "fcbench.api", "inspect": "fcbench.api", "profile": "fcbench.api", "results": "fcbench.api",
+    "bench": "fcbench.api", "inspect": "fcbench.api", "profile": "fcbench.api",
     "run_recipe": "fcbench.api",
     "TrainConfig": "fcbench.options", "EvalConfig": "fcbench.options", "ConvertConfig": "fcbench.options",
     "BenchConfig": "fcbench.options", "InspectConfig": "fcbench.options", "ProfileConfig": "fcbench.options",

@@ -28,7 +28,6 @@ from fcbench.options import (
     EvalConfig,
     InspectConfig,
     ProfileConfig,
-    ResultsConfig,
     TrainConfig,
     from_mapping,
 )
@@ -93,12 +92,6 @@ def profile(options: ProfileConfig | None = None, ctx: RunContext | None = None,
             **kwargs: Any):
     """Params, MACs and FLOPs of a model."""
     return _run("profile", ProfileConfig, options, ctx, hooks, kwargs)
-
-
-def results(options: ResultsConfig | None = None, ctx: RunContext | None = None, hooks: Hooks | None = None,
-            **kwargs: Any):
-    """Rows of a results store, filtered."""
-    return _run("results", ResultsConfig, options, ctx, hooks, kwargs)
 
 
 def run_recipe(path: str, variables: dict[str, Any] | None = None, ctx: RunContext | None = None,

@@ -17,7 +17,7 @@ from pathlib import Path
 from fcbench.artifact import Manifest, Step, manifest_path, read_manifest, sha256_file
 from fcbench.errors import FcbenchError
 
-CHECKPOINT_FORMAT = "fcbench-ckpt"  # as in fcbench.train.checkpoint (not imported: that pulls in torch)
+CHECKPOINT_FORMAT = "fcbench-ckpt"  # as in fcbench.training.checkpoint (not imported: that pulls in torch)
 MAX_HOPS = 64  # a lineage longer than this is a loop
 
 

@@ -226,7 +226,7 @@ class ProfileConfig:
 @dataclass
 class EvalConfig:
     """``checkpoints`` x ``backends`` is the matrix ``fcbench eval`` runs; ``checkpoint``/``backend`` name
-    one cell (what :func:`fcbench.evaluate.evaluate` runs) and fill the lists when those are empty."""
+    one cell (what :func:`fcbench.evaluation.evaluate` runs) and fill the lists when those are empty."""
 
     checkpoints: list[str] = opt(default_factory=list, argument=True, parse=parse_list,
                                  help="fcbench checkpoint (.pt), a plain state_dict with --model, or converted "
@@ -290,7 +290,7 @@ class ConvertConfig:
                                   "comes from in the model")
 
     def validate(self) -> ConvertConfig:
-        from fcbench.convert import parse_formats
+        from fcbench.conversion import parse_formats
 
         if not self.checkpoint:
             raise FcbenchError("convert: 'checkpoint' is required")

@@ -1,6 +1,6 @@
 """The bench worker: ``python -m fcbench.worker JOB.json OUT.json``, run on the device.
 
-It reads a :class:`~fcbench.bench.job.BenchJob`, loads the backend, and for a ``bench`` job times
+It reads a :class:`~fcbench.benchmark.job.BenchJob`, loads the backend, and for a ``bench`` job times
 the queries and reads the placement; for a ``run`` job it runs the inputs and saves the outputs.
 It writes raw results to OUT.json: per-query samples (ms), first-run, load (init) and import
 times, peak memory, placement rows, runtime versions, the first output, and the machine
@@ -28,8 +28,8 @@ import numpy as np
 
 from fcbench.artifact import Manifest
 from fcbench.backends.base import Backend, Session
-from fcbench.bench.job import BenchJob
-from fcbench.bench.timing import PeakMemory, time_queries
+from fcbench.benchmark.job import BenchJob
+from fcbench.benchmark.timing import PeakMemory, time_queries
 from fcbench.devices.fingerprint import machine_info
 from fcbench.errors import FcbenchError, first_line
 
@@ -101,7 +101,7 @@ def execute(job: BenchJob, job_dir: Path) -> dict[str, Any]:
         if not ok:
             return {"status": "skipped", "reason": reason}
         if job.kind == "bench":
-            from fcbench.bench.run import prepared_input
+            from fcbench.benchmark.run import prepared_input
 
             x = prepared_input(manifest, job.batch, job.seed)
             raw = measure(backend, path, manifest, job.variant, job.threads, job.options, x, warmup=job.warmup,

@@ -19,8 +19,8 @@ pytest.importorskip("onnx")
 from fcbench.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
 from fcbench.backends.opencv_dnn import OpenCvDnnBackend  # noqa: E402
 from fcbench.backends.openvino import OpenVinoBackend  # noqa: E402
-from fcbench.convert.onnx import OnnxExporter  # noqa: E402
-from fcbench.convert.openvino import OpenVinoExporter  # noqa: E402
+from fcbench.conversion.onnx import OnnxExporter  # noqa: E402
+from fcbench.conversion.openvino import OpenVinoExporter  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPE = [1, 3, 32, 32]
@@ -428,7 +428,7 @@ def test_backend_modules_import_no_runtime():
     code = (
         "import sys\n"
         "import fcbench.backends.onnxruntime as a, fcbench.backends.openvino as b, fcbench.backends.opencv_dnn as c\n"
-        "import fcbench.convert.onnx, fcbench.convert.openvino\n"
+        "import fcbench.conversion.onnx, fcbench.conversion.openvino\n"
         "for m in (a.OnnxRuntimeBackend, b.OpenVinoBackend, c.OpenCvDnnBackend): m.available()\n"
         "bad = [m for m in ('onnxruntime', 'openvino', 'cv2', 'onnx') if m in sys.modules]\n"
         "assert not bad, bad\n"

@@ -15,10 +15,10 @@ from fcbench.artifact import Manifest, TensorSpec
 from fcbench.backends.executorch import ExecutorchBackend
 from fcbench.backends.pytorch_mobile import PytorchMobileBackend
 from fcbench.backends.tflite import TfliteBackend
-from fcbench.convert.base import ExportResult
-from fcbench.convert.pte import PteExporter
-from fcbench.convert.ptl import PtlExporter
-from fcbench.convert.tflite import TfliteExporter
+from fcbench.conversion.base import ExportResult
+from fcbench.conversion.pte import PteExporter
+from fcbench.conversion.ptl import PtlExporter
+from fcbench.conversion.tflite import TfliteExporter
 from fcbench.data.preprocess import Preprocessing
 from fcbench.errors import FcbenchError
 
@@ -318,10 +318,10 @@ def test_versions_and_cheap_availability():
             "from fcbench.backends.tflite import TfliteBackend\n"
             "from fcbench.backends.executorch import ExecutorchBackend\n"
             "from fcbench.backends.pytorch_mobile import PytorchMobileBackend\n"
-            "import fcbench.convert.tflite, fcbench.convert.pte, fcbench.convert.ptl\n"
+            "import fcbench.conversion.tflite, fcbench.conversion.pte, fcbench.conversion.ptl\n"
             "for c in (TfliteBackend, ExecutorchBackend, PytorchMobileBackend): assert c.available()[0], c\n"
-            "from fcbench.convert.pte import PteExporter\n"
-            "from fcbench.convert.tflite import TfliteExporter\n"
+            "from fcbench.conversion.pte import PteExporter\n"
+            "from fcbench.conversion.tflite import TfliteExporter\n"
             "for c in (TfliteExporter, PteExporter): assert c.available()[0], c\n"
             "heavy = [m for m in ('ai_edge_litert', 'tensorflow', 'executorch', 'litert_torch') if m in sys.modules]\n"
             "assert not heavy, heavy\n")
@@ -364,7 +364,7 @@ def keras_sources(tmp_path_factory):
 
 @pytest.mark.parametrize("source", ["keras", "h5", "saved_model"])
 def test_keras_paths_each_optimize_mode(keras_sources, tmp_path, source):
-    from fcbench.convert.tflite import convert_keras
+    from fcbench.conversion.tflite import convert_keras
 
     paths, x, ref = keras_sources
     files = {}
@@ -389,7 +389,7 @@ def test_keras_paths_each_optimize_mode(keras_sources, tmp_path, source):
 
 
 def test_keras_bad_inputs(keras_sources, tmp_path):
-    from fcbench.convert.tflite import convert_keras
+    from fcbench.conversion.tflite import convert_keras
 
     paths, _, _ = keras_sources
     with pytest.raises(FcbenchError, match="did you mean 'latency'"):

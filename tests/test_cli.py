@@ -79,7 +79,7 @@ def test_third_party_plugin_is_discovered(tmp_path):
     # its verb is a command and a recipe step like fcbench's own
     from fcbench.artifact import Step
     from fcbench.models import create
-    from fcbench.train.checkpoint import save_checkpoint
+    from fcbench.training.checkpoint import save_checkpoint
 
     ckpt = tmp_path / "m.pt"
     save_checkpoint(ckpt, create("r18", width=0.125, layers=[1, 1, 1, 1], input_size=[32, 32]),

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from fcbench.backends import get_backend
-from fcbench.convert import EXPORTERS, exporter_class
+from fcbench.conversion import EXPORTERS, exporter_class
 from fcbench.results.store import Store
-from fcbench.train.config import TrainConfig
-from fcbench.train.loop import train
+from fcbench.training.config import TrainConfig
+from fcbench.training.loop import train
 
 TINY = {
     "r18": dict(model="r18", model_options={"width": 0.125, "layers": [1, 1, 1, 1], "input_size": [32, 32],
@@ -235,7 +235,7 @@ def test_require_placement_fails_a_partly_delegated_tflite_model(cli, tmp_path):
     """XNNPACK has no CUMSUM: the delegate takes the convolutions, CUMSUM stays on the CPU kernels."""
     import torch
 
-    from fcbench.convert.tflite import TfliteExporter
+    from fcbench.conversion.tflite import TfliteExporter
 
     ok, reason = TfliteExporter.available()
     if not ok:
@@ -484,7 +484,7 @@ def exotic_checkpoint(tmp_path, monkeypatch):
     import sys
 
     from fcbench.models import create
-    from fcbench.train.checkpoint import save_checkpoint
+    from fcbench.training.checkpoint import save_checkpoint
 
     site = tmp_path / "site"
     (site / "exotic_plugin-0.1.dist-info").mkdir(parents=True)

@@ -14,11 +14,11 @@ import pytest
 
 from fcbench.artifact import sha256_file
 from fcbench.backends import get_backend
-from fcbench.convert import convert
-from fcbench.evaluate import EvalConfig, evaluate
+from fcbench.conversion import convert
+from fcbench.evaluation import EvalConfig, evaluate
 from fcbench.results.store import Store
-from fcbench.train.config import TrainConfig
-from fcbench.train.loop import train
+from fcbench.training.config import TrainConfig
+from fcbench.training.loop import train
 
 R18 = dict(model="r18", model_options={"width": 0.125, "layers": [1, 1, 1, 1], "input_size": [32, 32],
                                        "embedding_size": 16},

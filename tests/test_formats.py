@@ -26,7 +26,7 @@ BUILTIN = ["fcbench-ckpt", "onnx", "tflite", "openvino", "ptl", "pte"]
 @pytest.fixture
 def tiny_checkpoint(tmp_path) -> Path:
     from fcbench.models import create
-    from fcbench.train.checkpoint import save_checkpoint
+    from fcbench.training.checkpoint import save_checkpoint
 
     model = create("r18", width=0.125, layers=[1, 1, 1, 1], input_size=[32, 32], embedding_size=16).eval()
     path = tmp_path / "model.pt"
@@ -85,7 +85,7 @@ def test_by_suffix_and_is_artifact():
 def test_unknown_format_suggests_the_closest():
     with pytest.raises(FcbenchError, match=r"unknown format 'onxx' \(did you mean 'onnx'\?\)"):
         formats.get("onxx")
-    from fcbench.convert import parse_formats
+    from fcbench.conversion import parse_formats
 
     with pytest.raises(FcbenchError, match="did you mean 'tflite'"):
         parse_formats("onnx,tflit")
@@ -104,14 +104,14 @@ def test_default_backends():
     assert formats.default_backend(SimpleNamespace(format="pte", extra={"backend_variant": "portable"})) \
         == "executorch:portable"
     assert formats.default_backend(SimpleNamespace(format="nope", extra={})) is None
-    from fcbench.evaluate import ARTIFACT_SUFFIXES, DEFAULT_BACKEND
+    from fcbench.evaluation import ARTIFACT_SUFFIXES, DEFAULT_BACKEND
 
     assert DEFAULT_BACKEND["tflite"] == "tflite:xnnpack" and ".xml" in ARTIFACT_SUFFIXES
     assert ".pt" not in ARTIFACT_SUFFIXES
 
 
 def test_exporters_take_their_suffix_from_the_format():
-    from fcbench.convert import EXPORTERS, exporter_class
+    from fcbench.conversion import EXPORTERS, exporter_class
 
     assert list(EXPORTERS)[:5] == ["onnx", "tflite", "openvino", "ptl", "pte"]
     assert exporter_class("openvino").suffix == ".xml" and exporter_class("onnx").suffix == ".onnx"

@@ -90,9 +90,9 @@ def _finish_wheel_build(proc: subprocess.Popen, dist: Path) -> Path:
 
 def _tiny_onnx(folder: Path) -> Path:
     """A tiny r18 checkpoint converted to ONNX with its manifest, made by the test interpreter."""
-    from fcbench.convert import convert
+    from fcbench.conversion import convert
     from fcbench.models import create
-    from fcbench.train.checkpoint import save_checkpoint
+    from fcbench.training.checkpoint import save_checkpoint
 
     folder.mkdir()
     model = create("r18", width=0.125, layers=[1, 1, 1, 1], input_size=[32, 32], embedding_size=16).eval()

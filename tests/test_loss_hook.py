@@ -10,9 +10,9 @@ from fcbench.artifact import read_manifest
 from fcbench.data import open_dataset
 from fcbench.errors import FcbenchError
 from fcbench.results.store import Store
-from fcbench.train.checkpoint import load_checkpoint
-from fcbench.train.config import TrainConfig
-from fcbench.train.loop import LossInputs, train
+from fcbench.training.checkpoint import load_checkpoint
+from fcbench.training.config import TrainConfig
+from fcbench.training.loop import LossInputs, train
 
 EMB, CLASSES = 16, 8
 DATA = {"num_classes": CLASSES, "samples_per_class": 8}

@@ -26,9 +26,9 @@ from fcbench.lineage import float_parent
 from fcbench.results.store import Store
 from fcbench.techniques import TechniqueContext, apply_technique, parse_options
 from fcbench.techniques.base import Technique
-from fcbench.train.checkpoint import load_checkpoint, save_checkpoint
-from fcbench.train.config import TrainConfig
-from fcbench.train.loop import train
+from fcbench.training.checkpoint import load_checkpoint, save_checkpoint
+from fcbench.training.config import TrainConfig
+from fcbench.training.loop import train
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN_SRC = REPO / "tests" / "technique_plugin_example"

@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from fcbench.artifact import read_manifest
-from fcbench.evaluate import EvalConfig, evaluate
+from fcbench.evaluation import EvalConfig, evaluate
 from fcbench.results import Store
-from fcbench.train.checkpoint import load_checkpoint
-from fcbench.train.config import TrainConfig
-from fcbench.train.loop import train
+from fcbench.training.checkpoint import load_checkpoint
+from fcbench.training.config import TrainConfig
+from fcbench.training.loop import train
 
 TINY = ["-o", "width=0.125", "-o", "layers=[1,1,1,1]", "-o", "input_size=[32,32]", "-o", "embedding_size=32"]
 TINY_OPTS = {"width": 0.125, "layers": [1, 1, 1, 1], "input_size": [32, 32], "embedding_size": 32}

@@ -13,8 +13,8 @@ import pytest
 
 from fcbench.artifact import read_manifest
 from fcbench.backends import expand, get_backend
-from fcbench.bench.job import BenchJob
-from fcbench.bench.run import BenchConfig, bench, prepared_input, run_cell
+from fcbench.benchmark.job import BenchJob
+from fcbench.benchmark.run import BenchConfig, bench, prepared_input, run_cell
 from fcbench.devices import runner
 from fcbench.devices.fingerprint import fingerprint, machine_info
 from fcbench.devices.local import LocalDevice
@@ -27,9 +27,9 @@ FAST = ["--warmup", "1", "--runs", "3", "--min-seconds", "0", "--threads", "1"]
 def onnx(tmp_path_factory) -> Path:
     """A tiny r18 (trained one step), converted to ONNX by fcbench's own convert."""
     pytest.importorskip("onnxruntime")
-    from fcbench.convert import convert
-    from fcbench.train.config import TrainConfig
-    from fcbench.train.loop import train
+    from fcbench.conversion import convert
+    from fcbench.training.config import TrainConfig
+    from fcbench.training.loop import train
 
     root = tmp_path_factory.mktemp("worker")
     ckpt = train(TrainConfig(model="r18", model_options={"width": 0.125, "layers": [1, 1, 1, 1],

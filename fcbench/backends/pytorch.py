@@ -37,11 +37,11 @@ class PytorchBackend(Backend):
     default_variant = "eager"
     module = "torch"
     install_hint = "pip install torch==2.13.0"
-    runtime_modules = ("torch", "fcbench.train.checkpoint")
+    runtime_modules = ("torch", "fcbench.training.checkpoint")
 
     def load(self, artifact: Path, manifest: Manifest, variant: str, threads: int | None,
              options: dict[str, Any]) -> Session:
         path = self.check_request(artifact, variant, threads, options)
-        from fcbench.train.checkpoint import load_checkpoint
+        from fcbench.training.checkpoint import load_checkpoint
 
         return _TorchSession(load_checkpoint(path).build_model(), threads)

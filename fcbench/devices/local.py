@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from fcbench.devices.fingerprint import cpu_model as _cpu_model  # noqa: F401  (fcbench.bench.peak keys its cache by it)
+from fcbench.devices.fingerprint import cpu_model as _cpu_model  # noqa: F401  (fcbench.benchmark.peak keys its cache by it)
 from fcbench.devices.fingerprint import fingerprint, machine_info
 
 

@@ -21,7 +21,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from fcbench.bench.job import BenchJob
+from fcbench.benchmark.job import BenchJob
 from fcbench.plugins import Device
 
 WORKER_MODULE = "fcbench.worker"

@@ -26,7 +26,7 @@ from fcbench.errors import FcbenchError, suggest
 
 if TYPE_CHECKING:
     from fcbench.artifact import Manifest
-    from fcbench.convert.base import Exporter
+    from fcbench.conversion.base import Exporter
 
 __all__ = ["CHECKPOINT", "Format", "artifact_formats", "by_suffix", "default_backend", "exportable", "get",
            "is_artifact", "names"]
@@ -62,7 +62,7 @@ class Format:
     # (first HEAD_BYTES bytes, path) -> whether the bytes are this format's; None: trust the suffix
     magic: Callable[[bytes, Path], bool] | None = field(default=None, compare=False, repr=False)
     companion_suffixes: tuple[str, ...] = ()  # files beside it, same stem, read with it (OpenVINO: .bin)
-    exporter: str | None = None  # "module:Class" of an fcbench.convert.base.Exporter; None: convert does not make it
+    exporter: str | None = None  # "module:Class" of an fcbench.conversion.base.Exporter; None: convert does not make it
     backend: str = ""  # the backend that runs it when none is named: "plugin:variant" (or "plugin": its default)
     # "module:function": path -> (input shape, dtype) as the file declares them; None: the file does not say
     input_reader: str | None = None

@@ -41,26 +41,26 @@ CHECKPOINT = Format(
 )
 ONNX = Format(
     name="onnx", suffixes=(".onnx",), order=20, description="ONNX model (protobuf)",
-    magic=_onnx, exporter="fcbench.convert.onnx:OnnxExporter", backend="onnxruntime:cpu",
+    magic=_onnx, exporter="fcbench.conversion.onnx:OnnxExporter", backend="onnxruntime:cpu",
     input_reader="fcbench.infer:onnx_input",
 )
 TFLITE = Format(
     name="tflite", suffixes=(".tflite",), order=30, description="LiteRT (TensorFlow Lite) flatbuffer",
-    magic=_tflite, exporter="fcbench.convert.tflite:TfliteExporter", backend="tflite:xnnpack",
+    magic=_tflite, exporter="fcbench.conversion.tflite:TfliteExporter", backend="tflite:xnnpack",
     input_reader="fcbench.infer:tflite_input",
 )
 OPENVINO = Format(
     name="openvino", suffixes=(".xml",), order=40, description="OpenVINO IR: the .xml graph and its .bin weights",
-    magic=_openvino, companion_suffixes=(".bin",), exporter="fcbench.convert.openvino:OpenVinoExporter",
+    magic=_openvino, companion_suffixes=(".bin",), exporter="fcbench.conversion.openvino:OpenVinoExporter",
     backend="openvino:CPU", input_reader="fcbench.infer:openvino_input",
     parity_options={"precision": "f32"},  # OpenVINO CPU may run in bf16 by default; parity is of the f32 graph
 )
 PTL = Format(
     name="ptl", suffixes=(".ptl",), order=50, description="PyTorch Mobile lite-interpreter TorchScript",
-    magic=_ptl, exporter="fcbench.convert.ptl:PtlExporter", backend="pytorch-mobile:cpu",
+    magic=_ptl, exporter="fcbench.conversion.ptl:PtlExporter", backend="pytorch-mobile:cpu",
 )
 PTE = Format(
     name="pte", suffixes=(".pte",), order=60,
     description="ExecuTorch program (for XNNPACK or portable kernels: extra.backend_variant)",
-    magic=_pte, exporter="fcbench.convert.pte:PteExporter", backend="executorch:xnnpack",
+    magic=_pte, exporter="fcbench.conversion.pte:PteExporter", backend="executorch:xnnpack",
 )

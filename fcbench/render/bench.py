@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fcbench.bench.run import Cell
+from fcbench.benchmark.run import Cell
 from fcbench.render.rows import render, short_names
 
 

@@ -92,7 +92,7 @@ def convert_table(outcomes, title: str) -> Any:
 
 
 def _convert_checks(checks, fmt: str, checkpoint: str) -> list[Any]:
-    from fcbench.convert.preflight import takers
+    from fcbench.conversion.preflight import takers
 
     if fmt == "json":
         return [json.dumps([{**c.to_dict(), "blockers": [{**b.to_dict(), "taken_by": takers(checks, b.op)}

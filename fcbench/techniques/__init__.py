@@ -139,7 +139,7 @@ def apply_technique(
     from fcbench.artifact import Step, sha256_file
     from fcbench.lineage import relative_path
     from fcbench.models import profile
-    from fcbench.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+    from fcbench.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 
     tech = get_technique(technique)
     ok, reason = tech.available() if callable(getattr(tech, "available", None)) else (True, "")

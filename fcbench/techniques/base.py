@@ -28,7 +28,7 @@ from fcbench.errors import FcbenchError, suggest
 
 if typing.TYPE_CHECKING:
     from fcbench.data.preprocess import Preprocessing
-    from fcbench.train.checkpoint import Checkpoint
+    from fcbench.training.checkpoint import Checkpoint
 
 
 @dataclass

@@ -120,19 +120,19 @@ def run_profile(cfg: ProfileConfig, ctx=None, hooks=None) -> ProfileResult:
 
 
 def run_train(cfg: TrainConfig, ctx=None, hooks=None):
-    from fcbench.train.loop import train
+    from fcbench.training.loop import train
 
     return train(cfg, ctx, hooks)
 
 
 def run_eval(cfg: EvalConfig, ctx=None, hooks=None):
-    from fcbench.evaluate import evaluate_all
+    from fcbench.evaluation import evaluate_all
 
     return evaluate_all(cfg, ctx, hooks)
 
 
 def run_convert(cfg: ConvertConfig, ctx=None, hooks=None) -> ConvertResult:
-    from fcbench.convert import check_checkpoint, convert, convert_keras_source, is_keras_source, parse_formats
+    from fcbench.conversion import check_checkpoint, convert, convert_keras_source, is_keras_source, parse_formats
     from fcbench.hooks import or_default
 
     hooks = or_default(hooks)
@@ -177,7 +177,7 @@ def run_bench(cfg: BenchConfig, ctx=None, hooks=None):
     from dataclasses import replace
 
     from fcbench.artifact import owned_files
-    from fcbench.bench.run import bench
+    from fcbench.benchmark.run import bench
     from fcbench.hooks import or_default
 
     hooks = or_default(hooks)
@@ -190,8 +190,8 @@ def run_bench(cfg: BenchConfig, ctx=None, hooks=None):
 
 def run_inspect(cfg: InspectConfig, ctx=None, hooks=None) -> InspectResult:
     from fcbench.backends import expand, get_backend
-    from fcbench.bench.placement import placement_summary, precision_summary
-    from fcbench.bench.run import load_artifact
+    from fcbench.benchmark.placement import placement_summary, precision_summary
+    from fcbench.benchmark.run import load_artifact
     from fcbench.hooks import or_default
 
     hooks = or_default(hooks)

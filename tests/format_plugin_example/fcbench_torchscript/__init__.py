@@ -21,7 +21,7 @@ import numpy as np
 
 from fcbench.artifact import Manifest
 from fcbench.backends.base import Backend, NodePlacement, Session
-from fcbench.convert.base import Exporter, ExportResult, option_bool
+from fcbench.conversion.base import Exporter, ExportResult, option_bool
 from fcbench.errors import FcbenchError, first_line
 from fcbench.formats import Format
 

@@ -26,8 +26,8 @@ from fcbench.errors import FcbenchError
 from fcbench.hooks import Hooks, or_default
 from fcbench.results.context import RunContext
 from fcbench.results.store import Row
-from fcbench.train.checkpoint import load_checkpoint, save_checkpoint
-from fcbench.train.config import TrainConfig
+from fcbench.training.checkpoint import load_checkpoint, save_checkpoint
+from fcbench.training.config import TrainConfig
 
 
 @dataclass

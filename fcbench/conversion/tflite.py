@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from fcbench.convert.base import Exporter, ExportResult, option_bool
+from fcbench.conversion.base import Exporter, ExportResult, option_bool
 from fcbench.errors import FcbenchError, first_line, suggest
 from fcbench.results.context import package_version
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from fcbench.artifact import Manifest
-from fcbench.bench.timing import percentile
+from fcbench.benchmark.timing import percentile
 from fcbench.errors import FcbenchError, first_line
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from fcbench.convert.base import Exporter, ExportResult
+from fcbench.conversion.base import Exporter, ExportResult
 from fcbench.errors import FcbenchError, first_line, suggest
 from fcbench.results.context import package_version
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from fcbench import formats as format_registry
 from fcbench.artifact import Manifest, Step, TensorSpec, sha256_file, write_manifest
-from fcbench.convert.base import Exporter, ExportResult
+from fcbench.conversion.base import Exporter, ExportResult
 from fcbench.errors import FcbenchError, suggest
 from fcbench.formats import PARITY_MAX_REL_DIFF, PARITY_MIN_COSINE, Format
 
@@ -118,8 +118,8 @@ def convert(
     """Export ``checkpoint`` to each format; every outcome is reported, none aborts the rest."""
     import torch
 
-    from fcbench.bench.run import prepared_input
-    from fcbench.train.checkpoint import load_checkpoint
+    from fcbench.benchmark.run import prepared_input
+    from fcbench.training.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(checkpoint)
     if ckpt.manifest is None:
@@ -214,7 +214,7 @@ def convert_keras_source(
     returned; parity is checked against the Keras model on the same prepared input. With an
     optimize mode that quantizes weights the figures are recorded and shown but not enforced.
     """
-    from fcbench.convert.tflite import convert_keras
+    from fcbench.conversion.tflite import convert_keras
     from fcbench.infer import infer_manifest
 
     source = Path(source)
@@ -244,7 +244,7 @@ def convert_keras_source(
     )
     manifest.lineage[0].options["parent_file"] = str(source)
     write_manifest(manifest, result.file)
-    from fcbench.bench.run import prepared_input
+    from fcbench.benchmark.run import prepared_input
 
     x = prepared_input(manifest, batch=1)
     check: dict[str, Any]
@@ -271,9 +271,9 @@ def check_checkpoint(checkpoint: str | Path, formats: list[str]):
     """``convert --check``: build the checkpoint's model and preflight every format; writes nothing."""
     import torch
 
-    from fcbench.bench.run import prepared_input
-    from fcbench.convert.preflight import preflight
-    from fcbench.train.checkpoint import load_checkpoint
+    from fcbench.benchmark.run import prepared_input
+    from fcbench.conversion.preflight import preflight
+    from fcbench.training.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(checkpoint)
     if ckpt.manifest is None:
@@ -284,7 +284,7 @@ def check_checkpoint(checkpoint: str | Path, formats: list[str]):
 
 def _explain_failure(fmt: str, model, example) -> str:
     """For a failed conversion: every op the format will not take, as the preflight finds them."""
-    from fcbench.convert.preflight import preflight
+    from fcbench.conversion.preflight import preflight
 
     try:
         (check,) = preflight(model, example, [fmt])

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from fcbench.convert.base import Exporter, ExportResult, option_bool
+from fcbench.conversion.base import Exporter, ExportResult, option_bool
 from fcbench.errors import FcbenchError
 
 OPTIONS = ("compress_to_fp16", "source", "dynamic_batch", "opset")
@@ -69,7 +69,7 @@ class OpenVinoExporter(Exporter):
                     ov_model = ov.convert_model(model, example_input=example, input=[ov.PartialShape(ov_shape)])
                 extra["frontend"] = "pytorch"
             else:
-                from fcbench.convert.onnx import OnnxExporter
+                from fcbench.conversion.onnx import OnnxExporter
 
                 onnx_opts = {"dynamic_batch": dynamic_batch}
                 if "opset" in options:

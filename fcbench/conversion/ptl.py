@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from fcbench.convert.base import Exporter, ExportResult, option_bool
+from fcbench.conversion.base import Exporter, ExportResult, option_bool
 from fcbench.errors import FcbenchError, first_line
 
 PTL_OPTIONS = ("method", "freeze")

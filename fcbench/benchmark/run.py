@@ -19,10 +19,10 @@ import numpy as np
 
 from fcbench.artifact import Manifest, read_manifest
 from fcbench.backends import Backend, BackendSpec, NodePlacement, expand, get_backend
-from fcbench.bench.peak import machine_peak
-from fcbench.bench.pipeline import read_images, time_pipeline
-from fcbench.bench.placement import placement_summary, precision_summary
-from fcbench.bench.timing import Stats
+from fcbench.benchmark.peak import machine_peak
+from fcbench.benchmark.pipeline import read_images, time_pipeline
+from fcbench.benchmark.placement import placement_summary, precision_summary
+from fcbench.benchmark.timing import Stats
 from fcbench.devices.fingerprint import fingerprint, machine_info
 from fcbench.errors import FcbenchError
 from fcbench.hooks import Hooks, or_default
@@ -152,7 +152,7 @@ def _measure_on_device(path: Path, manifest: Manifest, spec: BackendSpec, option
                        cfg: BenchConfig, threads: int, device: Device | None) -> dict[str, Any]:
     """The raw result of a cell measured by the bench worker on ``device`` (default: a local device
     made for this cell, i.e. a subprocess of this machine, removed afterwards)."""
-    from fcbench.bench.job import BenchJob
+    from fcbench.benchmark.job import BenchJob
     from fcbench.devices.local import LocalDevice
     from fcbench.devices.runner import run_job
 

@@ -59,7 +59,7 @@ class EvalReport:
 
 
 def load_for_eval(cfg: EvalConfig) -> tuple[torch.nn.Module, Manifest | None]:
-    from fcbench.train.checkpoint import load_checkpoint
+    from fcbench.training.checkpoint import load_checkpoint
 
     path = Path(cfg.checkpoint)
     if cfg.model:
@@ -261,7 +261,7 @@ def _evaluate_artifact(cfg: EvalConfig, ctx: RunContext) -> EvalReport:
     float parent (from the lineage) runs in PyTorch on the same data for the differences."""
     from dataclasses import replace as dc_replace
 
-    from fcbench.bench.run import BenchConfig, load_artifact
+    from fcbench.benchmark.run import BenchConfig, load_artifact
     from fcbench.data import open_dataset
 
     path = Path(cfg.checkpoint)
@@ -283,7 +283,7 @@ def _evaluate_artifact(cfg: EvalConfig, ctx: RunContext) -> EvalReport:
     runtime = _RuntimeModel(path, manifest, label, cfg.threads)
     try:
         result = _metrics(runtime, dataset, protocol, cfg)
-        from fcbench.bench.placement import placement_summary, precision_summary
+        from fcbench.benchmark.placement import placement_summary, precision_summary
 
         nodes = runtime.session.placement()
         trust = {"placement": placement_summary(nodes), "precision": precision_summary(nodes)}
