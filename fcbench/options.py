@@ -280,7 +280,8 @@ class ConvertConfig:
     checkpoint: str = opt("", argument=True, help="fcbench checkpoint (.pt with its manifest), or a Keras model "
                                                    "(.keras, .h5, SavedModel folder) for --to tflite")
     to: list[str] = opt(default_factory=lambda: ["all"], parse=parse_list,
-                        help="Formats, comma-separated: onnx,tflite,openvino,ptl,pte or all")
+                        help="Formats, comma-separated (onnx,tflite,openvino,ptl,pte and any format plugin: "
+                             "fcbench plugins --kind format), or all")
     out: str | None = opt(None, help="Output folder (default: beside the checkpoint)")
     options: dict[str, dict[str, Any]] = opt(default_factory=dict, flags=("--opt",), parse=parse_format_options,
                                              help="Exporter option FORMAT.KEY=VALUE, e.g. onnx.opset=17, "

@@ -31,15 +31,18 @@ def _under(path: str | Path, root: Path) -> bool:
 
 def _dependency_paths() -> list[str]:
     """This interpreter's import folders a fresh venv needs for fcbench's dependencies: every
-    sys.path folder except the standard library (the venv has its own) and the source tree.
+    sys.path folder except the standard library (the venv has its own) and the source tree (a
+    site-packages inside the checkout, such as ./.venv's, is a dependency folder, not source).
     Folders are added as plain paths, so their .pth files (the editable fcbench's finder among
     them) are not run in the fresh venv."""
     stdlib = {Path(sysconfig.get_paths()[k]).resolve() for k in ("stdlib", "platstdlib")}
     out = []
     for p in sys.path:
-        if not p or not Path(p).is_dir() or _under(p, REPO):
+        if not p or not Path(p).is_dir():
             continue
         resolved = Path(p).resolve()
+        if _under(resolved, REPO) and resolved.name not in ("site-packages", "dist-packages"):
+            continue  # the source tree (a venv inside the checkout, as README's set-up makes, is kept)
         in_stdlib = any(resolved == s or resolved.is_relative_to(s) for s in stdlib)
         if in_stdlib and resolved.name not in ("site-packages", "dist-packages"):
             continue

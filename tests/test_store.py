@@ -251,7 +251,10 @@ def test_new_store_round_trips_identity_columns(tmp_path):
     assert r["samples_ms"] == [1.5, 2.25, 1.75] and r["device_info"] == info
     assert (r["profile"], r["options_hash"], r["device_fingerprint"]) == ("openvino-f32", options_hash({"a": 1}),
                                                                          "abc123")
-    assert rows[quality]["samples_ms"] == [] and rows[quality]["device_info"] == {}
+    assert rows[quality]["samples_ms"] == []
+    here = RunContext()  # a row measured here carries this machine's info and fingerprint
+    assert rows[quality]["device_info"] == here.device_info and here.device_info["cpu"]
+    assert rows[quality]["device_fingerprint"] == here.device_fingerprint and rows[quality]["device"] == "local"
 
 
 def test_options_hash_is_short_and_canonical():

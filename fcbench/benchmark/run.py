@@ -299,7 +299,15 @@ def bench(cfg: BenchConfig, ctx: RunContext | None = None, hooks: Hooks | None =
     ctx = ctx or RunContext()
     hooks = or_default(hooks)
     if cfg.pipeline:
-        cfg._images = read_images(cfg.images, lambda p, why: hooks.event("unreadable", (p, why)))
+        unreadable: list[Path] = []
+
+        def left_out(p: Path, why: str) -> None:
+            unreadable.append(p)
+            hooks.event("unreadable", (p, why))
+
+        cfg._images = read_images(cfg.images, left_out)
+        if unreadable:
+            hooks.log(f"--images: {len(unreadable)} unreadable image(s) left out")
     threads = cfg.threads or os.cpu_count() or 1
     specs = expand(cfg.backends)
     loaded = [load_artifact(a, cfg, lambda p, what: hooks.event("assumed", (p, what))) for a in cfg.artifacts]

@@ -33,7 +33,7 @@ def _params(config: type) -> list[click.Parameter]:
             continue
         base = _base_type(hints[f.name])
         parse = md.get("parse")
-        multi = base in (list, dict) or (parse is not None and parse.__name__ in _MULTI_PARSERS)
+        multi = parse.__name__ in _MULTI_PARSERS if parse is not None else base in (list, dict)
         help_text = md.get("help", "")
         if md.get("argument"):
             params.append(click.Argument([f.name], nargs=-1 if multi else 1, required=True))
