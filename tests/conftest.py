@@ -40,3 +40,31 @@ def cli(capsys, monkeypatch):
 def in_tmp(tmp_path, monkeypatch) -> Path:
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def converted_file(outcomes, fmt: str) -> Path:
+    """The file ``fmt``'s conversion wrote, from ``convert``'s outcomes (objects or their JSON dicts).
+
+    Skips only when the format's exporter is not installed here (status ``skipped``, and its
+    exporter really is unavailable), naming it; any other status (``failed``, ``parity-failed``,
+    ``skipped`` with the exporter installed) or an ``ok`` without its file fails the test with the reason.
+    """
+    from fcbench.convert import exporter_class
+
+    def get(o, key: str):
+        return o[key] if isinstance(o, dict) else getattr(o, key)
+
+    found = [o for o in outcomes if get(o, "format") == fmt]
+    assert len(found) == 1, f"expected one {fmt} outcome, got {len(found)}: {outcomes}"
+    o = found[0]
+    status, reason = get(o, "status"), get(o, "reason")
+    if status == "skipped":
+        installed, why = exporter_class(fmt).available()
+        if installed:
+            pytest.fail(f"{fmt} conversion skipped although its exporter is installed here: {reason}")
+        pytest.skip(f"{fmt} exporter is not installed here: {why}")
+    if status != "ok":
+        pytest.fail(f"{fmt} conversion {status}: {reason}")
+    file = get(o, "file")
+    assert file and Path(file).is_file(), f"{fmt} conversion says ok but its file is not there: {o}"
+    return Path(file)

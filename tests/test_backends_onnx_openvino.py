@@ -29,9 +29,19 @@ BF16_TOL = 3e-2
 
 
 def _need(backend) -> None:
+    """Skip when the backend's runtime is not installed here (the reason names the package)."""
     ok, reason = backend.available()
     if not ok:
         pytest.skip(reason)
+
+
+def _artifact(artifacts, model: str, kind: str):
+    """``artifacts[model, kind]``; only the OpenVINO IR may be missing, and only with its converter."""
+    if kind == "openvino":
+        ok, reason = OpenVinoExporter.available()
+        if not ok:
+            pytest.skip(f"no OpenVINO IR without its converter: {reason}")
+    return artifacts[model, kind]
 
 
 def _randomize_bn(model: torch.nn.Module) -> torch.nn.Module:
@@ -149,9 +159,7 @@ def test_onnx_export_rejects_bad_options(models, example, tmp_path, options, wor
 
 
 def test_openvino_export_writes_xml_and_bin(artifacts, models, example, tmp_path):
-    if ("r18", "openvino") not in artifacts:
-        pytest.skip(OpenVinoExporter.available()[1])
-    res = artifacts["r18", "openvino"]
+    res = _artifact(artifacts, "r18", "openvino")
     assert res.file.suffix == ".xml" and res.file.with_suffix(".bin").exists()
     assert res.extra["companion_files"] == ["r18.bin"] and res.extra["weights"] == "f32"
     assert res.options == {"compress_to_fp16": False, "source": "torch", "dynamic_batch": False}
@@ -185,7 +193,21 @@ def _case_id(case) -> str:
     return f"{cls.name}:{variant}{'[' + opts + ']' if opts else ''}-{kind}"
 
 
-PARITY = [pytest.param(model, case, id=f"{_case_id(case)}-{model}")
+# OpenCV 5.0.0's classic engine returns wrong numbers for a 3x3 depthwise conv on a 1x1 feature map,
+# which mobilenet_v2 has at 32x32 input (right at 64x64 and up; the new engine is right): an upstream
+# bug. strict: the day an OpenCV gets it right, the XPASS fails the run and this mark goes.
+OPENCV_CLASSIC_DEPTHWISE = pytest.mark.xfail(
+    strict=True, raises=AssertionError,
+    reason="OpenCV 5.0.0 classic engine: 3x3 depthwise conv on 1x1 spatial input gives wrong output")
+
+
+def _marks(case, model) -> list:
+    cls, _, options, _, _ = case
+    return [OPENCV_CLASSIC_DEPTHWISE] if (cls is OpenCvDnnBackend and options.get("engine") == "classic"
+                                         and model == "mbv2") else []
+
+
+PARITY = [pytest.param(model, case, id=f"{_case_id(case)}-{model}", marks=_marks(case, model))
           for case in CASES for model in ("r18", "mbv2")
           if not (case[3] == "onnx-legacy" and model == "mbv2")]  # the legacy exporter is exported for r18 only
 
@@ -195,16 +217,10 @@ def test_backend_matches_torch(artifacts, models, example, model, case):
     cls, variant, options, kind, tol = case
     backend = cls()
     _need(backend)
-    ok, reason = backend.variant_available(variant)
+    ok, reason = backend.variant_available(variant)  # checked against the runtime in test_*_variants_*
     if not ok:
-        pytest.skip(reason)
-    if (model, kind) not in artifacts:
-        pytest.skip(f"no {kind} artifact here")
-    if cls is OpenCvDnnBackend and options.get("engine") == "classic" and model == "mbv2":
-        # OpenCV 5.0.0's classic engine returns garbage for a 3x3 depthwise conv on a 1x1 feature map,
-        # which mobilenet_v2 has at 32x32 input (fine at 64x64 and up; the new engine is right)
-        pytest.xfail("OpenCV 5.0.0 classic engine: depthwise conv on 1x1 spatial input is wrong")
-    res = artifacts[model, kind]
+        pytest.skip(reason)  # an execution provider / device this host or build does not have
+    res = _artifact(artifacts, model, kind)
     out_size = 32 if model == "r18" else 10
     session = backend.load(res.file, _manifest(kind.split("-")[0], res.file, out_size), variant, 2, options)
     try:
@@ -236,11 +252,11 @@ def test_onnxruntime_placement_is_per_node_provider(artifacts):
 
 
 def test_openvino_placement_f32_vs_default(artifacts):
-    import openvino as ov
-
     backend = OpenVinoBackend()
     _need(backend)
-    res = artifacts["r18", "openvino"]
+    import openvino as ov
+
+    res = _artifact(artifacts, "r18", "openvino")
     manifest = _manifest("openvino", res.file, 32)
     f32 = backend.load(res.file, manifest, "CPU", 2, {"precision": "f32"})
     nodes = f32.placement()
@@ -251,7 +267,7 @@ def test_openvino_placement_f32_vs_default(artifacts):
 
     default = backend.load(res.file, manifest, "CPU", 2, {})
     if "BF16" not in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
-        pytest.skip("this CPU has no bf16 support, so OpenVINO's default is f32")
+        pytest.skip("this CPU has no bf16 (OpenVINO's CPU lists no BF16 capability): no bf16 default to check")
     assert default.inference_precision == "bf16"
     precisions = {p.precision for p in default.placement()}
     assert "bf16" in precisions, precisions
@@ -325,9 +341,7 @@ def test_unsupported_op_is_named(bad_files, cls, variant, options):
 def test_wrong_input_shape_names_both_shapes(artifacts, cls, variant, kind):
     backend = cls()
     _need(backend)
-    if ("r18", kind) not in artifacts:
-        pytest.skip(f"no {kind} artifact here")
-    res = artifacts["r18", kind]
+    res = _artifact(artifacts, "r18", kind)
     session = backend.load(res.file, _manifest(kind, res.file, 32), variant, 1, {})
     with pytest.raises(FcbenchError, match=r"expects \[1, 3, 32, 32\], got \[1, 3, 16, 32\]") as err:
         session.run(np.zeros((1, 3, 16, 32), np.float32))
@@ -335,6 +349,7 @@ def test_wrong_input_shape_names_both_shapes(artifacts, cls, variant, kind):
 
 
 def test_onnxruntime_fixed_batch_rejects_other_batch(artifacts):
+    _need(OnnxRuntimeBackend())
     res = artifacts["r18", "onnx"]
     session = OnnxRuntimeBackend().load(res.file, _manifest("onnx", res.file, 32), "cpu", 1, {})
     with pytest.raises(FcbenchError, match=r"expects \[1, 3, 32, 32\], got \[2, 3, 32, 32\]"):
@@ -344,10 +359,8 @@ def test_onnxruntime_fixed_batch_rejects_other_batch(artifacts):
 def test_opencv_cannot_run_ir_without_its_openvino_backend(artifacts):
     cv2 = pytest.importorskip("cv2")
     if list(cv2.dnn.getAvailableTargets(cv2.dnn.DNN_BACKEND_INFERENCE_ENGINE)):
-        pytest.skip("this OpenCV has the OpenVINO backend")
-    if ("r18", "openvino") not in artifacts:
-        pytest.skip("no openvino artifact here")
-    res = artifacts["r18", "openvino"]
+        pytest.skip("this OpenCV has the OpenVINO backend, so the error this test checks cannot happen")
+    res = _artifact(artifacts, "r18", "openvino")
     with pytest.raises(FcbenchError, match="no OpenVINO backend") as err:
         OpenCvDnnBackend().load(res.file, _manifest("openvino", res.file, 32), "cpu", 1, {})
     assert err.value.exit_code == 1
@@ -376,52 +389,61 @@ def test_bad_backend_options(artifacts, cls, variant, options, words):
 
 # --- variants, versions, cheap import ------------------------------------------------------------
 
-def test_unavailable_variants_say_why():
-    checks = []
-    ort_backend = OnnxRuntimeBackend()
-    if ort_backend.available()[0]:
-        import onnxruntime as ort
+def test_onnxruntime_variants_match_its_providers():
+    """Every variant is available exactly when onnxruntime lists its provider; the others say why."""
+    backend = OnnxRuntimeBackend()
+    _need(backend)
+    import onnxruntime as ort
 
-        providers = ort.get_available_providers()
-        from fcbench.backends.onnxruntime import PROVIDERS
+    from fcbench.backends.onnxruntime import PROVIDERS
 
-        for variant, provider in PROVIDERS.items():
-            ok, reason = ort_backend.variant_available(variant)
-            assert ok == (provider in providers or provider in {d.ep_name for d in ort.get_ep_devices()})
-            if not ok:
-                assert provider in reason and "available:" in reason
-                checks.append(variant)
-        assert ort_backend.variant_available("cpu") == (True, "")
-    ov_backend = OpenVinoBackend()
-    if ov_backend.available()[0]:
-        import openvino as ov
-
-        devices = ov.Core().available_devices
-        for variant in ("GPU", "NPU"):
-            ok, reason = ov_backend.variant_available(variant)
-            assert ok == any(d.split(".")[0] == variant for d in devices)
-            if not ok:
-                assert variant in reason and "devices:" in reason
-                checks.append(variant)
-    cv_backend = OpenCvDnnBackend()
-    if cv_backend.available()[0]:
-        for variant in ("vulkan", "cuda", "opencl"):
-            ok, reason = cv_backend.variant_available(variant)
-            if not ok:
-                assert reason
-                checks.append(variant)
-    for backend in (ort_backend, ov_backend, cv_backend):
-        ok, reason = backend.variant_available("tpu")
-        assert not ok and "no variant 'tpu'" in reason
-    if not checks:
-        pytest.skip("every variant is available on this host")
+    here = set(ort.get_available_providers()) | {d.ep_name for d in ort.get_ep_devices()}
+    assert "cpu" in PROVIDERS and "CPUExecutionProvider" in here
+    for variant, provider in PROVIDERS.items():
+        ok, reason = backend.variant_available(variant)
+        assert ok == (provider in here), (variant, reason)
+        assert (reason == "") if ok else (provider in reason and "available:" in reason), (variant, reason)
+    assert backend.variant_available("cpu") == (True, "")
+    ok, reason = backend.variant_available("tpu")
+    assert not ok and "no variant 'tpu'" in reason
 
 
-def test_versions():
-    for backend, key in ((OnnxRuntimeBackend(), "onnxruntime"), (OpenVinoBackend(), "openvino"),
-                         (OpenCvDnnBackend(), "opencv")):
-        if backend.available()[0]:
-            assert backend.versions()[key]
+def test_openvino_variants_match_its_devices():
+    backend = OpenVinoBackend()
+    _need(backend)
+    import openvino as ov
+
+    devices = ov.Core().available_devices  # e.g. ['CPU', 'GPU.0']
+    for variant in ("CPU", "GPU", "NPU"):
+        ok, reason = backend.variant_available(variant)
+        assert ok == any(d.split(".")[0] == variant for d in devices), (variant, reason, devices)
+        assert (reason == "") if ok else (variant in reason and "devices:" in reason), (variant, reason)
+    assert backend.variant_available("AUTO")[0] == bool(devices)
+    ok, reason = backend.variant_available("tpu")
+    assert not ok and "no variant 'tpu'" in reason
+
+
+def test_opencv_variants_match_its_targets():
+    backend = OpenCvDnnBackend()
+    _need(backend)
+    import cv2
+
+    cpu = cv2.dnn.DNN_TARGET_CPU in list(cv2.dnn.getAvailableTargets(cv2.dnn.DNN_BACKEND_OPENCV))
+    ok, reason = backend.variant_available("cpu")
+    assert ok == cpu, reason
+    for variant in ("vulkan", "cuda", "opencl"):
+        ok, reason = backend.variant_available(variant)
+        assert (reason == "") if ok else (f"opencv {cv2.__version__}" in reason), (variant, reason)
+    ok, reason = backend.variant_available("tpu")
+    assert not ok and "no variant 'tpu'" in reason
+
+
+@pytest.mark.parametrize("cls, key", [(OnnxRuntimeBackend, "onnxruntime"), (OpenVinoBackend, "openvino"),
+                                      (OpenCvDnnBackend, "opencv")], ids=["onnxruntime", "openvino", "opencv-dnn"])
+def test_versions(cls, key):
+    backend = cls()
+    _need(backend)
+    assert backend.versions()[key]
 
 
 def test_backend_modules_import_no_runtime():

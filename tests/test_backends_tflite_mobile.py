@@ -299,11 +299,21 @@ def test_load_checks_variant_file_and_threads_first(export, fmt, cls, variant, t
         backend.load(result.file, manifest, variant, 0, {})
 
 
-def test_a_runtime_that_cannot_be_imported_is_named_with_its_install_hint():
+def test_a_runtime_that_cannot_be_imported_is_named_with_its_install_hint(tmp_path, monkeypatch):
     class Broken(TfliteBackend):
         runtime_modules = ("fcbench_no_such_runtime",)
 
-    assert TfliteBackend().import_runtime() >= 0
+    class Slow(TfliteBackend):  # a runtime whose import takes 50 ms: imported, and that time returned
+        runtime_modules = ("fcbench_slow_runtime_probe",)
+
+    TfliteBackend().import_runtime()  # the real runtime imports (a failure raises FcbenchError)
+    assert all(name in sys.modules for name in TfliteBackend.runtime_modules)
+    (tmp_path / "fcbench_slow_runtime_probe.py").write_text("import time\ntime.sleep(0.05)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        assert Slow().import_runtime() >= 50 and "fcbench_slow_runtime_probe" in sys.modules
+    finally:
+        sys.modules.pop("fcbench_slow_runtime_probe", None)
     hint = r"cannot import fcbench_no_such_runtime .*pip install 'fcbench\[tflite\]'"
     with pytest.raises(FcbenchError, match=hint) as err:
         Broken().import_runtime()

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import converted_file
 
 from fcbench.backends import get_backend
 from fcbench.conversion import EXPORTERS, exporter_class
@@ -27,6 +28,13 @@ FAST = ["--warmup", "1", "--runs", "3", "--min-seconds", "0", "--threads", "2"]
 
 def _installed_formats() -> list[str]:
     return [f for f in EXPORTERS if exporter_class(f).available()[0]]
+
+
+def _need_runtime(plugin: str) -> None:
+    """Skip when the backend's runtime is not installed here (the reason names the package)."""
+    ok, why = get_backend(plugin).available()
+    if not ok:
+        pytest.skip(why)
 
 
 @pytest.fixture(scope="module")
@@ -76,12 +84,16 @@ def test_bench_all_backends(converted, cli, name):
     cells = json.loads(r.out)
     assert r.code == 0, (r.err, [c for c in cells if c["status"] == "failed"])
     ran = {(c["format"], c["backend"].split(":")[0]) for c in cells if c["status"] == "ok"}
-    for fmt, backend in [("pytorch", "pytorch"), ("onnx", "onnxruntime"), ("onnx", "openvino"),
+    for fmt, backend in [("fcbench-ckpt", "pytorch"), ("onnx", "onnxruntime"), ("onnx", "openvino"),
                          ("onnx", "opencv-dnn"), ("openvino", "openvino"), ("tflite", "tflite"),
                          ("ptl", "pytorch-mobile"), ("pte", "executorch")]:
-        ok, _ = get_backend(backend).available()
-        if ok and fmt in {c["format"] for c in cells}:
-            assert (fmt, backend) in ran, (fmt, backend)
+        # a pair is left out only where its runtime or its converter is not installed here; a
+        # conversion that failed leaves its format out of the cells, and that fails here too
+        if get_backend(backend).available()[0] and (fmt == "fcbench-ckpt" or exporter_class(fmt).available()[0]):
+            assert (fmt, backend) in ran, (fmt, backend, [c for c in cells if c["format"] == fmt])
+    for backend, fmt in [("tflite:xnnpack", "tflite"), ("executorch:xnnpack", "pte")]:
+        if get_backend(backend.split(":")[0]).available()[0] and exporter_class(fmt).available()[0]:
+            assert any(c["backend"] == backend and c["status"] == "ok" for c in cells), (backend, cells)
     for c in cells:
         if c["status"] == "ok":
             assert 0 < c["p50_ms"] <= c["p90_ms"] and c["runs"] >= 3 and c["size_mb"] > 0
@@ -95,16 +107,40 @@ def test_bench_all_backends(converted, cli, name):
     assert len(rows) == sum(c["status"] != "skipped" for c in cells)
     assert all(r["threads"] == 2 and r["p50_ms"] > 0 for r in rows)
     # importing the runtime is recorded apart from loading the model (init_ms)
-    assert all(r["extra"]["import_ms"] >= 0 and r["init_ms"] > 0 for r in rows if r["extra"]["status"] == "ok")
+    ok_rows = [r for r in rows if r["extra"]["status"] == "ok"]
+    assert ok_rows and all(isinstance(r["extra"]["import_ms"], float) and r["init_ms"] > 0 for r in ok_rows)
     # every timed run, in its own column (store schema 2), not in extra
     assert all(len(r["samples_ms"]) == r["runs"] and min(r["samples_ms"]) == pytest.approx(r["min_ms"], abs=1e-3)
-               and "samples_ms" not in r["extra"] for r in rows if r["extra"]["status"] == "ok")
+               and "samples_ms" not in r["extra"] for r in ok_rows)
+
+
+def test_runtime_import_time_is_recorded_apart_from_loading(converted, cli, tmp_path, monkeypatch):
+    """A runtime that takes a second to import: import_ms carries that second, init_ms (the load) does not."""
+    import sys
+
+    _need_runtime("onnxruntime")
+    _, out = converted
+    onnx = converted_file(out["r18"][1], "onnx")
+    (tmp_path / "fcbench_slow_import_probe.py").write_text("import time\ntime.sleep(1.0)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cls = type(get_backend("onnxruntime"))
+    monkeypatch.setattr(cls, "runtime_modules", (*cls.runtime_modules, "fcbench_slow_import_probe"))
+    try:
+        r = cli("bench", onnx, "--backend", "onnxruntime:cpu", *FAST, "--in-process", "--format", "json",
+                "--store", tmp_path / "s.sqlite")  # in-process: the patched runtime lives in this process
+    finally:
+        sys.modules.pop("fcbench_slow_import_probe", None)
+    assert r.code == 0, r.err
+    with Store(tmp_path / "s.sqlite") as s:
+        (row,) = s.query(kind="speed")
+    assert row["extra"]["import_ms"] >= 1000 and row["init_ms"] < 1000, (row["extra"]["import_ms"], row["init_ms"])
 
 
 def test_a_glob_of_a_run_folder_benches_and_evaluates_the_artifacts_only(converted, cli, tmp_path):
     """`fcbench bench run/model.*` also matches the manifests and OpenVINO's .bin: they are left out, said once."""
     root, out = converted
     ckpt, outcomes = out["r18"]
+    xml = str(converted_file(outcomes, "openvino"))  # its .bin is what the glob must leave out
     files = sorted(str(p) for p in ckpt.parent.glob("model.*"))
     assert any(f.endswith(".bin") for f in files) and any(f.endswith(".manifest.json") for f in files)
     r = cli("bench", *files, "--backend", "all", *FAST, "--format", "json", "--store", tmp_path / "b.sqlite")
@@ -112,7 +148,6 @@ def test_a_glob_of_a_run_folder_benches_and_evaluates_the_artifacts_only(convert
     benched = {Path(c["artifact"]).name for c in json.loads(r.out)}
     assert benched == {Path(f).name for f in files if not f.endswith((".bin", ".manifest.json"))}, benched
     assert "left out" in r.err and "model.bin" in r.err
-    xml = next(o["file"] for o in outcomes if o["format"] == "openvino")
     r = cli("eval", xml, xml[:-4] + ".bin", xml + ".manifest.json", "--backend", "openvino-f32", *PAIRS,
             "--store", tmp_path / "e.sqlite")
     assert r.code == 0, r.err
@@ -121,7 +156,7 @@ def test_a_glob_of_a_run_folder_benches_and_evaluates_the_artifacts_only(convert
 
 def test_bench_profiles_and_table(converted, cli):
     root, out = converted
-    onnx = next(o["file"] for o in out["r18"][1] if o["format"] == "onnx")
+    onnx = converted_file(out["r18"][1], "onnx")
     r = cli("bench", onnx, "--backend", "ort-cpu,openvino-f32,onnxruntime:cpu", *FAST, "--store", root / "p.sqlite")
     assert r.code == 0, r.err
     assert "onnxruntime:cpu" in r.out and "p50" in r.out
@@ -129,7 +164,7 @@ def test_bench_profiles_and_table(converted, cli):
 
 def test_bench_bad_artifact_fails_its_cell_and_the_matrix_goes_on(converted, cli, tmp_path):
     root, out = converted
-    onnx = Path(next(o["file"] for o in out["r18"][1] if o["format"] == "onnx"))
+    onnx = converted_file(out["r18"][1], "onnx")
     bad = tmp_path / "broken.onnx"
     bad.write_bytes(b"this is not a protobuf" * 20)
     shutil.copy(str(onnx) + ".manifest.json", str(bad) + ".manifest.json")
@@ -146,7 +181,7 @@ def test_bench_bad_artifact_fails_its_cell_and_the_matrix_goes_on(converted, cli
 
 def test_bench_without_manifest_offers_inference(converted, cli, tmp_path):
     root, out = converted
-    onnx = Path(next(o["file"] for o in out["r18"][1] if o["format"] == "onnx"))
+    onnx = converted_file(out["r18"][1], "onnx")
     bare = tmp_path / "bare.onnx"
     shutil.copy(onnx, bare)
     r = cli("bench", bare, "--backend", "onnxruntime:cpu", *FAST, "--store", tmp_path / "s.sqlite")
@@ -168,9 +203,7 @@ def test_bench_without_manifest_offers_inference(converted, cli, tmp_path):
 
 def test_bench_input_shape_mismatch_is_one_line_per_cell(converted, cli, tmp_path):
     root, out = converted
-    ptl = next((o["file"] for o in out["r18"][1] if o["format"] == "ptl" and o["status"] == "ok"), None)
-    if ptl is None:
-        pytest.skip("ptl export not available")
+    ptl = converted_file(out["r18"][1], "ptl")
     bare = tmp_path / "bare.ptl"
     shutil.copy(ptl, bare)
     r = cli("bench", bare, "--backend", "pytorch-mobile:cpu", *FAST, "--infer-manifest", "--input-shape",
@@ -187,7 +220,7 @@ def test_bench_input_shape_mismatch_is_one_line_per_cell(converted, cli, tmp_pat
 ])
 def test_bench_usage_errors(converted, cli, tmp_path, args, needle):
     _, out = converted
-    onnx = next(o["file"] for o in out["r18"][1] if o["format"] == "onnx")
+    onnx = converted_file(out["r18"][1], "onnx")
     r = cli("bench", onnx, *args, "--store", tmp_path / "s.sqlite")
     assert r.code == 2 and needle in r.err, r.err
 
@@ -266,9 +299,7 @@ def test_require_placement_fails_a_partly_delegated_tflite_model(cli, tmp_path):
 
 def test_inspect_lists_every_node(converted, cli):
     _, out = converted
-    xml = next((o["file"] for o in out["r18"][1] if o["format"] == "openvino" and o["status"] == "ok"), None)
-    if xml is None:
-        pytest.skip("openvino export not available")
+    xml = converted_file(out["r18"][1], "openvino")
     r = cli("inspect", xml, "--backend", "openvino-f32", "--format", "json")
     assert r.code == 0, r.err
     info = json.loads(r.out)
@@ -280,21 +311,20 @@ def test_inspect_lists_every_node(converted, cli):
 
 def test_precision_is_what_the_runtime_ran(converted, cli, tmp_path):
     """OpenVINO with no hint on a bf16-capable CPU runs bf16: the cell says so; --precision f32 asks for f32."""
-    import openvino as ov
-
+    ov = pytest.importorskip("openvino")
     _, out = converted
-    xml = next(o["file"] for o in out["r18"][1] if o["format"] == "openvino")
+    xml = converted_file(out["r18"][1], "openvino")
     store = ["--store", tmp_path / "s.sqlite", "--format", "json", *FAST]
     r = cli("bench", xml, "--backend", "openvino:CPU", *store)
     assert r.code == 0, r.err
     (cell,) = json.loads(r.out)
     if "BF16" not in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
-        pytest.skip("this CPU has no bf16: OpenVINO's default is f32 here")
+        pytest.skip("this CPU has no bf16 (OpenVINO's CPU lists no BF16 capability): no bf16 default to check")
     assert "bf16" in cell["precision"], cell  # e.g. "f32 64 % / bf16 36 %" of the nodes
     r = cli("bench", xml, "--backend", "openvino:CPU", "--precision", "fp32", *store)
     (cell,) = json.loads(r.out)
     assert r.code == 0 and cell["precision"] == "f32", cell
-    onnx = next(o["file"] for o in out["r18"][1] if o["format"] == "onnx")
+    onnx = converted_file(out["r18"][1], "onnx")
     r = cli("bench", onnx, "--backend", "openvino:CPU,onnxruntime:cpu", "--precision", "bf16", *store)
     cells = {c["backend"]: c for c in json.loads(r.out)}
     assert "bf16" in cells["openvino:CPU"]["precision"]
@@ -305,10 +335,11 @@ def test_precision_is_what_the_runtime_ran(converted, cli, tmp_path):
 
 def test_onnxruntime_precision_tells_quantized_from_float_kernels(converted, cli, tmp_path):
     """ORT reports no precision itself; the cell reads it from the nodes ORT says it assigned."""
+    pytest.importorskip("onnxruntime")
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     _, out = converted
-    onnx = Path(next(o["file"] for o in out["r18"][1] if o["format"] == "onnx"))
+    onnx = converted_file(out["r18"][1], "onnx")
     quantized = tmp_path / "q.onnx"
     quantize_dynamic(onnx, quantized, weight_type=QuantType.QInt8)  # Conv -> ConvInteger (u8 x i8)
     shutil.copy(str(onnx) + ".manifest.json", str(quantized) + ".manifest.json")
@@ -330,7 +361,7 @@ def test_pipeline_times_each_stage_for_a_folder_of_jpegs(converted, cli, tmp_pat
     from PIL import Image
 
     _, out = converted
-    onnx = next(o["file"] for o in out["r18"][1] if o["format"] == "onnx")
+    onnx = converted_file(out["r18"][1], "onnx")
     images = tmp_path / "faces"
     images.mkdir()
     rng = np.random.default_rng(0)
@@ -362,14 +393,14 @@ PAIRS = ["--data", "synthetic:pairs", "--data-opt", "num_pairs=40", "--nfolds", 
                                           ("openvino", "openvino-f32"), ("pte", None), ("ptl", None)])
 def test_eval_through_a_runtime_matches_pytorch(converted, cli, tmp_path, fmt, backend):
     _, out = converted
-    o = next(o for o in out["r18"][1] if o["format"] == fmt)
-    if o["status"] != "ok":
-        pytest.skip(o["reason"])
-    r = cli("eval", o["file"], *(["--backend", backend] if backend else []), *PAIRS, "--store", tmp_path / "s.sqlite")
+    plugin = {"onnx": "onnxruntime", "tflite": "tflite", "openvino": "openvino", "pte": "executorch",
+              "ptl": "pytorch-mobile"}[fmt]
+    _need_runtime(plugin)
+    file = converted_file(out["r18"][1], fmt)
+    r = cli("eval", file, *(["--backend", backend] if backend else []), *PAIRS, "--store", tmp_path / "s.sqlite")
     assert r.code == 0, r.err
     rep = json.loads(r.out)
-    assert rep["backend"].startswith({"onnx": "onnxruntime", "tflite": "tflite", "openvino": "openvino",
-                                      "pte": "executorch", "ptl": "pytorch-mobile"}[fmt])
+    assert rep["backend"].startswith(plugin)
     assert abs(rep["metrics"]["accuracy"] - rep["pytorch"]["accuracy"]) <= 0.02
     assert abs(rep["delta"]["accuracy"]) <= 0.02
     assert rep["placement"] and rep["precision"]  # where the eval ran, as for a bench cell
@@ -384,8 +415,9 @@ def test_eval_classification_and_nhwc_through_runtimes(converted, cli, tmp_path)
     ckpt = out["mobilenet_v2"][0]
     r = cli("convert", ckpt, "--to", "onnx,tflite", "--opt", "tflite.nhwc=true", "--out", tmp_path, "--format", "json")
     assert r.code == 0, r.err
-    for o in json.loads(r.out):
-        r = cli("eval", o["file"], "--data", "synthetic:classes", "--data-opt", "num_classes=5",
+    outcomes = json.loads(r.out)
+    for file in [converted_file(outcomes, "onnx"), converted_file(outcomes, "tflite")]:
+        r = cli("eval", file, "--data", "synthetic:classes", "--data-opt", "num_classes=5",
                 "--data-opt", "samples_per_class=4", "--format", "json", "--store", tmp_path / "s.sqlite")
         assert r.code == 0, r.err
         rep = json.loads(r.out)
@@ -396,7 +428,7 @@ def test_eval_classification_and_nhwc_through_runtimes(converted, cli, tmp_path)
 
 def test_eval_through_a_runtime_bad_input(converted, cli, tmp_path):
     _, out = converted
-    onnx = Path(next(o["file"] for o in out["r18"][1] if o["format"] == "onnx"))
+    onnx = converted_file(out["r18"][1], "onnx")
     store = ["--store", tmp_path / "s.sqlite"]
     r = cli("eval", onnx, "--backend", "onnxrt:cpu", *PAIRS, *store)
     assert r.code == 2 and "did you mean" in r.err
@@ -532,7 +564,7 @@ def test_convert_check_passes_a_plain_model(converted, cli):
 
 def test_eval_matrix_shows_the_delta_beside_each_cell(converted, cli, tmp_path):
     _, out = converted
-    files = {o["format"]: o["file"] for o in out["r18"][1] if o["status"] == "ok"}
+    files = {fmt: converted_file(out["r18"][1], fmt) for fmt in ("onnx", "openvino")}
     r = cli("eval", files["onnx"], files["openvino"], "--backend", "onnxruntime:cpu,openvino-f32", *PAIRS,
             "--store", tmp_path / "s.sqlite")
     assert r.code == 0, r.err

@@ -14,7 +14,8 @@ def test_local_device_push_exec_pull_info(tmp_path):
     dev.push(str(src), "data/in.txt")
     rc, out, err = dev.exec([sys.executable, "-c", "print(open('data/in.txt').read().upper())"])
     assert (rc, out.strip()) == (0, "HELLO")
-    rc, _, _ = dev.exec([sys.executable, "-c", "open('out.txt','w').write('x')"])
+    rc, _, err = dev.exec([sys.executable, "-c", "open('out.txt','w').write('x')"])
+    assert rc == 0, err
     dev.pull("out.txt", str(tmp_path / "back" / "out.txt"))
     assert (tmp_path / "back" / "out.txt").read_text() == "x"
     rc, _, err = dev.exec([sys.executable, "-c", "import time; time.sleep(5)"], timeout=0.5)

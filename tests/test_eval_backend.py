@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import converted_file
 
 from fcbench.artifact import sha256_file
 from fcbench.backends import get_backend
@@ -34,13 +35,6 @@ def _need(plugin: str) -> None:
     ok, why = get_backend(plugin).available()
     if not ok:
         pytest.skip(f"runtime for backend '{plugin}' is not importable here: {why}")
-
-
-def _file(outcomes, fmt: str) -> Path:
-    o = next(o for o in outcomes if o.format == fmt)
-    if o.status != "ok":
-        pytest.skip(f"{fmt} conversion {o.status}: {o.reason}")
-    return Path(o.file)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +62,7 @@ def mbv2(tmp_path_factory):
 def test_eval_through_backend_matches_pytorch(r18, cli, tmp_path, fmt, backend, plugin, variant):
     _need(plugin)
     ckpt, outcomes, _ = r18
-    art = _file(outcomes, fmt)
+    art = converted_file(outcomes, fmt)
     store = tmp_path / "s.sqlite"
     r = cli("eval", art, "--backend", backend, *PAIRS, "--format", "json", "--store", store)
     assert r.code == 0, r.err
@@ -97,7 +91,7 @@ def test_default_backend_table_and_library(r18, cli, tmp_path):
     """No --backend: the format's own runtime; a profile name through the library; the table shows both."""
     _need("onnxruntime")
     _, outcomes, _ = r18
-    onnx = _file(outcomes, "onnx")
+    onnx = converted_file(outcomes, "onnx")
     r = cli("eval", onnx, *PAIRS, "--store", tmp_path / "s.sqlite")
     assert r.code == 0, r.err
     assert "backend=onnxruntime:cpu" in r.out.replace("\n", "")
@@ -115,7 +109,10 @@ def test_checkpoint_backends(r18, cli, tmp_path):
     """A .pt stays on eager PyTorch (also with --backend pytorch); pytorch-mobile is not PyTorch eager."""
     ckpt, _, _ = r18
     store = ["--store", tmp_path / "s.sqlite", "--format", "json"]
-    default = json.loads(cli("eval", ckpt, *PAIRS, *store).out)
+    r = cli("eval", ckpt, *PAIRS, *store)
+    assert r.code == 0, r.err
+    default = json.loads(r.out)
+    assert default["backend"] == "pytorch:eager" and default["metrics"]
     r = cli("eval", ckpt, "--backend", "pytorch", *PAIRS, *store)
     assert r.code == 0, r.err
     rep = json.loads(r.out)
@@ -127,7 +124,7 @@ def test_checkpoint_backends(r18, cli, tmp_path):
 def test_classification_through_onnx(mbv2, cli, tmp_path):
     _need("onnxruntime")
     _, outcomes = mbv2
-    r = cli("eval", _file(outcomes, "onnx"), "--backend", "onnxruntime:cpu", *CLASSES, "--format", "json",
+    r = cli("eval", converted_file(outcomes, "onnx"), "--backend", "onnxruntime:cpu", *CLASSES, "--format", "json",
             "--store", tmp_path / "s.sqlite")
     assert r.code == 0, r.err
     rep = json.loads(r.out)
@@ -139,7 +136,7 @@ def test_classification_through_onnx(mbv2, cli, tmp_path):
 def test_nhwc_tflite(r18, cli, tmp_path):
     _need("tflite")
     _, _, nhwc = r18
-    art = _file(nhwc, "tflite")
+    art = converted_file(nhwc, "tflite")
     manifest = json.loads(Path(str(art) + ".manifest.json").read_text())
     assert manifest["inputs"][0]["layout"] == "NHWC" and manifest["inputs"][0]["shape"] == [1, 32, 32, 3]
     r = cli("eval", art, "--backend", "tflite:xnnpack", *PAIRS, "--format", "json", "--store", tmp_path / "s.sqlite")
@@ -157,7 +154,7 @@ def _one_error_line(err: str) -> str:
 def test_bad_input(r18, cli, tmp_path):
     _need("onnxruntime")
     _, outcomes, _ = r18
-    onnx = _file(outcomes, "onnx")
+    onnx = converted_file(outcomes, "onnx")
     store = ["--store", tmp_path / "s.sqlite"]
     r = cli("eval", onnx, "--backend", "onnxruntme:cpu", *PAIRS, *store)
     assert r.code == 2 and "did you mean 'onnxruntime" in _one_error_line(r.err)
@@ -199,7 +196,7 @@ def test_runtime_failing_mid_run_exits_1_with_its_message(r18, cli, tmp_path, mo
         return session
 
     monkeypatch.setattr(cls, "load", failing_load)
-    r = cli("eval", _file(outcomes, "onnx"), *PAIRS, "--store", tmp_path / "s.sqlite")
+    r = cli("eval", converted_file(outcomes, "onnx"), *PAIRS, "--store", tmp_path / "s.sqlite")
     assert r.code == 1
     line = _one_error_line(r.err)
     assert "onnxruntime:cpu" in line and "kernel exploded on the fourth image" in line
@@ -210,7 +207,7 @@ def test_float_parent_missing_or_changed(r18, cli, tmp_path):
     """Deltas need the very checkpoint convert saw: gone or changed is one line on stderr, no deltas."""
     _need("onnxruntime")
     ckpt, outcomes, _ = r18
-    onnx = _file(outcomes, "onnx")
+    onnx = converted_file(outcomes, "onnx")
     manifest = json.loads(Path(str(onnx) + ".manifest.json").read_text())
     assert manifest["lineage"][-1]["options"]["parent_file"] == ckpt.name  # relative to the artifact's folder
     alone = tmp_path / "alone"  # the artifact moved away from its float parent
@@ -231,9 +228,8 @@ def test_float_parent_missing_or_changed(r18, cli, tmp_path):
 def test_dynamic_batch_artifact_gets_whole_batches(r18, cli, tmp_path, monkeypatch):
     _need("onnxruntime")
     ckpt, _, _ = r18
-    (o,) = convert(ckpt, ["onnx"], tmp_path / "dyn", options={"onnx": {"dynamic_batch": True}})
-    if o.status != "ok":
-        pytest.skip(f"dynamic-batch onnx conversion {o.status}: {o.reason}")
+    outcomes = convert(ckpt, ["onnx"], tmp_path / "dyn", options={"onnx": {"dynamic_batch": True}})
+    dyn = converted_file(outcomes, "onnx")
     cls = type(get_backend("onnxruntime"))
     load, seen = cls.load, []
 
@@ -244,7 +240,7 @@ def test_dynamic_batch_artifact_gets_whole_batches(r18, cli, tmp_path, monkeypat
         return session
 
     monkeypatch.setattr(cls, "load", recording_load)
-    r = cli("eval", o.file, *PAIRS, "--batch-size", "32", "--format", "json", "--store", tmp_path / "s.sqlite")
+    r = cli("eval", dyn, *PAIRS, "--batch-size", "32", "--format", "json", "--store", tmp_path / "s.sqlite")
     assert r.code == 0, r.err
     assert seen == [32, 32, 16]  # 80 images in the DataLoader's batches, not one by one
     assert abs(json.loads(r.out)["delta"]["accuracy"]) <= 0.02

@@ -170,7 +170,7 @@ def test_iresnet18_matches_insightface_keys(tmp_path):
     model.load_state_dict(state, strict=True)
     assert model.features.weight.requires_grad is False
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    assert all(m.eps == 1e-5 and m.momentum == 0.1 for m in norms)
+    assert norms and all(m.eps == 1e-5 and m.momentum == 0.1 for m in norms)
     # the same file through weights=, plain and wrapped the way training scripts save it
     path = tmp_path / "backbone.pth"
     torch.save(state, path)

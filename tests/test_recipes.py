@@ -35,7 +35,9 @@ def write(tmp_path, text: str):
 
 
 def test_every_shipped_recipe_validates(cli):
-    for path in sorted((REPO / "recipes").glob("*.yaml")):
+    recipes = sorted((REPO / "recipes").glob("*.yaml"))
+    assert QUICKSTART in recipes, recipes
+    for path in recipes:
         r = cli("run", path, "--check")
         assert r.code == 0, (path, r.err)
 

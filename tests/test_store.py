@@ -68,7 +68,7 @@ def test_results_bad_input(cli, tmp_path):
 def test_store_rejects_non_sqlite(tmp_path):
     bad = tmp_path / "x.sqlite"
     bad.write_bytes(b"\x00garbage" * 200)
-    with pytest.raises(FcbenchError):
+    with pytest.raises(FcbenchError, match="cannot be opened as SQLite"):
         Store(bad)
 
 

@@ -58,6 +58,7 @@ def test_resume_continues_exactly(tmp_path):
     train(tiny_cfg(tmp_path / "b", epochs=2))
     resumed = train(tiny_cfg(tmp_path / "b", epochs=3, resume="auto"))
     a, b = load_checkpoint(straight).state_dict, load_checkpoint(resumed).state_dict
+    assert a and a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
 
