@@ -94,16 +94,12 @@ class _RuntimeModel:
     The artifact's fixed batch (usually 1) is honoured by running the batch in slices."""
 
     def __init__(self, path: Path, manifest: Manifest, backend_label: str, threads: int | None) -> None:
-        from fcbench.backends import expand, get_backend
+        from fcbench.backends import expand, why_not
 
         (spec,) = expand([backend_label])
-        plugin = get_backend(spec.plugin)
-        if manifest.format not in plugin.formats:
-            raise NotApplicable(f"eval: {spec.plugin} does not load {manifest.format} "
-                               f"(it loads {', '.join(plugin.formats)}); pick another --backend")
-        ok, reason = plugin.can_run(path, manifest, spec.variant)
-        if not ok:
-            raise NotApplicable(f"eval: {spec.label} cannot run {path.name}: {reason}")
+        plugin, why = why_not(spec, path, manifest)
+        if why:
+            raise NotApplicable(f"eval: {spec.label} cannot run {path.name}: {why}; pick another --backend")
         self.label = spec.label
         self.plugin, self.variant = spec.plugin, spec.variant
         self.profile = spec.label if spec.profile else ""

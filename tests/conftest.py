@@ -49,7 +49,7 @@ def converted_file(outcomes, fmt: str) -> Path:
     exporter really is unavailable), naming it; any other status (``failed``, ``parity-failed``,
     ``skipped`` with the exporter installed) or an ``ok`` without its file fails the test with the reason.
     """
-    from fcbench.convert import exporter_class
+    from fcbench.conversion import exporter_class
 
     def get(o, key: str):
         return o[key] if isinstance(o, dict) else getattr(o, key)

@@ -10,6 +10,7 @@ directory, then the built-in ones shipped in ``fcbench/backends/profiles/``; fir
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from fcbench import profiles as profile_files
@@ -18,7 +19,7 @@ from fcbench.errors import FcbenchError, suggest
 from fcbench.plugins import load, names
 
 __all__ = ["Backend", "BackendSpec", "NodePlacement", "Session", "describe_profiles", "get_backend", "profiles",
-           "resolve"]
+           "resolve", "why_not"]
 
 
 @dataclass
@@ -61,6 +62,17 @@ def describe_profiles() -> list[dict[str, Any]]:
 def get_backend(plugin: str) -> Backend:
     cls = load("backend", plugin)
     return cls()
+
+
+def why_not(spec: BackendSpec, artifact: Path, manifest: Any) -> tuple[Backend, str]:
+    """The backend a spec names, and '' when it can run this artifact here, else why not: it does not load
+    the format, or its runtime or variant is absent here, or the variant does not apply to this artifact.
+    bench (a skipped cell), eval (a skipped matrix cell) and inspect (an error) share this one check."""
+    backend = get_backend(spec.plugin)
+    if manifest.format not in backend.formats:
+        return backend, f"{spec.plugin} does not load {manifest.format} (it loads {', '.join(backend.formats)})"
+    ok, reason = backend.can_run(Path(artifact), manifest, spec.variant)
+    return backend, "" if ok else reason
 
 
 def resolve(text: str) -> BackendSpec:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from fcbench.artifact import Manifest, read_manifest
-from fcbench.backends import Backend, BackendSpec, NodePlacement, expand, get_backend
+from fcbench.backends import Backend, BackendSpec, NodePlacement, expand, get_backend, why_not
 from fcbench.benchmark.peak import machine_peak
 from fcbench.benchmark.pipeline import read_images, time_pipeline
 from fcbench.benchmark.placement import placement_summary, precision_summary
@@ -89,13 +89,9 @@ def run_cell(path: Path, manifest: Manifest, spec: BackendSpec, cfg: BenchConfig
     ``--pipeline``) or by the bench worker on ``device`` (default: a fresh local device, i.e. a
     subprocess); either way the cell is filled from the same raw result by ``_cell_from_raw``."""
     cell = Cell(artifact=str(path), format=manifest.format, backend=spec.label, status="skipped")
-    backend = get_backend(spec.plugin)
-    if manifest.format not in backend.formats:
-        cell.reason = f"{spec.plugin} does not load {manifest.format} (it loads {', '.join(backend.formats)})"
-        return cell
-    ok, reason = backend.can_run(path, manifest, spec.variant)
-    if not ok:
-        cell.reason = reason
+    backend, why = why_not(spec, path, manifest)
+    if why:
+        cell.reason = why
         return cell
     options = dict(spec.options)
     if cfg.precision:

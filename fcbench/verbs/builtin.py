@@ -189,7 +189,7 @@ def run_bench(cfg: BenchConfig, ctx=None, hooks=None):
 
 
 def run_inspect(cfg: InspectConfig, ctx=None, hooks=None) -> InspectResult:
-    from fcbench.backends import expand, get_backend
+    from fcbench.backends import expand, why_not
     from fcbench.benchmark.placement import placement_summary, precision_summary
     from fcbench.benchmark.run import load_artifact
     from fcbench.hooks import or_default
@@ -200,13 +200,9 @@ def run_inspect(cfg: InspectConfig, ctx=None, hooks=None) -> InspectResult:
                                                              infer_manifest=cfg.infer_manifest),
                                    lambda p, a: hooks.log(f"{p.name}: no manifest; assumed " + "; ".join(a)))
     (spec,) = expand([cfg.backend])
-    plugin = get_backend(spec.plugin)
-    ok, reason = plugin.can_run(path, manifest, spec.variant)
-    if not ok:
-        raise FcbenchError(f"inspect: {spec.label} cannot run {path.name}: {reason}")
-    if manifest.format not in plugin.formats:
-        raise FcbenchError(f"inspect: {spec.plugin} does not load {manifest.format} (it loads "
-                           f"{', '.join(plugin.formats)})")
+    plugin, why = why_not(spec, path, manifest)
+    if why:
+        raise FcbenchError(f"inspect: {spec.label} cannot run {path.name}: {why}")
     session = plugin.load(path, manifest, spec.variant, cfg.threads, dict(spec.options))
     try:
         rows = session.placement()
