@@ -335,6 +335,8 @@ class BenchConfig:
     in_process: bool = opt(False, help="Same as --isolation inprocess")
     worker_logs: str | None = opt(None, help="Where a failed worker's stdout, stderr and output are kept "
                                              "(default: results/worker-logs)")
+    worker_timeout: float | None = opt(None, help="Fail a cell whose bench worker runs longer than this many "
+                                                  "seconds (load, warm-up and timing together); default: no limit")
     _images: Any = field(default=None, repr=False)  # --images, read once by bench()
 
     def __post_init__(self) -> None:
@@ -346,6 +348,7 @@ class BenchConfig:
                         (self.min_seconds >= 0, "--min-seconds must be >= 0"),
                         (self.batch >= 1, "--batch must be >= 1"),
                         (self.threads is None or self.threads >= 1, "--threads must be >= 1"),
+                        (self.worker_timeout is None or self.worker_timeout > 0, "--worker-timeout must be > 0"),
                         (self.isolation in ISOLATIONS,
                          f"--isolation must be one of {', '.join(ISOLATIONS)}, got '{self.isolation}'"),
                         (self.precision is None or self.precision in PRECISIONS,

@@ -172,6 +172,7 @@ ACTIONS = {
     "killed": ("os.kill(os.getpid(), 9)", "killed by signal 9 (SIGKILL)"),
     "prints not json": ("print('not json'); sys.exit(0)", "left no out.json (not json)"),
     "writes not json": ("open(sys.argv[2], 'w').write('not json'); sys.exit(0)", "wrote an out.json that is not JSON"),
+    "hangs": ("import time; time.sleep(300)", "timed out"),  # past --worker-timeout
 }
 
 
@@ -184,7 +185,7 @@ def test_a_crashing_or_garbage_worker_fails_its_cell_and_the_matrix_goes_on(onnx
     code = _WRAP.format(action=action)
     monkeypatch.setattr(runner, "worker_command",
                         lambda device, job, out: [*runner.device_python(device), "-c", code, job, out])
-    r = cli("bench", crash, onnx, "--backend", "onnxruntime:cpu", *FAST, "--format", "json",
+    r = cli("bench", crash, onnx, "--backend", "onnxruntime:cpu", *FAST, "--worker-timeout", "30", "--format", "json",
             "--store", tmp_path / "s.sqlite")
     assert r.code == 1
     cells = {Path(c["artifact"]).name: c for c in json.loads(r.out)}

@@ -161,7 +161,7 @@ def _measure_on_device(path: Path, manifest: Manifest, spec: BackendSpec, option
     t = time.perf_counter()
     try:
         raw = run_job(dev, job, [path, *(path.parent / c for c in companions)], logs=_worker_logs(cfg, path, spec),
-                      clean=device is not None)
+                      clean=device is not None, timeout=cfg.worker_timeout)
     except (TypeError, ValueError) as exc:  # options that do not go into JSON, a companion in a subfolder
         raw = {"status": "failed", "reason": f"{spec.label} on {path.name}: cannot send the job to {dev.name}: {exc}"}
     finally:
