@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -143,6 +143,15 @@ def owned_files(paths: Sequence[str | Path]) -> tuple[list[str], list[tuple[str,
         else:
             keep.append(str(p))
     return keep, dropped
+
+
+def artifacts_only(paths: Sequence[str | Path], log: Callable[[str], None] | None = None) -> list[str]:
+    """:func:`owned_files`' artifacts, saying in one line (``log``) which files were left out and why."""
+    keep, dropped = owned_files(paths)
+    if dropped and log is not None:
+        log(f"left out {len(dropped)} file(s) that belong to listed artifacts (manifests, companion files): "
+            f"{', '.join(Path(p).name for p, _ in dropped)}")
+    return keep
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -28,16 +28,6 @@ from fcbench.results.store import Row, options_hash
 PROTOCOLS = ("auto", "verification", "classification", "identification")
 
 
-def __getattr__(name: str) -> Any:
-    """``DEFAULT_BACKEND`` (format -> the runtime an artifact is evaluated with when --backend is not
-    given) and ``ARTIFACT_SUFFIXES``, derived from the format registry (fcbench.formats)."""
-    if name == "DEFAULT_BACKEND":
-        return {f.name: f.default_backend() for f in formats.formats() if f.backend}
-    if name == "ARTIFACT_SUFFIXES":
-        return tuple(s for f in formats.artifact_formats() for s in f.suffixes)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 @dataclass
 class EvalReport:
     checkpoint: str
@@ -367,16 +357,13 @@ def evaluate_all(cfg: EvalConfig, ctx: RunContext | None = None, hooks: Hooks | 
     rest go on. Each evaluation's rows go to ``hooks.on_rows`` when it finishes."""
     from dataclasses import replace
 
-    from fcbench.artifact import owned_files
+    from fcbench.artifact import artifacts_only
     from fcbench.render.rows import short_names
 
     cfg.validate()
     ctx = ctx or RunContext()
     hooks = or_default(hooks)
-    checkpoints, dropped = owned_files(list(cfg.checkpoints))
-    if dropped:
-        hooks.log(f"left out {len(dropped)} file(s) that belong to listed artifacts (manifests, companion "
-                  f"files): {', '.join(Path(p).name for p, _ in dropped)}")
+    checkpoints = artifacts_only(cfg.checkpoints, hooks.log)
     if cfg.max_drop is not None:
         for c in checkpoints:
             if not is_artifact(c):

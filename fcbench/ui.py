@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -24,20 +22,7 @@ def stderr_console() -> Console:
     return Console(stderr=True, log_path=False)
 
 
-class _NoProgress:
-    def add_task(self, *args, **kwargs) -> int:
-        return 0
-
-    def update(self, *args, **kwargs) -> None:
-        pass
-
-
-@contextmanager
-def progress_bar(console: Console, enabled: bool = True) -> Iterator[Progress | _NoProgress]:
-    if not enabled:
-        yield _NoProgress()
-        return
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-               TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
-    with Progress(*columns, console=console, transient=False) as bar:
-        yield bar
+def progress(console: Console) -> Progress:
+    """A progress bar on ``console`` (stderr): task, bar, done/total, elapsed, remaining, and a line of info."""
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                    TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console)

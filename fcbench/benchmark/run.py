@@ -23,7 +23,7 @@ from fcbench.benchmark.peak import machine_peak
 from fcbench.benchmark.pipeline import read_images, time_pipeline
 from fcbench.benchmark.placement import placement_summary, precision_summary
 from fcbench.benchmark.timing import Stats
-from fcbench.devices.fingerprint import fingerprint, machine_info
+from fcbench.devices.fingerprint import fingerprint, this_machine
 from fcbench.errors import FcbenchError
 from fcbench.hooks import Hooks, or_default
 from fcbench.options import ISOLATIONS, PRECISIONS, BenchConfig, normalize_precision
@@ -50,6 +50,7 @@ class Cell:
     peak_share: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     output: list[float] | None = field(default=None, repr=False)  # the first output item, flat (fidelity checks)
+    options: dict[str, Any] = field(default_factory=dict, repr=False)  # the runtime options it ran with
 
 
 def artifact_size_mb(path: Path, manifest: Manifest) -> float:
@@ -100,6 +101,7 @@ def run_cell(path: Path, manifest: Manifest, spec: BackendSpec, cfg: BenchConfig
             cell.reason = f"{spec.label} cannot be asked for {cfg.precision}; it can: {', '.join(can)}"
             return cell
         options.update(backend.precision_options(cfg.precision))
+    cell.options = options
     cell.size_mb = artifact_size_mb(path, manifest)
     if cfg.pipeline or cfg.isolation == "inprocess":
         raw = _measure_here(path, manifest, spec, backend, options, cfg, threads)
@@ -121,7 +123,7 @@ def _measure_here(path: Path, manifest: Manifest, spec: BackendSpec, backend: Ba
 
     raw = measure(backend, path, manifest, spec.variant, threads, options, x, warmup=cfg.warmup, runs=cfg.runs,
                   min_seconds=cfg.min_seconds, max_seconds=cfg.max_seconds, also=pipeline if cfg.pipeline else None)
-    raw.update(isolation="inprocess", device="local", machine=machine_info())
+    raw.update(isolation="inprocess", device="local", machine=this_machine()[0])
     return raw
 
 
@@ -138,9 +140,12 @@ def _worker_logs(cfg: BenchConfig, path: Path, spec: BackendSpec) -> Path:
 
 
 def _companions(path: Path, manifest: Manifest) -> list[str]:
-    names = list(manifest.extra.get("companion_files", []))
-    if path.suffix == ".xml" and path.with_suffix(".bin").name not in names:
-        names.append(path.with_suffix(".bin").name)  # OpenVINO reads the .bin beside the .xml
+    """The files the worker needs beside the artifact: those its manifest lists and those its format reads
+    with it (OpenVINO's .bin), where they are."""
+    from fcbench import formats
+
+    names = list(dict.fromkeys([*manifest.extra.get("companion_files", []),
+                                *formats.get(manifest.format).companions(path)]))
     return [n for n in names if (path.parent / n).is_file()]
 
 
@@ -322,14 +327,6 @@ def bench(cfg: BenchConfig, ctx: RunContext | None = None, hooks: Hooks | None =
     return result
 
 
-def effective_options(spec: BackendSpec, precision: str | None) -> dict[str, Any]:
-    """The runtime options a cell runs with: the profile's, plus what asking for a precision adds."""
-    options = dict(spec.options)
-    if precision:
-        options.update(get_backend(spec.plugin).precision_options(precision))
-    return options
-
-
 def cell_row(ctx: RunContext, cell: Cell, manifest: Manifest, spec: BackendSpec, cfg: BenchConfig,
              threads: int) -> Row:
     s = cell.stats
@@ -344,7 +341,7 @@ def cell_row(ctx: RunContext, cell: Cell, manifest: Manifest, spec: BackendSpec,
                                             p50_ms=s.p50_ms, p90_ms=s.p90_ms, p99_ms=s.p99_ms)
     return ctx.row(
         "speed", profile=spec.label if spec.profile else "",
-        options_hash=options_hash(effective_options(spec, cfg.precision)), model=manifest.model.get("name", ""),
+        options_hash=options_hash(cell.options), model=manifest.model.get("name", ""),
         lineage=manifest.lineage_summary(), artifact=cell.artifact,
         artifact_sha256=manifest.sha256, format=manifest.format, backend=spec.plugin, variant=spec.variant,
         threads=threads, batch=cfg.batch, input_shape="x".join(map(str, [cfg.batch, *manifest.inputs[0].shape[1:]])),

@@ -39,11 +39,9 @@ class _Progress:
 
     def __call__(self, task: str, done: int, total: int, info: str) -> None:
         if self.bar is None:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            from fcbench.ui import progress
 
-            self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                                TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-                                TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=self.console)
+            self.bar = progress(self.console)
             self.bar.start()
         if task not in self.tasks:
             self.tasks[task] = self.bar.add_task(task, total=total, info="")

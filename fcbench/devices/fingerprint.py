@@ -127,3 +127,15 @@ def fingerprint(info: dict[str, Any]) -> str:
         stable["isa"] = sorted(stable["isa"])
     blob = json.dumps(stable, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+_THIS: list[tuple[dict[str, Any], str]] = []
+
+
+def this_machine() -> tuple[dict[str, Any], str]:
+    """This machine's ``machine_info()`` and its ``fingerprint``, read once per process (rows and
+    in-process cells all need it; the hardware does not change under a running process)."""
+    if not _THIS:
+        info = machine_info()
+        _THIS.append((info, fingerprint(info)))
+    return _THIS[0]

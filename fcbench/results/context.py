@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 
 import fcbench
+from fcbench.devices.fingerprint import this_machine
 from fcbench.results.store import Row
 
 
@@ -36,19 +37,6 @@ def package_version(dist: str) -> str:
         return ""
 
 
-_MACHINE: list[tuple[dict, str]] = []
-
-
-def _machine() -> tuple[dict, str]:
-    """This machine's info and fingerprint (read once per process)."""
-    if not _MACHINE:
-        from fcbench.devices.fingerprint import fingerprint, machine_info
-
-        info = machine_info()
-        _MACHINE.append((info, fingerprint(info)))
-    return _MACHINE[0]
-
-
 def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
 
@@ -61,8 +49,8 @@ class RunContext:
     recipe: str = ""
     git_rev: str = field(default_factory=_git_rev)
     device: str = "local"  # the device driver's name for where rows are measured (bench cells say their own)
-    device_info: dict = field(default_factory=lambda: _machine()[0], repr=False)
-    device_fingerprint: str = field(default_factory=lambda: _machine()[1])
+    device_info: dict = field(default_factory=lambda: this_machine()[0], repr=False)
+    device_fingerprint: str = field(default_factory=lambda: this_machine()[1])
 
     def row(self, kind: str, **values) -> Row:
         versions = values.pop("runtime_versions", None) or {"torch": package_version("torch")}

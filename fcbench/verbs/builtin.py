@@ -176,16 +176,12 @@ def run_compress(cfg: CompressConfig, ctx=None, hooks=None):
 def run_bench(cfg: BenchConfig, ctx=None, hooks=None):
     from dataclasses import replace
 
-    from fcbench.artifact import owned_files
+    from fcbench.artifact import artifacts_only
     from fcbench.benchmark.run import bench
     from fcbench.hooks import or_default
 
     hooks = or_default(hooks)
-    keep, dropped = owned_files(list(cfg.artifacts))
-    if dropped:
-        hooks.log(f"left out {len(dropped)} file(s) that belong to listed artifacts (manifests, companion "
-                  f"files): {', '.join(Path(p).name for p, _ in dropped)}")
-    return bench(replace(cfg, artifacts=keep), ctx, hooks)
+    return bench(replace(cfg, artifacts=artifacts_only(cfg.artifacts, hooks.log)), ctx, hooks)
 
 
 def run_inspect(cfg: InspectConfig, ctx=None, hooks=None) -> InspectResult:
