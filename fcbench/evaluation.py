@@ -28,6 +28,16 @@ from fcbench.results.store import Row, options_hash
 PROTOCOLS = ("auto", "verification", "classification", "identification")
 
 
+def __getattr__(name: str) -> Any:
+    """``DEFAULT_BACKEND`` (format -> the runtime an artifact is evaluated with when --backend is not
+    given) and ``ARTIFACT_SUFFIXES``, derived from the format registry (fcbench.formats)."""
+    if name == "DEFAULT_BACKEND":
+        return {f.name: f.default_backend() for f in formats.formats() if f.backend}
+    if name == "ARTIFACT_SUFFIXES":
+        return tuple(s for f in formats.artifact_formats() for s in f.suffixes)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 @dataclass
 class EvalReport:
     checkpoint: str
