@@ -192,11 +192,11 @@ def _interrupted_note(cfg: TrainConfig, out: Path, epoch: int, last: Path | None
     how = " (under torchrun, as before)" if distributed else ""
     if last is None:
         gone = f"; removed {runfolder.describe(removed)} from {out}" if removed else ""
-        return (f"train: interrupted in epoch {epoch} of {cfg.epochs}, before its first checkpoint: nothing is "
+        return (f"train stopped in epoch {epoch} of {cfg.epochs}, before its first checkpoint: nothing is "
                 f"kept{gone}; start again with: {runfolder.resume_command(cfg, None)}{how}")
     done = runfolder.epoch_of(last)
     resume = "auto" if _same_file(last.parent, out) else str(last)
-    return (f"train: interrupted in epoch {epoch} of {cfg.epochs}; kept {last}, the last complete checkpoint "
+    return (f"train stopped in epoch {epoch} of {cfg.epochs}; kept {last}, the last complete checkpoint "
             f"(epoch {done}); continue with: {runfolder.resume_command(cfg, resume)}{how}")
 
 
@@ -435,10 +435,8 @@ def train(cfg: TrainConfig, ctx: RunContext | None = None, hooks: Hooks | None =
             removed = []
             if wrote_init and not epochs_written:  # nothing of this run is worth keeping: leave the folder as it was
                 removed = _remove_started_run(out, out_existed)
-            if isinstance(exc, KeyboardInterrupt):
-                note = _interrupted_note(cfg, out, epoch, last_ckpt, removed, distributed)
-                hooks.log(note)
-                exc.add_note(note)
+            if isinstance(exc, KeyboardInterrupt):  # the CLI prints it: "fcbench: interrupted: <this>"
+                exc.args = (_interrupted_note(cfg, out, epoch, last_ckpt, removed, distributed),)
         raise
     finally:
         if distributed and dist.is_initialized():

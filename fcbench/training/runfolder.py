@@ -46,7 +46,7 @@ def epoch_of(path: Path) -> int | None:
 
 
 def describe(paths: list[Path]) -> str:
-    """``init.pt, epoch-001.pt..epoch-008.pt, model.pt (+ manifests)``: short, for one line."""
+    """``init.pt, epoch-001.pt..epoch-008.pt (8 files), model.pt with their manifests``: short, for one line."""
     names = [p.name for p in paths]
     ckpts = [n for n in names if _CKPT.match(n)]
     epochs = sorted(n for n in ckpts if n.startswith("epoch-"))
@@ -57,11 +57,14 @@ def describe(paths: list[Path]) -> str:
     rest = [n for n in names if n not in ckpts]
     manifests = [n for n in rest if n.endswith(".manifest.json")]
     tmps = [n for n in rest if n.endswith(".tmp")]
-    if manifests:
-        parts.append("their manifests" if len(manifests) == len(ckpts) else f"{len(manifests)} manifests")
+    text = ", ".join(parts)
+    if manifests and len(manifests) == len(ckpts):
+        text += " with " + ("its manifest" if len(ckpts) == 1 else "their manifests")
+    elif manifests:
+        text += f"{' and ' if text else ''}{len(manifests)} manifest{'s' if len(manifests) > 1 else ''}"
     if tmps:
-        parts.append(f"{len(tmps)} unfinished .tmp file{'s' if len(tmps) > 1 else ''}")
-    return ", ".join(parts)
+        text += f"{' and ' if text else ''}{len(tmps)} unfinished .tmp file{'s' if len(tmps) > 1 else ''}"
+    return text
 
 
 def check_out(out: Path) -> bool:
@@ -142,7 +145,7 @@ def config_differences(saved: dict[str, Any], asked: dict[str, Any]) -> list[str
 
 def _short(v: Any) -> str:
     s = json.dumps(v, sort_keys=True, default=str, separators=(",", ":"))
-    return s if len(s) <= 60 else s[:57] + "..."
+    return s if len(s) <= 120 else s[:117] + "..."
 
 
 # --- Ctrl-C: finish what is being written, then stop --------------------------------------------
