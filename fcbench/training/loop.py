@@ -252,6 +252,8 @@ def train(cfg: TrainConfig, ctx: RunContext | None = None, hooks: Hooks | None =
     # Everything that can be checked is checked before anything is written into the run folder.
     out_existed = runfolder.check_out(out)
     resume_path, run_id, old_files = _plan_run(cfg, out)
+    if cfg.resume == "auto" and resume_path is None and main_proc:
+        hooks.log(f"--resume auto: no run in {out} yet; starting one")
 
     torch.manual_seed(cfg.seed)
     model = _build_model(cfg)
