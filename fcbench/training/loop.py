@@ -325,6 +325,8 @@ def train(cfg: TrainConfig, ctx: RunContext | None = None, hooks: Hooks | None =
         for sch, s in zip(schedulers, ts["schedulers"], strict=True):
             sch.load_state_dict(s)
         torch.set_rng_state(ts["rng"])
+        if use_amp and ts.get("scaler"):  # the AMP loss scale (CUDA only; older checkpoints lack it)
+            scaler.load_state_dict(ts["scaler"])
         start_epoch, step, init_sha = ts["epoch"] + 1, ts["step"], ts.get("init_sha256", "")
         if main_proc:
             hooks.log(f"resuming {resume_path}: epoch {start_epoch} of {cfg.epochs}, step {step}")
@@ -397,7 +399,7 @@ def train(cfg: TrainConfig, ctx: RunContext | None = None, hooks: Hooks | None =
                     "epoch": epoch, "step": step, "init_sha256": init_sha, "train_run": run_id,
                     "optimizers": [o.state_dict() for o in optimizers],
                     "schedulers": [s.state_dict() for s in schedulers],
-                    "rng": torch.get_rng_state(), "config": lineage_opts,
+                    "rng": torch.get_rng_state(), "config": lineage_opts, "scaler": scaler.state_dict(),
                 }
                 with runfolder.uninterrupted():
                     save_checkpoint(out / f"epoch-{epoch:03d}.pt", model, head=head, head_spec=head_spec,
