@@ -18,16 +18,48 @@ def _rows_view(rows: list[dict[str, Any]], fmt: str, title: str) -> list[Any]:
 
 def plugins(result, fmt: str) -> list[Any]:
     if fmt == "json":
-        return [json.dumps([i.to_dict() for i in result.plugins], indent=2) + "\n"]
+        return [json.dumps([i.to_dict() for i in result.plugins], indent=2, default=str) + "\n"]
     from rich.table import Table
 
+    verbose = getattr(result, "verbose", False)
     table = Table(title="fcbench plugins")
-    for col in ("kind", "name", "available", "provider", "reason"):
-        table.add_column(col)
+    cols = ("kind", "name", "available", "provider", "takes (defaults)", "reason") if verbose else (
+        "kind", "name", "available", "provider", "reason")
+    for col in cols:
+        table.add_column(col, overflow="fold")
     for i in result.plugins:
-        table.add_row(plain(i.kind), plain(i.name), literal("yes") if i.available else literal("no", "red"),
-                      plain(i.distribution), plain(i.reason))
+        cells = [plain(i.kind), plain(i.name), literal("yes") if i.available else literal("no", "red"),
+                 plain(i.distribution)]
+        if verbose:
+            cells.append(literal(takes(i.details)))
+        table.add_row(*cells, plain(i.reason))
     return [table]
+
+
+def _value(v: Any) -> str:
+    return "none" if v is None else v if isinstance(v, str) else json.dumps(v)
+
+
+def takes(details: dict[str, Any]) -> str:
+    """A plugin's details in one cell: ``embedding, input 112x112; options: width=1.0, ...``."""
+    parts = []
+    if "task" in details:
+        h, w = details["input_size"]
+        parts.append(f"{details['task']}, input {h}x{w}")
+    for key in ("verb", "formats", "variants", "suffixes", "backend"):
+        if details.get(key):
+            v = details[key]
+            parts.append(f"{key}: {', '.join(map(str, v)) if isinstance(v, list) else v}")
+    if "options" in details:
+        opts = details["options"]
+        if "formats" in details:  # a backend's options are keys a profile sets, without defaults
+            text = ", ".join(opts) or "none"
+        else:
+            text = ", ".join(f"{k}={_value(v)}" for k, v in opts.items()) or "none"
+        parts.append(f"options: {text}" + (" (and any other)" if details.get("any_options") else ""))
+    if "error" in details:
+        parts.append(f"cannot say: {details['error']}")
+    return "; ".join(parts)
 
 
 def profile(result, fmt: str) -> list[Any]:
@@ -36,8 +68,9 @@ def profile(result, fmt: str) -> list[Any]:
     if fmt == "json":
         return [json.dumps(info, indent=2) + "\n"]
     h, w = result.input_size
+    opts = ", ".join(f"{k}={_value(v)}" for k, v in result.options.items()) or "none"
     return [f"{result.model} at {h}x{w}: {result.params:,} params, {result.macs / 1e9:.3f} GMACs, "
-            f"{result.flops / 1e9:.3f} GFLOPs (FLOPs = 2 x MACs)\n"]
+            f"{result.flops / 1e9:.3f} GFLOPs (FLOPs = 2 x MACs)\n", f"options: {opts}\n"]
 
 
 def train(result, fmt: str) -> list[Any]:
