@@ -33,13 +33,24 @@ def stdout_console(file: IO[str] | None = None) -> Console:
     console = Console(file=file, soft_wrap=True, emoji=False)
     if not console.is_terminal and "COLUMNS" not in os.environ:
         console.width = PIPED_WIDTH
+    return _own_width(console)
+
+
+def _own_width(console: Console) -> Console:
+    """A terminal's width read from the console's own stream: while a verb runs, descriptors 1 and 2 point at
+    its log, and rich would otherwise ask only those (and stdin) for a width."""
+    if console.is_terminal and "COLUMNS" not in os.environ:
+        try:
+            console.width = os.get_terminal_size(console.file.fileno()).columns
+        except (AttributeError, OSError, ValueError):
+            pass
     return console
 
 
 def stderr_console(file: IO[str] | None = None) -> Console:
     """fcbench's own log lines; ``file`` is the terminal's stderr while a verb's chatter goes to its log."""
     if file is not None:
-        return Console(file=file, log_path=False, emoji=False)
+        return _own_width(Console(file=file, log_path=False, emoji=False))
     return Console(stderr=True, log_path=False, emoji=False)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from test_convert_bench_cli import EXOTIC
 
+from fcbench.errors import FcbenchError
 from fcbench.models import create
 from fcbench.training.checkpoint import save_checkpoint
 
@@ -111,6 +112,15 @@ def test_chatter_during_a_verb_goes_to_the_log_not_stdout(cli, in_tmp, monkeypat
     text = _log_named(r.err, in_tmp).read_text()
     for line in ("chatter from a library", "C-level chatter on fd 1", "C-level chatter on fd 2"):
         assert line in text, text
+
+    def chatty_then_bad_input(*args, **kwargs):
+        os.write(2, b"C-level chatter before the error\n")
+        raise FcbenchError("profile: something about the input; fix it like this")
+
+    monkeypatch.setattr(fcbench.models, "profile", chatty_then_bad_input)
+    r = cli("profile", "r18", "-o", "width=0.125", "--input-size", "32")
+    assert r.code == 2 and r.err.strip().splitlines() == ["fcbench: error: profile: something about the input; "
+                                                          "fix it like this"], r.err  # bad input: still one line
 
 
 # --- 10: strings from users and runtimes show literally ----------------------------------------------------

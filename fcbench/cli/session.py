@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from fcbench.errors import FcbenchError
 from fcbench.hooks import Hooks
 
 
@@ -123,7 +124,7 @@ def run_verb(verb, cfg: Any, fmt: str, store: str | None) -> int:
     ctx = RunContext()
     capture = Capture(log_path(store, ctx.run_id))
     failed: list[str] = []
-    ok = False
+    ok = usage = False
     try:
         with capture:
             err = stderr_console(capture.err)
@@ -151,8 +152,11 @@ def run_verb(verb, cfg: Any, fmt: str, store: str | None) -> int:
             elif failed:
                 err.log(f"[red]{len(failed)} failed[/red]: " + plain("; ".join(failed)))
             ok = True
+    except FcbenchError:
+        usage = True  # bad input is one line on stderr (the caller prints it); the log is kept unannounced
+        raise
     finally:
-        if capture.kept is not None:
+        if capture.kept is not None and not usage:
             _say_log(capture, ok and not failed)
     return 1 if failed else 0
 
