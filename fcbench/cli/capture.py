@@ -5,17 +5,18 @@ Third-party runtimes write straight to file descriptors 1 and 2 (C++ logging, ab
 ONNX export's TorchScript dump) and to Python's ``sys.stdout``/``sys.stderr`` (prints, warnings, logging
 handlers). :class:`Capture` points both descriptors and both Python streams at one log file for the verb's
 length and hands the command two streams on the real terminal: ``out`` for the verb's data and ``err`` for
-fcbench's own log lines and progress. Afterwards the descriptors are put back; a log nothing was written
-to is deleted, otherwise it is kept at ``<store folder>/logs/<run id>.log``.
+fcbench's own log lines and progress. The log is written at ``<store folder>/logs/<run id>.log`` (so a run
+that crashes leaves it there); afterwards the descriptors are put back and a log nothing was written to is
+deleted.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import faulthandler
 import io
 import os
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -68,9 +69,7 @@ class Capture:
             sys.stdout.flush()
             sys.stderr.flush()
         self._streams = (sys.stdout, sys.stderr)
-        fd, tmp = tempfile.mkstemp(prefix="fcbench-", suffix=".log")
-        self._tmp = Path(tmp)
-        self._log_fd = fd
+        fd = self._open_log()
         try:
             self.out = _terminal_stream(sys.stdout, 1, self._dups)
             self.err = _terminal_stream(sys.stderr, 2, self._dups)
@@ -84,10 +83,41 @@ class Capture:
                 os.dup2(fd, target)
         except BaseException:
             self._restore()
+            os.close(fd)
+            self._keep()
             raise
         self._log = open(fd, "w", encoding="utf-8", errors="replace", buffering=1, closefd=False)  # noqa: SIM115
         sys.stdout = sys.stderr = self._log
+        self._faulthandler = False
+        if not faulthandler.is_enabled():  # a runtime that crashes the process: its Python stack on the terminal
+            with contextlib.suppress(Exception):
+                faulthandler.enable(file=self.err)
+                self._faulthandler = True
         return self
+
+    def _open_log(self) -> int:
+        """The log, written where it is kept (a crash leaves it there); the system's temp folder when the
+        store's folder cannot be written. Folders made for it are removed again when it stays empty."""
+        self._made: list[Path] = []
+        try:
+            missing = [p for p in (self.final.parent, *self.final.parent.parents) if not p.exists()]
+            self.final.parent.mkdir(parents=True, exist_ok=True)
+            self._made = missing
+            path = self.final
+            n = 1
+            while True:
+                try:
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                    break
+                except FileExistsError:
+                    path = self.final.with_name(f"{self.final.stem}-{n}{self.final.suffix}")
+                    n += 1
+        except OSError:
+            fd, name = tempfile.mkstemp(prefix="fcbench-", suffix=".log")
+            path = Path(name)
+        self._path = path
+        self._log_fd = fd
+        return fd
 
     def _restore(self) -> None:
         _flush_c_stdio()
@@ -99,6 +129,8 @@ class Capture:
             sys.stdout, sys.stderr = self._streams
 
     def __exit__(self, *exc: object) -> None:
+        if getattr(self, "_faulthandler", False):
+            faulthandler.disable()
         with contextlib.suppress(Exception):
             sys.stdout.flush()
             sys.stderr.flush()
@@ -119,22 +151,15 @@ class Capture:
 
     def _keep(self) -> None:
         try:
-            size = self._tmp.stat().st_size
+            size = self._path.stat().st_size
         except OSError:
             return
-        if size == 0:
-            self._tmp.unlink(missing_ok=True)
+        if size:
+            with self._path.open("rb") as f:
+                self.lines = sum(1 for _ in f)
+            self.kept = self._path
             return
-        with self._tmp.open("rb") as f:
-            self.lines = sum(1 for _ in f)
-        final = self.final
-        n = 1
-        while final.exists():
-            final = self.final.with_name(f"{self.final.stem}-{n}{self.final.suffix}")
-            n += 1
-        try:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(self._tmp), final)
-        except OSError:
-            final = self._tmp  # the store's folder cannot be written: keep it where it is
-        self.kept = final
+        self._path.unlink(missing_ok=True)
+        for folder in self._made:  # innermost first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
