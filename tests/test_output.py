@@ -72,7 +72,7 @@ def test_convert_json_stdout_is_json_and_a_failed_exports_dump_goes_to_the_log(t
     assert "Torch IR graph" in text and "aten::logcumsumexp" in text, text[:2000]
 
 
-def test_a_converted_model_prints_json_alone_and_stores_its_log_beside_the_store(tmp_path):
+def test_convert_and_bench_of_a_good_model_print_json_alone(tmp_path):
     ckpt = tmp_path / "tiny" / "model.pt"
     save_checkpoint(ckpt, create("r18", **TINY))
     p = _fcbench("convert", ckpt, "--to", "onnx", "--format", "json", cwd=tmp_path)
@@ -88,12 +88,11 @@ def test_a_converted_model_prints_json_alone_and_stores_its_log_beside_the_store
     assert p.returncode == 0, p.stderr
     (cell,) = json.loads(p.stdout)
     assert cell["status"] == "ok" and cell["p50_ms"] > 0
-    if "runtime output" in p.stderr:  # a log, when there is one, lies beside the store given
-        assert _log_named(p.stderr, tmp_path).parent == store.parent / "logs"
 
 
 def test_chatter_during_a_verb_goes_to_the_log_not_stdout(cli, in_tmp, monkeypatch):
     """In-process too: a library's print() and a runtime's writes to descriptors 1 and 2 land in the log."""
+    import fcbench.benchmark.run
     import fcbench.models
 
     real = fcbench.models.profile
@@ -112,6 +111,24 @@ def test_chatter_during_a_verb_goes_to_the_log_not_stdout(cli, in_tmp, monkeypat
     text = _log_named(r.err, in_tmp).read_text()
     for line in ("chatter from a library", "C-level chatter on fd 1", "C-level chatter on fd 2"):
         assert line in text, text
+
+    def chatty_bench(*args, **kwargs):
+        os.write(1, b"chatter while benching\n")
+        return real_bench(*args, **kwargs)
+
+    from fcbench.conversion import convert
+
+    save_checkpoint(in_tmp / "tiny" / "model.pt", create("r18", **TINY))
+    (onnx,) = convert(in_tmp / "tiny" / "model.pt", ["onnx"])
+    real_bench = fcbench.benchmark.run.bench
+    monkeypatch.setattr(fcbench.benchmark.run, "bench", chatty_bench)
+    store = in_tmp / "elsewhere" / "s.sqlite"
+    r = cli("bench", onnx.file, "--backend", "ort-cpu", "--runs", "3", "--warmup", "1", "--min-seconds", "0",
+            "--in-process", "--store", store, "--format", "json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)[0]["status"] == "ok"
+    log = _log_named(r.err, in_tmp)  # beside the store given
+    assert log.parent == store.parent / "logs" and "chatter while benching" in log.read_text()
 
     def chatty_then_bad_input(*args, **kwargs):
         os.write(2, b"C-level chatter before the error\n")
