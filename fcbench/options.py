@@ -208,6 +208,8 @@ class TrainConfig:
 @dataclass
 class PluginsConfig:
     kind: str | None = opt(None, help="model, dataset, format, technique, backend, device or verb")
+    verbose: bool = opt(False, flags=("-v",), help="Also list what each plugin takes: a model's task, input size "
+                                                  "and options with defaults; a technique's or dataset's options")
 
 
 @dataclass

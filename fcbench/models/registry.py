@@ -148,7 +148,8 @@ def _check_names(name: str, spec: ModelSpec, opts: dict[str, Any]) -> None:
         if key not in spec.defaults:
             valid = ", ".join(sorted(spec.defaults)) or "none"
             raise FcbenchError(
-                f"model '{name}' has no option '{key}'{suggest(key, spec.defaults)}; valid options: {valid}, weights"
+                f"model '{name}' has no option '{key}'{suggest(key, spec.defaults)}; valid options: {valid}, weights "
+                "(defaults: fcbench plugins --kind model --verbose)"
             )
 
 
@@ -164,6 +165,16 @@ def describe(name: str, **opts: Any) -> dict[str, Any]:
         "preprocessing": spec.preprocessing_of(resolved).to_dict(),
         "options": resolved,
     }
+
+
+def options_info(name: str, factory: Any | None = None) -> dict[str, Any]:
+    """What ``fcbench plugins --kind model --verbose`` lists: task, default input size and every option with
+    the default it takes when not given (options that depend on others, such as ``num_classes``, resolved
+    for the plain case). ``any_options`` says the factory also takes options it does not name."""
+    spec = _spec(name, factory if factory is not None else plugins.load("model", name))
+    resolved = spec.resolved({})
+    return {"task": spec.task, "input_size": list(spec.input_size_of(resolved)), "options": resolved,
+            **({"any_options": True} if spec.accepts_any else {})}
 
 
 def create(name: str, weights: str | Path | None = None, **opts: Any) -> nn.Module:

@@ -35,6 +35,7 @@ TABLE_FORMATS = ("table", "json", "csv", "markdown")
 @dataclass
 class PluginsResult:
     plugins: list[Any] = field(default_factory=list)  # fcbench.plugins.PluginInfo
+    verbose: bool = False  # the plugins carry their details (options and defaults)
 
     def to_rows(self) -> list:
         return []
@@ -100,7 +101,7 @@ class ConvertResult:
 def run_plugins(cfg: PluginsConfig, ctx=None, hooks=None) -> PluginsResult:
     from fcbench.plugins import describe
 
-    return PluginsResult(describe(cfg.kind))
+    return PluginsResult(describe(cfg.kind, verbose=bool(cfg.verbose)), verbose=bool(cfg.verbose))
 
 
 def run_profile(cfg: ProfileConfig, ctx=None, hooks=None) -> ProfileResult:
@@ -236,7 +237,8 @@ _R = "fcbench.render.views"
 PLUGINS = Verb("plugins", PluginsConfig, run_plugins, "List installed plugins (built-in and third-party alike) "
                "and whether each can be used.", f"{_R}:plugins", ("table", "json"), stores=False, in_recipes=False)
 PROFILE = Verb("profile", ProfileConfig, run_profile, "Params, MACs and FLOPs (= 2 x MACs) of a model at an input "
-               "size.", f"{_R}:profile", ("table", "json"), stores=False)
+               "size, and the options it was built with. Every model's task, input size and options with their "
+               "defaults: fcbench plugins --kind model --verbose.", f"{_R}:profile", ("table", "json"), stores=False)
 TRAIN = Verb("train", TrainConfig, run_train, "Train a model (single process, or DDP under torchrun). Writes "
              "OUT/model.pt + manifest.", f"{_R}:train", ("table",))
 EVAL = Verb("eval", EvalConfig, run_eval, "Measure quality on a dataset, in PyTorch or through runtimes; rows go to "
