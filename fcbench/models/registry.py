@@ -225,10 +225,9 @@ def read_state_dict(path: str | Path) -> dict[str, Any]:
     except Exception as exc:  # pickle errors, truncated files, foreign formats
         raise FcbenchError("weights file " + not_a_checkpoint(path, exc, "a torch state dict")) from exc
     if isinstance(obj, dict):
-        for key in ("model", "state_dict"):  # an fcbench checkpoint's "model" is its name and options
-            inner = obj.get(key)
-            if isinstance(inner, dict) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
-                obj = inner
+        for key in ("model", "state_dict"):
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
                 break
     if not isinstance(obj, dict) or not all(isinstance(k, str) for k in obj):
         raise FcbenchError(f"weights file {path} holds no state dict (a dict of tensors, or one under 'model')")
