@@ -97,6 +97,19 @@ def output_file(path: str | Path, option: str, *, make_parent: bool = True, exam
     return path
 
 
+def output_dir(path: str | Path, option: str) -> Path:
+    """``path`` as a folder this run may create and write in; a file there, or a file above it, fails."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise FcbenchError(f"{option} {path} is a file, not a folder; pick a folder path")
+    base = _first_existing(path)
+    if not base.is_dir():
+        raise FcbenchError(f"{option} {path}: {base} is a file, not a folder; pick another path")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise FcbenchError(f"{option} {path}: folder {base} is not writable; pick another path")
+    return path
+
+
 def store_file(path: str | Path, option: str = "--store") -> Path:
     """A results store path checked before a verb runs (nothing is created): a directory, a file that
     is not SQLite, or a place that cannot be written fails with one line."""

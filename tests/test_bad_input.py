@@ -146,6 +146,9 @@ CASES = [
     (["compress", "run/model.pt", "--technique", "keep", "--out", "c.pt", "--store", "store.txt"],
      ["store.txt", "cannot be opened as SQLite"]),
     (["train", *TINY, "--epochs", "1", "--out", "t", "--store", "dir"], ["results store dir", "is a directory"]),
+    (["eval", "run/model.pt", *PAIRS, "--store", "text.pt/s.sqlite"], ["--store", "text.pt is a file, not a folder"]),
+    (["bench", "run/model.onnx", "--backend", "onnxruntime:cpu", "--worker-logs", "text.pt", *FRESH],
+     ["bench: --worker-logs text.pt", "is a file, not a folder"]),
     # output paths that are directories or below a file
     (["eval", "run/model.pt", *PAIRS, "--roc", "dir", *FRESH], ["--roc dir", "is a directory"]),
     (["eval", "run/model.pt", *PAIRS, "--roc", "text.pt/roc.csv", *FRESH], ["--roc", "text.pt is a file"]),

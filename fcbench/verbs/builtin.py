@@ -184,6 +184,10 @@ def run_bench(cfg: BenchConfig, ctx=None, hooks=None):
     cfg.validate()
     for a in cfg.artifacts:
         _artifact_file(a, "bench")
+    if cfg.worker_logs and cfg.isolation == "subprocess" and not cfg.pipeline:
+        from fcbench.paths import output_dir
+
+        output_dir(cfg.worker_logs, "bench: --worker-logs")
     cfg = replace(cfg, artifacts=artifacts_only(cfg.artifacts, hooks.log))
     _some_cell_can_run(cfg)
     result = bench(cfg, ctx, hooks)
