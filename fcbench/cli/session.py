@@ -117,6 +117,11 @@ def run_verb(verb, cfg: Any, fmt: str, store: str | None) -> int:
     from fcbench.results.context import RunContext
     from fcbench.ui import plain, stderr_console
 
+    if verb.stores:  # a store that cannot take rows fails now, before any work (nothing is created yet)
+        from fcbench.paths import store_file
+        from fcbench.results.store import DEFAULT_STORE
+
+        store_file(store or DEFAULT_STORE)
     if getattr(cfg, "worker_logs", "unset") is None:  # a failed bench worker's output is kept beside the store
         from fcbench.results.store import DEFAULT_STORE
 

@@ -228,13 +228,13 @@ def read_state_dict(path: str | Path) -> dict[str, Any]:
     """Load a state dict from ``path``: plain, or under a "model"/"state_dict" key."""
     import torch
 
-    path = Path(path)
-    if not path.is_file():
-        raise FcbenchError(f"weights file {path} does not exist")
+    from fcbench.paths import input_file, not_a_checkpoint
+
+    path = input_file(path, "weights file", hint="it takes a state dict saved with torch.save (.pt/.pth)")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors, truncated files, foreign formats
-        raise FcbenchError(f"weights file {path} cannot be read as a torch state dict: {exc}") from exc
+        raise FcbenchError("weights file " + not_a_checkpoint(path, exc, "a torch state dict")) from exc
     if isinstance(obj, dict):
         for key in ("model", "state_dict"):
             if isinstance(obj.get(key), dict):

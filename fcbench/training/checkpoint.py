@@ -30,7 +30,7 @@ import torch
 
 from fcbench.artifact import Manifest, Step, TensorSpec, read_manifest, sha256_file, write_manifest
 from fcbench.data.preprocess import Preprocessing
-from fcbench.errors import FcbenchError, first_line
+from fcbench.errors import FcbenchError
 from fcbench.formats import CHECKPOINT as CHECKPOINT_FORMAT
 
 CHECKPOINT_VERSION = 1
@@ -275,9 +275,9 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a non-checkpoint file
-        raise FcbenchError(
-            f"{path} is not a PyTorch checkpoint ({type(exc).__name__}: {first_line(exc)[:120]})"
-        ) from exc
+        from fcbench.paths import not_a_checkpoint
+
+        raise FcbenchError(not_a_checkpoint(path, exc)) from exc
     if not isinstance(payload, dict) or "fcbench_checkpoint" not in payload:
         hint = ""
         if isinstance(payload, dict) and payload and all(isinstance(v, torch.Tensor) for v in payload.values()):
