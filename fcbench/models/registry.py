@@ -224,6 +224,12 @@ def _output_size(model: nn.Module, spec: ModelSpec, opts: dict[str, Any]) -> int
     return last
 
 
+def _tensors(d: dict) -> bool:
+    import torch
+
+    return bool(d) and all(isinstance(v, torch.Tensor) for v in d.values())
+
+
 def read_state_dict(path: str | Path) -> dict[str, Any]:
     """Load a state dict from ``path``: plain, or under a "model"/"state_dict" key."""
     import torch
@@ -235,9 +241,11 @@ def read_state_dict(path: str | Path) -> dict[str, Any]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors, truncated files, foreign formats
         raise FcbenchError("weights file " + not_a_checkpoint(path, exc, "a torch state dict")) from exc
-    if isinstance(obj, dict):
-        for key in ("model", "state_dict"):
-            if isinstance(obj.get(key), dict):
+    if isinstance(obj, dict) and not _tensors(obj):
+        # an fcbench checkpoint keeps the weights under "state_dict" ("model" names the architecture);
+        # other trainers use "model" or "state_dict" for the weights themselves
+        for key in ("state_dict", "model"):
+            if isinstance(obj.get(key), dict) and _tensors(obj[key]):
                 obj = obj[key]
                 break
     if not isinstance(obj, dict) or not all(isinstance(k, str) for k in obj):
