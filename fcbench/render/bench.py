@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fcbench.benchmark.run import Cell
@@ -20,6 +21,7 @@ def cell_rows(cells: list[Cell]) -> list[dict[str, Any]]:
             "first_run_ms": c.first_run_ms, "peak_mem_mb": c.peak_mem_mb, "size_mb": c.size_mb,
             "gflops_per_s": c.gflops_per_s, "peak_share": c.peak_share,
             "placement": c.extra.get("placement"), "precision": _precision(c), "reason": c.reason,
+            "warning": c.extra.get("warning"),
         })
         pipe = c.extra.get("pipeline")
         if pipe:  # app-like p50 per stage, beside the model-only figures of the same cell
@@ -59,7 +61,7 @@ def cells_table(cells: list[Cell], fmt: str = "table") -> Any:
     for col in cols:
         table.add_column(col.replace("_ms", " ms").replace("app_", "app ").replace("_", " "), overflow="fold")
     for r in ran:
-        table.add_row(*(_fmt(col, r.get(col)) for col in cols))
+        table.add_row(*(_cell(col, r) for col in cols))
     if not skipped:
         return table
     notes = Table(title="not run here", show_lines=False)
@@ -68,6 +70,17 @@ def cells_table(cells: list[Cell], fmt: str = "table") -> Any:
     for (backend, reason), artifacts in skipped.items():
         notes.add_row(backend, ", ".join(artifacts), reason)
     return Group(table, notes) if ran else notes
+
+
+def _cell(col: str, r: dict[str, Any]) -> str:
+    """A table cell; a cell benched with a warning (its manifest's parity check failed) is marked in
+    the status column and the warning shown as its reason."""
+    warning = r.get("warning")
+    if warning and col == "status":
+        return f"[yellow]{r['status']} (!)[/yellow]" if r["status"] == "ok" else f"{_fmt(col, r['status'])} (!)"
+    if warning and col == "reason":
+        return "; ".join(x for x in (r.get("reason"), f"[yellow]warning: {warning}[/yellow]") if x)
+    return _fmt(col, r.get(col))
 
 
 def _fmt(col: str, v: Any) -> str:
@@ -85,6 +98,6 @@ def _fmt(col: str, v: Any) -> str:
 def _markdown(rows: list[dict[str, Any]]) -> str:
     cols = list(rows[0]) if rows else []
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(_fmt(c, r[c]).replace("[red]", "").replace("[/red]", "") for c in cols) + " |"
+    lines += ["| " + " | ".join(re.sub(r"\[/?(red|yellow)\]", "", _cell(c, r)) for c in cols) + " |"
               for r in rows]
     return "\n".join(lines) + "\n"
