@@ -16,7 +16,17 @@ from typing import Any
 import numpy as np
 
 from fcbench import formats as format_registry
-from fcbench.artifact import Manifest, Step, TensorSpec, file_sha256, manifest_path, publish, sha256_file, staging
+from fcbench.artifact import (
+    Manifest,
+    Step,
+    TensorSpec,
+    file_sha256,
+    manifest_path,
+    publish,
+    sha256_file,
+    staging,
+    verify,
+)
 from fcbench.conversion.base import Exporter, ExportResult
 from fcbench.errors import FcbenchError, suggest
 from fcbench.formats import PARITY_MAX_REL_DIFF, PARITY_MIN_COSINE, Format
@@ -91,6 +101,7 @@ def _parity_check(file: Path, manifest: Manifest, fmt: Format, reference: np.nda
     ok, reason = backend.available()
     if not ok:
         return {"ok": None, "reason": f"parity not checked: {reason}"}
+    verify(file, manifest, cache=False)  # the parity check runs the very files the manifest vouches for
     x = x_nchw if manifest.inputs[0].layout == "NCHW" else x_nchw.transpose(0, 2, 3, 1).copy()
     variant = variant or backend.default_variant
     session = backend.load(file, manifest, variant, None, dict(fmt.parity_options))
