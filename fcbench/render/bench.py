@@ -20,6 +20,7 @@ def cell_rows(cells: list[Cell]) -> list[dict[str, Any]]:
             "first_run_ms": c.first_run_ms, "peak_mem_mb": c.peak_mem_mb, "size_mb": c.size_mb,
             "gflops_per_s": c.gflops_per_s, "peak_share": c.peak_share,
             "placement": c.extra.get("placement"), "precision": _precision(c), "reason": c.reason,
+            "warning": c.extra.get("warning"),
         })
         pipe = c.extra.get("pipeline")
         if pipe:  # app-like p50 per stage, beside the model-only figures of the same cell
@@ -61,7 +62,7 @@ def cells_table(cells: list[Cell], fmt: str = "table") -> Any:
     for col in cols:
         table.add_column(col.replace("_ms", " ms").replace("app_", "app ").replace("_", " "), overflow="fold")
     for r in ran:
-        table.add_row(*(_cell(col, r.get(col)) for col in cols))
+        table.add_row(*(_cell(col, r) for col in cols))
     if not skipped:
         return table
     notes = Table(title="not run here", show_lines=False)
@@ -72,11 +73,22 @@ def cells_table(cells: list[Cell], fmt: str = "table") -> Any:
     return Group(table, notes) if ran else notes
 
 
-def _cell(col: str, v: Any) -> Any:
-    """A table cell: the value as it is (never markup), a status other than ok in red."""
+def _text(col: str, r: dict[str, Any]) -> tuple[str, str]:
+    """A cell's text and style: a status other than ok in red; a cell benched with a warning (its
+    manifest's parity check failed) is marked in the status column and the warning shown as its reason."""
+    v, warning = r.get(col), r.get("warning")
+    if warning and col == "status":
+        return f"{_fmt(col, v)} (!)", "yellow" if v == "ok" else "red"
+    if warning and col == "reason":
+        return "; ".join(x for x in (_fmt(col, v) if v else "", f"warning: {warning}") if x), "yellow"
+    return _fmt(col, v), "red" if col == "status" and v not in (None, "ok") else ""
+
+
+def _cell(col: str, r: dict[str, Any]) -> Any:
+    """A table cell: the value as it is (never markup), styled as :func:`_text` says."""
     from fcbench.ui import literal
 
-    return literal(_fmt(col, v), "red" if col == "status" and v not in (None, "ok") else "")
+    return literal(*_text(col, r))
 
 
 def _fmt(col: str, v: Any) -> str:
@@ -92,5 +104,5 @@ def _fmt(col: str, v: Any) -> str:
 def _markdown(rows: list[dict[str, Any]]) -> str:
     cols = list(rows[0]) if rows else []
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(_fmt(c, r[c]) for c in cols) + " |" for r in rows]
+    lines += ["| " + " | ".join(_text(c, r)[0] for c in cols) + " |" for r in rows]
     return "\n".join(lines) + "\n"
