@@ -271,6 +271,20 @@ def test_convert_to_no_format_exits_2(made, cli, tmp_path):
     assert sorted(p.name for p in ckpt.parent.iterdir()) == before
 
 
+def test_convert_where_every_format_was_skipped_exits_2(made, cli, tmp_path, monkeypatch):
+    """A runtime absent here (its exporter reports unavailable): asked for only that format, convert did
+    nothing, so it exits 2 naming why; nothing is written."""
+    from fcbench.conversion import exporter_class
+
+    ckpt, _ = made
+    monkeypatch.setattr(exporter_class("onnx"), "available", classmethod(lambda cls: (False, "onnx not installed")))
+    r = cli("convert", ckpt, "--to", "onnx", "--out", tmp_path / "none")
+    last = r.err.strip().splitlines()[-1]
+    assert r.code == 2 and last.startswith("fcbench: error: convert: nothing converted"), r.err
+    assert "onnx not installed" in last
+    assert not (tmp_path / "none" / "model.onnx").exists()
+
+
 def test_an_export_that_fails_half_way_leaves_the_earlier_conversion_as_it_was(made, cli, tmp_path, monkeypatch):
     """The exporter writes half a file and fails: the earlier, valid conversion in the folder is untouched
     and still benches; nothing of the failed one is left."""
@@ -351,3 +365,29 @@ def test_a_conversion_killed_mid_export_leaves_the_earlier_one_valid(made, cli, 
     assert {p.name: p.read_bytes() for p in out.iterdir() if not p.name.startswith(".fcbench-stage-")} == before
     r = cli("bench", out / "model.onnx", "--backend", "onnxruntime:cpu", *FAST, "--store", tmp_path / "s.sqlite")
     assert r.code == 0, r.err
+
+
+def test_a_checkpoint_changed_after_training_is_refused_naming_both_hashes(made, cli, tmp_path):
+    """A .pt is an artifact too: eval, convert and compress refuse one whose bytes are not the ones its
+    manifest vouches for (here: another run's checkpoint copied over it)."""
+    import shutil
+
+    from fcbench.artifact import sha256_file
+    from fcbench.training.config import TrainConfig
+    from fcbench.training.loop import train
+
+    ckpt, _ = made
+    other = train(TrainConfig(**TINY, epochs=1, max_steps=1, batch_size=8, lr=0.01, seed=7, out=str(tmp_path / "b")))
+    folder = tmp_path / "t"
+    folder.mkdir()
+    shutil.copy(ckpt, folder / "model.pt")
+    shutil.copy(ckpt.with_name("model.pt.manifest.json"), folder / "model.pt.manifest.json")
+    shutil.copy(other, folder / "model.pt")
+    want, got = sha256_file(ckpt), sha256_file(folder / "model.pt")
+    assert want != got
+    for args in (("eval", folder / "model.pt", "--store", tmp_path / "s.sqlite"),
+                 ("convert", folder / "model.pt", "--to", "onnx", "--out", tmp_path / "c")):
+        r = cli(*args)
+        line = _one_line(r.err)
+        assert r.code == 2 and want[:12] in line and got[:12] in line, (args, r.err)
+    assert not (tmp_path / "s.sqlite").exists() and not (tmp_path / "c").exists()

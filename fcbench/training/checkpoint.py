@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from fcbench.artifact import Manifest, Step, TensorSpec, read_manifest, sha256_file, write_manifest
+from fcbench.artifact import Manifest, Step, TensorSpec, load_manifest, sha256_file, write_manifest
 from fcbench.data.preprocess import Preprocessing
 from fcbench.errors import FcbenchError
 from fcbench.formats import CHECKPOINT as CHECKPOINT_FORMAT
@@ -272,6 +272,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise FcbenchError(f"checkpoint {path} does not exist; check the path (train writes OUT/model.pt)")
     if path.is_dir():
         raise FcbenchError(f"checkpoint {path} is a directory; pass the .pt file inside it (e.g. {path}/model.pt)")
+    has_manifest = (path.parent / (path.name + ".manifest.json")).exists()
+    manifest = load_manifest(path) if has_manifest else None  # the file is the one its manifest vouches for
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a non-checkpoint file
@@ -283,7 +285,6 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         if isinstance(payload, dict) and payload and all(isinstance(v, torch.Tensor) for v in payload.values()):
             hint = "; it looks like a plain state_dict (e.g. insightface backbone.pth): pass --model NAME too"
         raise FcbenchError(f"{path} is not an fcbench checkpoint{hint}")
-    manifest = read_manifest(path) if (path.parent / (path.name + ".manifest.json")).exists() else None
     return Checkpoint(
         path=path,
         model_name=payload["model"]["name"],

@@ -154,6 +154,10 @@ def run_convert(cfg: ConvertConfig, ctx=None, hooks=None) -> ConvertResult:
         raise FcbenchError("--preprocessing is for Keras models; an fcbench checkpoint records its own")
     result.outcomes = convert(cfg.checkpoint, formats, cfg.out, cfg.options,
                               on_outcome=lambda o: hooks.event("outcome", o))
+    if result.outcomes and all(o.status == "skipped" for o in result.outcomes):  # asked to convert, did nothing
+        why = "; ".join(f"{o.format}: {o.reason}" for o in result.outcomes)
+        raise FcbenchError(f"convert: nothing converted: {why}; install an exporter (fcbench plugins --kind "
+                           "format) or pick --to another format")
     return result
 
 
