@@ -157,6 +157,10 @@ def artifacts_only(paths: Sequence[str | Path], log: Callable[[str], None] | Non
 def atomic_write_text(path: str | Path, text: str) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:  # nothing half-written is left behind
+        Path(tmp).unlink(missing_ok=True)
+        raise

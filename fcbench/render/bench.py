@@ -43,6 +43,8 @@ def cells_table(cells: list[Cell], fmt: str = "table") -> Any:
     from rich.console import Group
     from rich.table import Table
 
+    from fcbench.ui import plain
+
     ran = [r for r in rows if r["status"] != "skipped"]
     skipped: dict[tuple[str, str], list[str]] = {}
     for r in rows:
@@ -59,15 +61,22 @@ def cells_table(cells: list[Cell], fmt: str = "table") -> Any:
     for col in cols:
         table.add_column(col.replace("_ms", " ms").replace("app_", "app ").replace("_", " "), overflow="fold")
     for r in ran:
-        table.add_row(*(_fmt(col, r.get(col)) for col in cols))
+        table.add_row(*(_cell(col, r.get(col)) for col in cols))
     if not skipped:
         return table
     notes = Table(title="not run here", show_lines=False)
     for col in ("backend", "artifacts", "why"):
         notes.add_column(col, overflow="fold")
     for (backend, reason), artifacts in skipped.items():
-        notes.add_row(backend, ", ".join(artifacts), reason)
+        notes.add_row(plain(backend), plain(", ".join(artifacts)), plain(reason))
     return Group(table, notes) if ran else notes
+
+
+def _cell(col: str, v: Any) -> Any:
+    """A table cell: the value as it is (never markup), a status other than ok in red."""
+    from fcbench.ui import literal
+
+    return literal(_fmt(col, v), "red" if col == "status" and v not in (None, "ok") else "")
 
 
 def _fmt(col: str, v: Any) -> str:
@@ -75,8 +84,6 @@ def _fmt(col: str, v: Any) -> str:
         return ""
     if col == "peak_share":
         return f"{100 * v:.0f} %"
-    if col == "status" and v != "ok":
-        return f"[red]{v}[/red]"
     if isinstance(v, float):
         return f"{v:.3f}" if col.endswith("_ms") else f"{v:.3g}"
     return str(v)
@@ -85,6 +92,5 @@ def _fmt(col: str, v: Any) -> str:
 def _markdown(rows: list[dict[str, Any]]) -> str:
     cols = list(rows[0]) if rows else []
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(_fmt(c, r[c]).replace("[red]", "").replace("[/red]", "") for c in cols) + " |"
-              for r in rows]
+    lines += ["| " + " | ".join(_fmt(c, r[c]) for c in cols) + " |" for r in rows]
     return "\n".join(lines) + "\n"
