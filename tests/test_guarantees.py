@@ -149,3 +149,49 @@ def test_sigkill_mid_train_then_resume_gives_the_uninterrupted_model(tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+class _Evil:
+    """Unpickling this runs code: it creates the file named by ``marker``."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_code_in_input_never_runs(cli, tmp_path, monkeypatch):
+    """Guarantee: checkpoints, weights, recipes and option values are read as data; a crafted pickle or a
+    YAML tag that would run code is refused with one line (exit 2) and the code never runs."""
+    import pickle
+
+    monkeypatch.chdir(tmp_path)
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pt"
+    evil.write_bytes(pickle.dumps({"fcbench_checkpoint": 1, "model": _Evil(str(marker))}))
+    (tmp_path / "evil.yaml").write_text(f"steps:\n  - profile: !!python/object/apply:os.system ['touch {marker}']\n")
+    cases = [("eval", evil), ("convert", evil, "--to", "onnx"), ("train", "--weights", evil, "--epochs", "1"),
+             ("compress", evil, "--technique", "prune"), ("run", "evil.yaml", "--check"), ("run", "evil.yaml"),
+             ("profile", "r18", "-o", f"width=!!python/object/apply:os.system ['touch {marker}']")]
+    for args in cases:
+        r = cli(*args)
+        lines = [x for x in r.err.splitlines() if x.strip()]
+        assert r.code == 2 and len(lines) == 1 and lines[0].startswith("fcbench: error:"), (args, r.err)
+        assert not marker.exists(), args
+
+
+def test_a_keras_lambda_layer_is_not_run(cli, tmp_path):
+    """Guarantee: a Keras model whose Lambda layer carries Python code is not deserialized (Keras safe mode);
+    the conversion fails naming it and the code never runs."""
+    keras = pytest.importorskip("keras", reason="the tensorflow extra (keras) is not installed")
+    marker = tmp_path / "pwned"
+    code = f"lambda x: (open({str(marker)!r}, 'w').close(), x)[1]"
+    inp = keras.Input((32, 32, 3))
+    out = keras.layers.Lambda(eval(code))(inp)  # noqa: S307 - the test's own crafted model
+    model = keras.Model(inp, keras.layers.Dense(4)(keras.layers.Flatten()(out)))
+    model.save(tmp_path / "evil.keras")
+    marker.unlink(missing_ok=True)  # building the model ran the lambda once; loading must not
+    r = cli("convert", tmp_path / "evil.keras", "--to", "tflite", "--out", tmp_path / "o")
+    assert r.code != 0, r.err
+    assert not marker.exists()
