@@ -302,6 +302,8 @@ def _check_value(value: Any, hint: Any, md: Mapping[str, Any], key: str) -> Any:
         raise OptionError(key, "must be given (it has no 'none' value)")
     origin = typing.get_origin(base) or base
     if base is Any:
+        if md.get("choices") and value not in md["choices"]:
+            raise OptionError(key, f"must be one of {', '.join(map(str, md['choices']))}, got {value!r}")
         return value
     if base in (int, float):
         v = _number(value, base, key)
@@ -407,6 +409,56 @@ def from_mapping(cls: type, mapping: dict[str, Any], where: str) -> Any:
                 raise
             raise FcbenchError(f"{where}: {exc}", exit_code=exc.exit_code) from None
     return cfg
+
+
+# --- exporter options (``--opt FORMAT.KEY=VALUE``): declared as plain data by each exporter ----------
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One option of an exporter: its type (``int``, ``float``, ``bool``, ``str`` or ``Any``), default and
+    limits, the same ones :func:`opt` takes. An exporter's ``options`` maps names to these (a plain tuple
+    of names still works: then only the names are checked)."""
+
+    type: Any
+    default: Any = None
+    help: str = ""
+    min: float | None = None
+    max: float | None = None
+    gt: float | None = None
+    lt: float | None = None
+    choices: tuple[Any, ...] | None = None
+
+    def meta(self) -> dict[str, Any]:
+        return {"min": self.min, "max": self.max, "gt": self.gt, "lt": self.lt, "choices": self.choices}
+
+
+def check_format_options(fmt: str, declared: Any, values: dict[str, Any], key: str = "options") -> dict[str, Any]:
+    """``values`` for format ``fmt`` checked against what its exporter ``declared`` (names, or names ->
+    :class:`OptionSpec`): an unknown name says the closest one; a value of the wrong type or out of range
+    names the option. Returns the values, with the declared defaults filled in. Raises
+    :class:`OptionError` (key ``options FORMAT.NAME``)."""
+    names = list(declared)
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        if name not in declared:
+            raise OptionError(f"{key} {fmt}.{name}", f"is not an option of {fmt}{suggest(str(name), names)}; "
+                                                     f"{fmt} options: {', '.join(names) or 'none'}")
+        spec = declared[name] if isinstance(declared, Mapping) else None
+        out[name] = (_check_value(value, spec.type, spec.meta(), f"{key} {fmt}.{name}")
+                     if isinstance(spec, OptionSpec) else value)
+    if isinstance(declared, Mapping):
+        for name, spec in declared.items():
+            if name not in out and isinstance(spec, OptionSpec) and spec.default is not None:
+                out[name] = spec.default
+    return out
+
+
+def exporter_options(fmt: str, declared: Any, values: dict[str, Any] | None) -> dict[str, Any]:
+    """:func:`check_format_options` for an exporter's ``export``: errors read ``FORMAT export: ...``."""
+    try:
+        return check_format_options(fmt, declared, dict(values or {}))
+    except OptionError as exc:
+        raise exc.at(f"{fmt} export") from None
 
 
 def as_dict(cfg: Any) -> dict[str, Any]:
@@ -547,12 +599,27 @@ class ConvertConfig(Checked):
 
         if not self.checkpoint:
             raise FcbenchError("convert: 'checkpoint' is required")
+        check_options(self)
         formats = parse_formats(self.to)
-        for fmt, opts in (self.options or {}).items():
-            if fmt not in formats or not isinstance(opts, dict):
-                raise FcbenchError(f"convert: options are {{format: {{key: value}}}} (--opt FORMAT.KEY=VALUE) for the "
-                                   f"formats in 'to' ({', '.join(formats)}); got '{fmt}'")
+        for fmt, opts in self.options.items():
+            if fmt not in formats:
+                raise OptionError(f"options {fmt}", f"names no format in 'to' ({', '.join(formats)})"
+                                                    f"{suggest(fmt, formats)}; options are FORMAT.KEY=VALUE for the "
+                                                    "formats in 'to'")
+            checked = check_format_options(fmt, self.declared_options(fmt), opts)
+            self.options[fmt] = {k: checked[k] for k in opts}  # read as typed (a YAML 'true' string is True)
         return self
+
+    def declared_options(self, fmt: str) -> Any:
+        """What format ``fmt``'s exporter declares it takes (a Keras model's tflite conversion its own);
+        imports the exporter's module, which imports no torch."""
+        from fcbench.conversion import exporter_class, is_keras_source
+
+        if fmt == "tflite" and is_keras_source(self.checkpoint):
+            from fcbench.conversion.tflite import KERAS_OPTIONS
+
+            return KERAS_OPTIONS
+        return exporter_class(fmt).options
 
 
 @dataclass
