@@ -239,7 +239,10 @@ def flag(cls: type, key: str) -> str:
 
 @functools.cache
 def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+    try:
+        return typing.get_type_hints(cls)
+    except Exception:  # a plugin's annotations that do not resolve: its values are taken as they are
+        return {}
 
 
 def _split_optional(hint: Any) -> tuple[Any, bool]:
