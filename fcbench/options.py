@@ -669,8 +669,6 @@ class BenchConfig(Checked):
 
     def validate(self) -> BenchConfig:
         check_options(self)
-        if self.max_seconds is not None and self.max_seconds < self.min_seconds:
-            raise OptionError("max_seconds", f"must be >= min_seconds ({self.min_seconds}), got {self.max_seconds}")
         if self.input_shape is not None:
             check_sizes([self.batch, *self.input_shape[1:]], "batch", "--batch 1 with --input-shape 1x3x112x112")
         for ok, msg in [(bool(self.artifacts), "give at least one artifact"),
