@@ -544,7 +544,7 @@ class EvalConfig(Checked):
                                        help="Dataset option KEY=VALUE")
     protocol: str = opt("auto", choices=PROTOCOLS, help="auto, verification, classification, identification")
     batch_size: int = opt(64, range=(1, MAX_BATCH))
-    nfolds: int = opt(10, range=(2, 1000), help="Folds of the verification protocol")
+    nfolds: int = opt(10, range=(1, 1000), help="Folds of the verification protocol (1: train and test on all)")
     workers: int = opt(0, range=(0, MAX_WORKERS))
     threads: int | None = opt(None, range=(1, MAX_THREADS))
     backends: list[str] = opt(default_factory=list, flags=("--backend",), parse=parse_list,
