@@ -64,9 +64,9 @@ def load_for_eval(cfg: EvalConfig) -> tuple[torch.nn.Module, Manifest | None]:
     path = Path(cfg.checkpoint)
     if cfg.model:
         from fcbench.models import create
+        from fcbench.paths import input_file
 
-        if not path.exists():
-            raise FcbenchError(f"weights file {path} does not exist")
+        input_file(path, "weights file", verb="eval", hint="--model takes a torch.save state dict (.pt/.pth)")
         model = create(cfg.model, weights=str(path), **cfg.model_options)
         model.eval()
         return model, None
@@ -190,6 +190,9 @@ def evaluate(cfg: EvalConfig, ctx: RunContext | None = None) -> EvalReport:
         torch.set_num_threads(cfg.threads)
     ctx = ctx or RunContext()
     if is_artifact(cfg.checkpoint) or (cfg.backend and _plugin_of(cfg.backend) != "pytorch"):
+        if cfg.model:
+            raise FcbenchError(f"eval: --model is for a plain state_dict (.pt/.pth); {cfg.checkpoint} is evaluated "
+                               "as an artifact with its manifest: drop --model")
         return _evaluate_artifact(cfg, ctx)
     model, manifest = load_for_eval(cfg)
     dataset = open_dataset(cfg.data, preprocessing=model.preprocessing, **cfg.data_options)
@@ -371,6 +374,10 @@ def evaluate_all(cfg: EvalConfig, ctx: RunContext | None = None, hooks: Hooks | 
     from fcbench.render.rows import short_names
 
     cfg.validate()
+    if cfg.roc is not None:  # before any work: a ROC that cannot be written fails the run before it starts
+        from fcbench.paths import output_file
+
+        output_file(cfg.roc, "--roc", make_parent=False, example="roc.csv")
     ctx = ctx or RunContext()
     hooks = or_default(hooks)
     checkpoints = artifacts_only(cfg.checkpoints, hooks.log)
@@ -386,15 +393,20 @@ def evaluate_all(cfg: EvalConfig, ctx: RunContext | None = None, hooks: Hooks | 
         result.reports.append(report)
         for note in report.notes:
             hooks.log(f"{Path(report.checkpoint).name}: {note}")
-        hooks.rows(report.rows)
-        hooks.event("eval", report)
-        if cfg.roc is not None:
+        if cfg.roc is not None:  # the ROC is part of the work asked for: written before the rows are stored
             from fcbench.metrics.verification import write_roc_csv
 
             if report.protocol != "verification":
                 raise FcbenchError(f"--roc needs a verification set (pairs); {cfg.data} was evaluated as "
-                                   f"{report.protocol} (its rows are stored)")
-            result.roc_file = str(write_roc_csv(report.details, cfg.roc))
+                                   f"{report.protocol}; drop --roc or give pairs (nothing was stored)")
+            try:
+                result.roc_file = str(write_roc_csv(report.details, cfg.roc))
+            except OSError as exc:
+                raise FcbenchError(f"--roc {cfg.roc} cannot be written ({exc.strerror or exc}); pick another path "
+                                   "(nothing was stored)") from exc
+        hooks.rows(report.rows)
+        hooks.event("eval", report)
+        if result.roc_file:
             hooks.log(f"ROC ({len(report.details.fpr)} points) written to {result.roc_file}")
         if cfg.max_drop is not None:
             failed, result.verdict = drop_verdict(report, cfg.max_drop)
@@ -402,6 +414,7 @@ def evaluate_all(cfg: EvalConfig, ctx: RunContext | None = None, hooks: Hooks | 
                 result.failed.append(f"{Path(report.checkpoint).name}: {result.verdict}")
         return result
     result.matrix = True
+    _some_cell_can_run(checkpoints, backends, cfg)
     names = short_names(checkpoints)
     for c in checkpoints:
         for b in backends if is_artifact(c) else [None]:
@@ -421,7 +434,38 @@ def evaluate_all(cfg: EvalConfig, ctx: RunContext | None = None, hooks: Hooks | 
                     result.failed.append(f"{cell['artifact']} on {cell['backend']}: {cell['reason']}")
             result.cells.append(cell)
             hooks.event("eval-cell", cell)
+    if result.cells and all(c["status"] == "skipped" for c in result.cells):
+        reasons = list(dict.fromkeys(c["reason"].removeprefix("eval: ")
+                                     for c in result.cells))
+        raise FcbenchError("eval: nothing ran, every cell was skipped: " + "; ".join(reasons[:3])
+                           + (f"; and {len(reasons) - 3} more" if len(reasons) > 3 else ""))
     return result
+
+
+def _some_cell_can_run(checkpoints: list[str], backends: list[str | None], cfg: EvalConfig) -> None:
+    """Before anything runs: when no artifact x backend cell of the matrix can run here (every backend
+    named cannot load or run its artifact), say why (exit 2) instead of a matrix of skipped cells. A cell
+    that fails for another reason (a missing file) is left to the matrix, which reports it."""
+    from fcbench.backends import expand, why_not
+    from fcbench.benchmark.run import BenchConfig, load_artifact
+
+    reasons = []
+    for c in checkpoints:
+        if not is_artifact(c):
+            return  # a checkpoint runs in PyTorch
+        try:
+            path, manifest = load_artifact(c, BenchConfig(artifacts=[c], infer_manifest=cfg.infer_manifest))
+            for b in backends:
+                (spec,) = expand([b or formats.default_backend(manifest) or ""])
+                why = why_not(spec, path, manifest)[1]
+                if not why:
+                    return
+                reasons.append(f"{spec.label} cannot run {path.name}: {why}")
+        except FcbenchError:
+            return
+    raise FcbenchError("eval: nothing to run, every cell would be skipped: "
+                       + "; ".join(list(dict.fromkeys(reasons))[:3])
+                       + "; pick a --backend that loads these artifacts here (fcbench plugins --kind backend)")
 
 
 def _fill_cell(cell: dict[str, Any], report: EvalReport, max_drop: float | None) -> None:

@@ -497,8 +497,12 @@ class TrainConfig(Checked):
     max_steps: int | None = opt(None, min=1, help="Stop after this many optimizer steps in total")
     workers: int = opt(0, range=(0, MAX_WORKERS), help="DataLoader worker processes")
     seed: int = opt(0, range=(0, MAX_SEED))
-    out: str = opt("runs/train", help="Output folder for checkpoints")
-    resume: str | None = opt(None, help="'auto' (latest epoch in --out) or a checkpoint")
+    out: str = opt("runs/train", help="Output folder for the run's checkpoints; one run per folder: a folder "
+                                      "that holds another run is refused (see --resume, --overwrite)")
+    resume: str | None = opt(None, help="'auto' (continue the run in --out from its latest epoch; start it if there "
+                                        "is none) or an epoch checkpoint; the options must be the run's")
+    overwrite: bool = opt(False, help="Delete the run already in --out (init.pt, epoch-*.pt, model.pt and their "
+                                      "manifests) and start a new one")
     amp: str = opt("auto", choices=AMP, help="auto (on with CUDA), on, off")
     device: str = opt("auto", help="auto, cpu, cuda, cuda:N")
     threads: int | None = opt(None, range=(1, MAX_THREADS))
@@ -513,6 +517,8 @@ class TrainConfig(Checked):
 @dataclass
 class PluginsConfig(Checked):
     kind: str | None = opt(None, help="model, dataset, format, technique, backend, device or verb")
+    verbose: bool = opt(False, flags=("-v",), help="Also list what each plugin takes: a model's task, input size "
+                                                  "and options with defaults; a technique's or dataset's options")
 
 
 @dataclass

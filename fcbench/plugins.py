@@ -7,7 +7,7 @@ module is imported only when that plugin is used or asked whether it is availabl
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, field
 from importlib import metadata
 from typing import Any, Protocol, runtime_checkable
 
@@ -32,9 +32,11 @@ class PluginInfo:
     distribution: str  # which installed package declared it
     available: bool
     reason: str  # why not available ('' when available)
+    # with describe(verbose=True): what the plugin takes, e.g. a model's task, input size and options with defaults
+    details: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "kind": self.kind,
             "name": self.name,
             "available": self.available,
@@ -42,6 +44,9 @@ class PluginInfo:
             "provider": self.distribution,
             "target": self.value,
         }
+        if self.details:
+            out["details"] = self.details
+        return out
 
 
 def _group(kind: str) -> str:
@@ -75,29 +80,69 @@ def load(kind: str, name: str) -> Any:
         raise FcbenchError(f"{kind} plugin '{name}' cannot be imported: {exc}") from exc
 
 
-def _availability(kind: str, ep: metadata.EntryPoint) -> tuple[bool, str]:
-    """(available, reason). Plugins may define ``available() -> (bool, reason)``; a plugin
+def _availability(kind: str, ep: metadata.EntryPoint, verbose: bool = False) -> tuple[bool, str, dict[str, Any]]:
+    """(available, reason, details). Plugins may define ``available() -> (bool, reason)``; a plugin
     whose module fails to import is unavailable with the import error as the reason."""
     try:
         obj = ep.load()
     except Exception as exc:  # a broken third-party plugin must not break the listing
-        return False, f"import failed: {type(exc).__name__}: {exc}"
+        return False, f"import failed: {type(exc).__name__}: {exc}", {}
+    details: dict[str, Any] = {}
+    if verbose:
+        try:
+            details = _details(kind, ep.name, obj)
+        except Exception as exc:  # a third-party plugin's odd metadata must not break the listing either
+            details = {"error": f"{type(exc).__name__}: {exc}"}
     check = getattr(obj, "available", None)
     if callable(check):
         ok, reason = check()
-        return bool(ok), "" if ok else str(reason)
-    return True, ""
+        return bool(ok), "" if ok else str(reason), details
+    return True, "", details
 
 
-def describe(kind: str | None = None) -> list[PluginInfo]:
-    """Every installed plugin (of one kind, or all), with availability and reason."""
+def _default(f: Any) -> Any:
+    """A dataclass field's default as plain data (``"required"`` when it has none)."""
+    if f.default is not MISSING:
+        return f.default
+    if f.default_factory is not MISSING:
+        return f.default_factory()
+    return "required"
+
+
+def _details(kind: str, name: str, obj: Any) -> dict[str, Any]:
+    """What a plugin takes, read from its own metadata (nothing is built or run)."""
+    if kind == "model":
+        from fcbench.models.registry import options_info
+
+        return options_info(name, obj)
+    if kind == "dataset":
+        options = obj.options() if callable(getattr(obj, "options", None)) else dict(getattr(obj, "OPTIONS", {}))
+        return {"options": options, **({"detects": obj.detects} if getattr(obj, "detects", "") else {})}
+    if kind == "technique":
+        from fcbench.techniques.base import option_fields
+
+        return {"verb": getattr(obj, "verb", "compress"),
+                "options": {n: _default(f) for n, f in option_fields(obj).items()}}
+    if kind == "backend":
+        return {"formats": list(getattr(obj, "formats", ())), "variants": list(getattr(obj, "variants", ())),
+                "default_variant": getattr(obj, "default_variant", ""),
+                "options": {k: None for k in getattr(obj, "options", ())}}
+    if kind == "format":
+        return {"suffixes": list(getattr(obj, "suffixes", ())), "backend": getattr(obj, "backend", "")}
+    return {}
+
+
+def describe(kind: str | None = None, verbose: bool = False) -> list[PluginInfo]:
+    """Every installed plugin (of one kind, or all), with availability and reason; ``verbose`` adds each
+    one's details (a model's task, input size and options with their defaults; a technique's or a
+    dataset's options; a backend's formats and variants; a format's suffixes)."""
     kinds = [kind] if kind else list(KINDS)
     out: list[PluginInfo] = []
     for k in kinds:
         for name, ep in entry_points(k).items():
-            ok, reason = _availability(k, ep)
+            ok, reason, details = _availability(k, ep, verbose)
             dist = ep.dist.name if ep.dist is not None else "?"
-            out.append(PluginInfo(k, name, ep.value, dist, ok, reason))
+            out.append(PluginInfo(k, name, ep.value, dist, ok, reason, details))
     return out
 
 

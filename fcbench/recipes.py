@@ -152,7 +152,8 @@ def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Re
     """Parse and validate a recipe; ``overrides`` replace entries of its ``vars``."""
     path = Path(path)
     if not path.is_file():
-        raise FcbenchError(f"recipe {path} does not exist")
+        raise FcbenchError(f"recipe {path} is a directory; pass a .yaml file in it" if path.is_dir()
+                           else f"recipe {path} does not exist")
     try:
         doc = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:

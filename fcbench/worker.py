@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from fcbench.artifact import Manifest
+from fcbench.artifact import Manifest, verify
 from fcbench.backends.base import Backend, Session
 from fcbench.benchmark.job import BenchJob
 from fcbench.benchmark.timing import PeakMemory, time_queries
@@ -92,6 +92,7 @@ def execute(job: BenchJob, job_dir: Path) -> dict[str, Any]:
     path = job_dir / job.artifact
     try:
         manifest = Manifest.from_dict(job.manifest)
+        verify(path, manifest, cache=False)  # the copy this device got is the file the host checked
         backend = get_backend(job.plugin)
         ok, reason = backend.available()
         if not ok:

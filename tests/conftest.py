@@ -68,3 +68,16 @@ def converted_file(outcomes, fmt: str) -> Path:
     file = get(o, "file")
     assert file and Path(file).is_file(), f"{fmt} conversion says ok but its file is not there: {o}"
     return Path(file)
+
+
+def manifest_for(file: Path, like: Path) -> None:
+    """Give ``file`` the manifest of ``like``, re-recorded for ``file``'s own bytes (its sha256 and size):
+    a manifest that vouches for exactly this file, as tests that bench a deliberately broken or
+    rewritten artifact need (a copied manifest alone is refused: its sha256 is another file's)."""
+    import json
+
+    from fcbench.artifact import manifest_path, sha256_file
+
+    data = json.loads(manifest_path(like).read_text())
+    data.update(file=Path(file).name, sha256=sha256_file(file), size=Path(file).stat().st_size)
+    manifest_path(file).write_text(json.dumps(data))

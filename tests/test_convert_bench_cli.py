@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import converted_file
+from conftest import converted_file, manifest_for
 
 from fcbench.backends import get_backend
 from fcbench.conversion import EXPORTERS, exporter_class
@@ -167,7 +167,7 @@ def test_bench_bad_artifact_fails_its_cell_and_the_matrix_goes_on(converted, cli
     onnx = converted_file(out["r18"][1], "onnx")
     bad = tmp_path / "broken.onnx"
     bad.write_bytes(b"this is not a protobuf" * 20)
-    shutil.copy(str(onnx) + ".manifest.json", str(bad) + ".manifest.json")
+    manifest_for(bad, onnx)
     r = cli("bench", bad, onnx, "--backend", "onnxruntime:cpu", *FAST, "--format", "json",
             "--store", tmp_path / "s.sqlite")
     assert r.code == 1
@@ -342,7 +342,7 @@ def test_onnxruntime_precision_tells_quantized_from_float_kernels(converted, cli
     onnx = converted_file(out["r18"][1], "onnx")
     quantized = tmp_path / "q.onnx"
     quantize_dynamic(onnx, quantized, weight_type=QuantType.QInt8)  # Conv -> ConvInteger (u8 x i8)
-    shutil.copy(str(onnx) + ".manifest.json", str(quantized) + ".manifest.json")
+    manifest_for(quantized, onnx)
     r = cli("bench", onnx, quantized, "--backend", "onnxruntime:cpu", *FAST, "--format", "json",
             "--store", tmp_path / "s.sqlite")
     assert r.code == 0, r.err
@@ -469,7 +469,7 @@ def test_max_drop_fails_a_damaged_artifact_and_passes_a_faithful_one(cli, tmp_pa
     last.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(last), last.name))
     bad = good.with_name("damaged.onnx")
     onnx.save(model, str(bad))
-    Path(str(bad) + ".manifest.json").write_text(Path(str(good) + ".manifest.json").read_text())
+    manifest_for(bad, good)
     r = cli("eval", bad, *data, "--max-drop", "1", *store)
     assert r.code == 1 and "FAIL" in r.err and "top1" in r.err
     assert json.loads(r.out)["delta"]["top1"] < -0.3

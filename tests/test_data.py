@@ -158,6 +158,20 @@ def test_bin_roundtrip_flip_and_detection(tmp_path: Path) -> None:
     assert [tuple(b.shape) for b in batches] == [(4, 3, *SIZE), (2, 3, *SIZE)]
 
 
+def test_write_verification_bin_writes_what_the_reader_reads(tmp_path: Path) -> None:
+    """The public writer (docs/user-guide.md makes a small lfw.bin with it) round-trips synthetic pairs."""
+    import fcbench.data
+
+    pairs = open_dataset("synthetic:pairs", preprocessing=PP, num_pairs=6)
+    path = fcbench.data.write_verification_bin(tmp_path / "lfw.bin", pairs)
+    assert detect(path) == "verification-bin"
+    ds = open_dataset(path, preprocessing=PP)
+    assert len(ds) == 12 and ds.issame.tolist() == pairs.issame.tolist()
+    assert all(close(ds.rgb(i), pairs.rgb(i), tol=10.0) for i in range(len(ds)))  # JPEG q95 of noisy images
+    raw = pickle.loads(path.read_bytes())  # insightface's layout: (JPEG bytes, list of bools)
+    assert isinstance(raw[0][0], bytes) and raw[0][0][:2] == b"\xff\xd8" and raw[1] == pairs.issame.tolist()
+
+
 @pytest.mark.parametrize("content, why", [
     (b"this is not a pickle at all", "cannot unpickle"),
     (pickle.dumps({"bins": []}), "not a pair"),

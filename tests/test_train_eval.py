@@ -153,9 +153,19 @@ def test_bad_input_is_one_line_exit_2(cli, in_tmp, capsys, args, needle):
 
 def test_incompatible_checkpoint_is_rejected(cli, tmp_path):
     final = train(tiny_cfg(tmp_path, epochs=1))
-    r = cli("train", "--model", "r34", *TINY, "--weights", final, "--epochs", "1", "--out", tmp_path / "x",
-            "--store", tmp_path / "s.sqlite")
-    assert r.code == 2 and "do not fit" in r.err
+    r = cli("train", "--model", "r34", *TINY, "-o", "embedding_size=16", "--weights", final, "--epochs", "1",
+            "--out", tmp_path / "x", "--store", tmp_path / "s.sqlite")
+    assert r.code == 2 and "do not fit" in r.err and "shape mismatch" in r.err
+
+
+def test_train_weights_starts_from_an_fcbench_checkpoint(tmp_path):
+    """--weights takes an fcbench checkpoint's weights (not its architecture record): init.pt equals them."""
+    final = train(tiny_cfg(tmp_path / "a", epochs=1))
+    train(tiny_cfg(tmp_path / "b", epochs=1, weights=str(final), max_steps=1))
+    a, b = load_checkpoint(final).state_dict, load_checkpoint(tmp_path / "b" / "run" / "init.pt").state_dict
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import manifest_for
 
 from fcbench.artifact import read_manifest
 from fcbench.backends import expand, get_backend
@@ -212,7 +213,7 @@ def test_a_crashing_or_garbage_worker_fails_its_cell_and_the_matrix_goes_on(onnx
 def test_a_runtime_error_in_the_worker_names_the_local_file(onnx, tmp_path):
     bad = tmp_path / "broken.onnx"
     bad.write_bytes(b"not a protobuf" * 10)
-    shutil.copy(str(onnx) + ".manifest.json", str(bad) + ".manifest.json")
+    manifest_for(bad, onnx)
     (cell,) = bench(BenchConfig(artifacts=[str(bad)], backends=["onnxruntime:cpu"], threads=1, warmup=1, runs=3,
                                 min_seconds=0, worker_logs=str(tmp_path / "logs")))
     assert cell.status == "failed" and str(bad) in cell.reason and "jobs/" not in cell.reason, cell.reason

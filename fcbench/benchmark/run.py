@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from fcbench.artifact import Manifest, read_manifest
+from fcbench.artifact import Manifest, load_manifest, parity_warning
 from fcbench.backends import Backend, BackendSpec, NodePlacement, expand, get_backend, why_not
 from fcbench.benchmark.peak import machine_peak
 from fcbench.benchmark.pipeline import read_images, time_pipeline
@@ -229,7 +229,9 @@ def _cell_from_raw(cell: Cell, raw: dict[str, Any], manifest: Manifest, spec: Ba
 
 def load_artifact(a: str | Path, cfg: BenchConfig,
                   on_assumed: Callable[[Path, list[str]], None] | None = None) -> tuple[Path, Manifest]:
-    """The artifact and its manifest; without one, infer it if asked to (and say what was assumed)."""
+    """The artifact and its manifest, verified against each other (:func:`fcbench.artifact.load_manifest`:
+    sha256 of the artifact and its companion files, names inside its folder); without a manifest, infer
+    one if asked to (and say what was assumed). Bench, eval and inspect load artifacts through this."""
     from fcbench.artifact import manifest_path
 
     path = Path(a)
@@ -239,7 +241,7 @@ def load_artifact(a: str | Path, cfg: BenchConfig,
         if not manifest_path(path).exists():
             raise FcbenchError(f"{path}: no manifest beside it ({manifest_path(path).name}); pass --infer-manifest "
                                "to infer inputs and preprocessing from the file (what is assumed gets printed)")
-        return path, read_manifest(path)
+        return path, load_manifest(path)
     from fcbench.infer import infer_manifest
 
     manifest, assumed = infer_manifest(path, cfg.preprocessing, cfg.input_shape)
@@ -314,10 +316,15 @@ def bench(cfg: BenchConfig, ctx: RunContext | None = None, hooks: Hooks | None =
     loaded = [load_artifact(a, cfg, lambda p, what: hooks.event("assumed", (p, what))) for a in cfg.artifacts]
     result = BenchResult()
     for path, manifest in loaded:
+        warning = parity_warning(manifest)
+        if warning:
+            hooks.log(f"warning: {path.name}: {warning}")
         for spec in specs:
             if "all" in cfg.backends and manifest.format not in get_backend(spec.plugin).formats:
                 continue  # 'all' means every backend that loads this format, not every pair
             cell = run_cell(path, manifest, spec, cfg, threads)
+            if warning:  # benched, but the table and the row say its manifest's parity check failed
+                cell.extra["warning"] = warning
             result.cells.append(cell)
             if cell.status != "skipped":  # the store holds measurements (and failures), not cells not run
                 row = cell_row(ctx, cell, manifest, spec, cfg, threads)

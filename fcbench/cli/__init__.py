@@ -50,11 +50,10 @@ def main() -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        print("fcbench: interrupted", file=sys.stderr)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        print("fcbench: interrupted", file=sys.stderr)
+    except (click.exceptions.Abort, KeyboardInterrupt) as exc:
+        # a verb may say what it kept and how to go on (train: the last checkpoint and the resume command)
+        why = str(exc.__cause__ if isinstance(exc, click.exceptions.Abort) and exc.__cause__ else exc)
+        print("fcbench: interrupted" + (f": {why}" if why else ""), file=sys.stderr)
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)
 

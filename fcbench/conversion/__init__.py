@@ -16,7 +16,17 @@ from typing import Any
 import numpy as np
 
 from fcbench import formats as format_registry
-from fcbench.artifact import Manifest, Step, TensorSpec, sha256_file, write_manifest
+from fcbench.artifact import (
+    Manifest,
+    Step,
+    TensorSpec,
+    file_sha256,
+    manifest_path,
+    publish,
+    sha256_file,
+    staging,
+    verify,
+)
 from fcbench.conversion.base import Exporter, ExportResult
 from fcbench.errors import FcbenchError, suggest
 from fcbench.formats import PARITY_MAX_REL_DIFF, PARITY_MIN_COSINE, Format
@@ -55,6 +65,9 @@ def exporter_class(fmt: str) -> type[Exporter]:
 
 def parse_formats(text: str | list[str]) -> list[str]:
     items = text if isinstance(text, list) else [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise FcbenchError("convert: --to names no format, so there is nothing to do; pass one or more of "
+                           f"{', '.join(f.name for f in format_registry.exportable())} (comma-separated), or all")
     if items == ["all"]:
         return [f.name for f in format_registry.exportable()]
     for f in items:
@@ -88,6 +101,7 @@ def _parity_check(file: Path, manifest: Manifest, fmt: Format, reference: np.nda
     ok, reason = backend.available()
     if not ok:
         return {"ok": None, "reason": f"parity not checked: {reason}"}
+    verify(file, manifest, cache=False)  # the parity check runs the very files the manifest vouches for
     x = x_nchw if manifest.inputs[0].layout == "NCHW" else x_nchw.transpose(0, 2, 3, 1).copy()
     variant = variant or backend.default_variant
     session = backend.load(file, manifest, variant, None, dict(fmt.parity_options))
@@ -124,10 +138,9 @@ def convert(
     ckpt = load_checkpoint(checkpoint)
     if ckpt.manifest is None:
         raise FcbenchError(f"{checkpoint}: no manifest beside it; convert needs an fcbench checkpoint with one")
-    model = ckpt.build_model()
-    out = Path(out_dir) if out_dir else Path(checkpoint).parent
-    out.mkdir(parents=True, exist_ok=True)
     stem = Path(checkpoint).stem
+    out = prepare_out(out_dir, Path(checkpoint).parent, [stem + _exportable(f).suffix for f in formats])
+    model = ckpt.build_model()
     x = prepared_input(ckpt.manifest, batch=1)
     example = torch.from_numpy(x)
     with torch.inference_mode():
@@ -143,41 +156,69 @@ def convert(
     return outcomes
 
 
+def prepare_out(out_dir: str | Path | None, default: Path, names: list[str]) -> Path:
+    """The output folder (``--out``, else ``default``), created if missing and proven writable, with
+    none of the files convert will write there (``names``, their companions and manifests) being a
+    folder or other non-file. Raises FcbenchError (one line, exit 2) before anything is converted."""
+    out = Path(out_dir) if out_dir else default
+    flag = "--out " if out_dir else ""
+    if out.exists() and not out.is_dir():
+        raise FcbenchError(f"{flag}{out}: is a file, not a folder; name a folder (it is created if missing)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FcbenchError(f"{flag}{out}: cannot create the folder ({exc.strerror or type(exc).__name__}); "
+                           "name a folder you can write to") from exc
+    for name in names:
+        form = format_registry.by_suffix(name)
+        target = out / name
+        for path in (target, *(out / c for c in (form.companions(target) if form else [])), manifest_path(target)):
+            if path.exists() and not path.is_file():
+                raise FcbenchError(f"{path}: is a folder (or not a regular file), and convert writes a file "
+                                   "there; remove it or pick another --out")
+    with staging(out):  # raises, naming the folder, when nothing can be written there
+        pass
+    return out
+
+
 def _convert_one(fmt: str, model, example, reference: np.ndarray, x: np.ndarray, parent: Manifest, stem: Path,
                  opts: dict[str, Any], parent_file: Path | None = None) -> ConvertOutcome:
+    """Export into a staging folder beside the target, check parity there, then :func:`publish`: a
+    conversion that fails at any step leaves the folder as it was (no half-written file, no .tmp)."""
     form = _exportable(fmt)
     cls = form.exporter_class()
     ok, reason = cls.available()
     if not ok:
         return ConvertOutcome(fmt, "skipped", reason=reason)
     target = stem.with_name(stem.name + form.suffix)
-    try:
-        result: ExportResult = cls().export(model, example, target, dict(opts))
-    except FcbenchError as exc:
-        if exc.exit_code == 2:  # a bad option is the user's to fix, not a conversion failure
-            raise
-        return ConvertOutcome(fmt, "failed", reason=str(exc) + _explain_failure(fmt, model, example))
-    file = result.file
-    companions = form.present_companions(file)
-    shape = list(parent.inputs[0].shape)
-    if result.input_layout != parent.inputs[0].layout:
-        shape = [shape[0], shape[2], shape[3], shape[1]] if result.input_layout == "NHWC" else shape
-    manifest = replace(
-        parent, format=fmt, file=file.name, sha256=sha256_file(file),
-        size=file.stat().st_size + sum((file.parent / c).stat().st_size for c in companions),
-        inputs=[TensorSpec(name="input", shape=shape, dtype="float32", layout=result.input_layout)],
-        lineage=[*parent.lineage, Step("convert", technique=fmt, options={
-            **result.options, **({"parent_file": _relative(parent_file, file.parent)} if parent_file else {})},
-            parent_sha256=parent.sha256)],
-        extra={**parent.extra, **result.extra, "companion_files": companions},
-    )
-    write_manifest(manifest, file)
-    try:
-        check = _parity_check(file, manifest, form, reference, x)
-    except FcbenchError as exc:
-        check = {"ok": False, "reason": f"artifact does not run in {form.default_backend(manifest)}: {exc}"}
-    manifest.extra["parity"] = check
-    write_manifest(manifest, file)
+    with staging(target.parent) as stage:
+        try:
+            result: ExportResult = cls().export(model, example, stage / target.name, dict(opts))
+        except FcbenchError as exc:
+            if exc.exit_code == 2:  # a bad option is the user's to fix, not a conversion failure
+                raise
+            return ConvertOutcome(fmt, "failed", reason=str(exc) + _explain_failure(fmt, model, example))
+        file = result.file
+        companions = form.present_companions(file)
+        shape = list(parent.inputs[0].shape)
+        if result.input_layout != parent.inputs[0].layout:
+            shape = [shape[0], shape[2], shape[3], shape[1]] if result.input_layout == "NHWC" else shape
+        manifest = replace(
+            parent, format=fmt, file=file.name, sha256=file_sha256(file, cache=False),
+            size=file.stat().st_size + sum((file.parent / c).stat().st_size for c in companions),
+            inputs=[TensorSpec(name="input", shape=shape, dtype="float32", layout=result.input_layout)],
+            lineage=[*parent.lineage, Step("convert", technique=fmt, options={
+                **result.options, **({"parent_file": _relative(parent_file, target.parent)} if parent_file else {})},
+                parent_sha256=parent.sha256)],
+            extra={**parent.extra, **result.extra, "companion_files": companions,
+                   "companion_sha256": {c: file_sha256(file.parent / c, cache=False) for c in companions}},
+        )
+        try:
+            check = _parity_check(file, manifest, form, reference, x)
+        except FcbenchError as exc:
+            check = {"ok": False, "reason": f"artifact does not run in {form.default_backend(manifest)}: {exc}"}
+        manifest.extra["parity"] = check
+        file = publish(file, manifest, target.parent)
     status = "ok" if check.get("ok") in (True, None) else "parity-failed"
     return ConvertOutcome(fmt, status, file=file, reason=check.get("reason", ""), parity=check, manifest=manifest)
 
@@ -214,9 +255,6 @@ def convert_keras_source(
     returned; parity is checked against the Keras model on the same prepared input. With an
     optimize mode that quantizes weights the figures are recorded and shown but not enforced.
     """
-    from fcbench.conversion.tflite import convert_keras
-    from fcbench.infer import infer_manifest
-
     source = Path(source)
     if formats != ["tflite"]:
         raise FcbenchError(f"{source}: a Keras model converts to tflite only (--to tflite), not {', '.join(formats)}")
@@ -225,9 +263,17 @@ def convert_keras_source(
     if unknown:
         raise FcbenchError(f"--opt tflite.{sorted(unknown)[0]}: Keras conversion takes tflite.optimize "
                            "(latency, size, default, none) and tflite.allow_select_tf_ops")
-    out = Path(out_dir) if out_dir else source.parent
-    target = out / (source.stem if source.is_file() else source.name)
-    target = target.with_name(target.name + format_registry.get("tflite").suffix)
+    name = (source.stem if source.is_file() else source.name) + format_registry.get("tflite").suffix
+    out = prepare_out(out_dir, source.parent, [name])
+    with staging(out) as stage:
+        return _convert_keras_staged(source, stage / name, out, opts, preprocessing)
+
+
+def _convert_keras_staged(source: Path, target: Path, out: Path, opts: dict[str, Any],
+                          preprocessing: str | None) -> tuple[ConvertOutcome, list[str]]:
+    from fcbench.conversion.tflite import convert_keras
+    from fcbench.infer import infer_manifest
+
     optimize = str(opts.get("optimize", "latency"))
     try:
         result = convert_keras(source, target, optimize, allow_select_tf_ops=bool(opts.get("allow_select_tf_ops")))
@@ -240,10 +286,9 @@ def convert_keras_source(
         manifest, model={"name": source.stem if source.is_file() else source.name, "options": {}},
         lineage=[Step("convert", technique="tflite", options=result.options, parent_sha256=(
             sha256_file(source) if source.is_file() else ""))],
-        extra={**manifest.extra, **result.extra, "companion_files": []},
+        extra={**manifest.extra, **result.extra, "companion_files": [], "companion_sha256": {}},
     )
     manifest.lineage[0].options["parent_file"] = str(source)
-    write_manifest(manifest, result.file)
     from fcbench.benchmark.run import prepared_input
 
     x = prepared_input(manifest, batch=1)
@@ -261,9 +306,9 @@ def convert_keras_source(
         check["reason"] = (f"optimize={optimize} quantizes weights (dynamic range): parity shown, not enforced "
                            f"(cosine {check['cosine']:.4f})")
     manifest.extra["parity"] = check
-    write_manifest(manifest, result.file)
+    file = publish(result.file, manifest, out)
     status = "ok" if check.get("ok") in (True, None) else "parity-failed"
-    return ConvertOutcome("tflite", status, file=result.file, reason=check.get("reason", ""), parity=check,
+    return ConvertOutcome("tflite", status, file=file, reason=check.get("reason", ""), parity=check,
                           manifest=manifest), assumed
 
 

@@ -23,7 +23,8 @@ from fcbench.errors import FcbenchError, suggest
 if TYPE_CHECKING:
     from fcbench.data.base import LabelledImages, VerificationPairs
 
-__all__ = ["open_dataset", "gallery_probe_split", "detect", "LabelledImages", "VerificationPairs", "Preprocessing"]
+__all__ = ["open_dataset", "gallery_probe_split", "detect", "LabelledImages", "VerificationPairs", "Preprocessing",
+           "write_verification_bin"]
 
 # Built-in formats are asked first, most specific first; third-party plugins after, by name.
 SNIFF_ORDER = ("insightface-rec", "verification-bin", "cifar10", "imagefolder")
@@ -35,6 +36,10 @@ def __getattr__(name: str) -> Any:
         from fcbench.data import base
 
         return getattr(base, name)
+    if name == "write_verification_bin":
+        from fcbench.data.verification_bin import write_verification_bin
+
+        return write_verification_bin
     raise AttributeError(f"module 'fcbench.data' has no attribute '{name}'")
 
 

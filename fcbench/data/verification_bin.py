@@ -11,6 +11,8 @@ embedding of the plain and of the mirrored image (open the set twice, or call ``
 
 from __future__ import annotations
 
+import io
+import pickle
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -80,3 +82,22 @@ class VerificationBinDataset(DatasetPlugin, VerificationPairs):
 
     def rgb(self, i: int) -> np.ndarray:
         return decode_image(self.bins[i], f"{self.source}: image {i} (pair {i // 2})")
+
+
+def write_verification_bin(path: str | Path, pairs: VerificationPairs) -> Path:
+    """Write ``pairs`` (any :class:`VerificationPairs`, e.g. ``open_dataset("synthetic:pairs")``) as
+    an insightface verification ``.bin``: a pickle of (JPEG bytes of every image, issame_list), the
+    layout of insightface's ``lfw.bin``. Returns the path; :class:`VerificationBinDataset` reads it."""
+    from PIL import Image
+
+    bins = []
+    for i in range(len(pairs)):
+        buf = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(pairs.rgb(i))).save(buf, format="JPEG", quality=95)
+        bins.append(buf.getvalue())
+    out = Path(path)
+    tmp = out.with_name(out.name + ".tmp")
+    with open(tmp, "wb") as f:
+        pickle.dump((bins, [bool(s) for s in np.asarray(pairs.issame)]), f, protocol=2)
+    tmp.replace(out)
+    return out

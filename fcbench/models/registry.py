@@ -148,7 +148,8 @@ def _check_names(name: str, spec: ModelSpec, opts: dict[str, Any]) -> None:
         if key not in spec.defaults:
             valid = ", ".join(sorted(spec.defaults)) or "none"
             raise FcbenchError(
-                f"model '{name}' has no option '{key}'{suggest(key, spec.defaults)}; valid options: {valid}, weights"
+                f"model '{name}' has no option '{key}'{suggest(key, spec.defaults)}; valid options: {valid}, weights "
+                "(defaults: fcbench plugins --kind model --verbose)"
             )
 
 
@@ -164,6 +165,16 @@ def describe(name: str, **opts: Any) -> dict[str, Any]:
         "preprocessing": spec.preprocessing_of(resolved).to_dict(),
         "options": resolved,
     }
+
+
+def options_info(name: str, factory: Any | None = None) -> dict[str, Any]:
+    """What ``fcbench plugins --kind model --verbose`` lists: task, default input size and every option with
+    the default it takes when not given (options that depend on others, such as ``num_classes``, resolved
+    for the plain case). ``any_options`` says the factory also takes options it does not name."""
+    spec = _spec(name, factory if factory is not None else plugins.load("model", name))
+    resolved = spec.resolved({})
+    return {"task": spec.task, "input_size": list(spec.input_size_of(resolved)), "options": resolved,
+            **({"any_options": True} if spec.accepts_any else {})}
 
 
 def create(name: str, weights: str | Path | None = None, **opts: Any) -> nn.Module:
@@ -213,20 +224,28 @@ def _output_size(model: nn.Module, spec: ModelSpec, opts: dict[str, Any]) -> int
     return last
 
 
+def _tensors(d: dict) -> bool:
+    import torch
+
+    return bool(d) and all(isinstance(v, torch.Tensor) for v in d.values())
+
+
 def read_state_dict(path: str | Path) -> dict[str, Any]:
     """Load a state dict from ``path``: plain, or under a "model"/"state_dict" key."""
     import torch
 
-    path = Path(path)
-    if not path.is_file():
-        raise FcbenchError(f"weights file {path} does not exist")
+    from fcbench.paths import input_file, not_a_checkpoint
+
+    path = input_file(path, "weights file", hint="it takes a state dict saved with torch.save (.pt/.pth)")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors, truncated files, foreign formats
-        raise FcbenchError(f"weights file {path} cannot be read as a torch state dict: {exc}") from exc
-    if isinstance(obj, dict):
-        for key in ("model", "state_dict"):
-            if isinstance(obj.get(key), dict):
+        raise FcbenchError("weights file " + not_a_checkpoint(path, exc, "a torch state dict")) from exc
+    if isinstance(obj, dict) and not _tensors(obj):
+        # an fcbench checkpoint keeps the weights under "state_dict" ("model" names the architecture);
+        # other trainers use "model" or "state_dict" for the weights themselves
+        for key in ("state_dict", "model"):
+            if isinstance(obj.get(key), dict) and _tensors(obj[key]):
                 obj = obj[key]
                 break
     if not isinstance(obj, dict) or not all(isinstance(k, str) for k in obj):

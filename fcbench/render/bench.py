@@ -20,6 +20,7 @@ def cell_rows(cells: list[Cell]) -> list[dict[str, Any]]:
             "first_run_ms": c.first_run_ms, "peak_mem_mb": c.peak_mem_mb, "size_mb": c.size_mb,
             "gflops_per_s": c.gflops_per_s, "peak_share": c.peak_share,
             "placement": c.extra.get("placement"), "precision": _precision(c), "reason": c.reason,
+            "warning": c.extra.get("warning"),
         })
         pipe = c.extra.get("pipeline")
         if pipe:  # app-like p50 per stage, beside the model-only figures of the same cell
@@ -43,6 +44,8 @@ def cells_table(cells: list[Cell], fmt: str = "table") -> Any:
     from rich.console import Group
     from rich.table import Table
 
+    from fcbench.ui import plain
+
     ran = [r for r in rows if r["status"] != "skipped"]
     skipped: dict[tuple[str, str], list[str]] = {}
     for r in rows:
@@ -59,15 +62,33 @@ def cells_table(cells: list[Cell], fmt: str = "table") -> Any:
     for col in cols:
         table.add_column(col.replace("_ms", " ms").replace("app_", "app ").replace("_", " "), overflow="fold")
     for r in ran:
-        table.add_row(*(_fmt(col, r.get(col)) for col in cols))
+        table.add_row(*(_cell(col, r) for col in cols))
     if not skipped:
         return table
     notes = Table(title="not run here", show_lines=False)
     for col in ("backend", "artifacts", "why"):
         notes.add_column(col, overflow="fold")
     for (backend, reason), artifacts in skipped.items():
-        notes.add_row(backend, ", ".join(artifacts), reason)
+        notes.add_row(plain(backend), plain(", ".join(artifacts)), plain(reason))
     return Group(table, notes) if ran else notes
+
+
+def _text(col: str, r: dict[str, Any]) -> tuple[str, str]:
+    """A cell's text and style: a status other than ok in red; a cell benched with a warning (its
+    manifest's parity check failed) is marked in the status column and the warning shown as its reason."""
+    v, warning = r.get(col), r.get("warning")
+    if warning and col == "status":
+        return f"{_fmt(col, v)} (!)", "yellow" if v == "ok" else "red"
+    if warning and col == "reason":
+        return "; ".join(x for x in (_fmt(col, v) if v else "", f"warning: {warning}") if x), "yellow"
+    return _fmt(col, v), "red" if col == "status" and v not in (None, "ok") else ""
+
+
+def _cell(col: str, r: dict[str, Any]) -> Any:
+    """A table cell: the value as it is (never markup), styled as :func:`_text` says."""
+    from fcbench.ui import literal
+
+    return literal(*_text(col, r))
 
 
 def _fmt(col: str, v: Any) -> str:
@@ -75,8 +96,6 @@ def _fmt(col: str, v: Any) -> str:
         return ""
     if col == "peak_share":
         return f"{100 * v:.0f} %"
-    if col == "status" and v != "ok":
-        return f"[red]{v}[/red]"
     if isinstance(v, float):
         return f"{v:.3f}" if col.endswith("_ms") else f"{v:.3g}"
     return str(v)
@@ -85,6 +104,5 @@ def _fmt(col: str, v: Any) -> str:
 def _markdown(rows: list[dict[str, Any]]) -> str:
     cols = list(rows[0]) if rows else []
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(_fmt(c, r[c]).replace("[red]", "").replace("[/red]", "") for c in cols) + " |"
-              for r in rows]
+    lines += ["| " + " | ".join(_text(c, r)[0] for c in cols) + " |" for r in rows]
     return "\n".join(lines) + "\n"

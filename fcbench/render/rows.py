@@ -93,15 +93,18 @@ def render(rows: list[dict[str, Any]], fmt: str = "table", title: str | None = N
     if fmt == "table":
         from rich.table import Table
 
+        from fcbench.ui import plain
+
         same = constant_columns(rows, cols)
         cols = [c for c in cols if c not in same] or cols
         if same:
             title = (title + "\n" if title else "") + ", ".join(f"{k}={_fmt(v)}" for k, v in same.items())
-        table = Table(title=title)
+        table = Table(title=plain(title) if title else None)
         for c in cols:
-            table.add_column(c, justify="right" if c in ("value", "threads", "batch") or c.endswith("_ms") else "left")
+            table.add_column(plain(c), justify="right" if c in ("value", "threads", "batch") or c.endswith("_ms")
+                             else "left")
         for r in rows:
-            table.add_row(*(_fmt(r.get(c)) for c in cols))
+            table.add_row(*(plain(_fmt(r.get(c))) for c in cols))
         return table
     raise ValueError(fmt)
 
@@ -110,13 +113,16 @@ def pivot_table(rows: list[dict[str, Any]], title: str) -> Any:
     """A rich table of :func:`pivot_quality` rows: the columns that are one value everywhere go in the title."""
     from rich.table import Table
 
+    from fcbench.ui import plain
+
     cols = list(dict.fromkeys(k for r in rows for k in r))
     same = constant_columns(rows, cols)
     keep = [c for c in cols if c not in same or c in ("lineage",)]
     sub = ", ".join(f"{k}={_fmt(v)}" for k, v in same.items() if k not in keep)
-    table = Table(title=title + (f"\n{sub}" if sub else ""))
+    table = Table(title=plain(title + (f"\n{sub}" if sub else "")))
     for c in keep:
-        table.add_column(c, justify="left" if c in ("model", "lineage", "artifact", "backend", "dataset") else "right")
+        table.add_column(plain(c), justify="left" if c in ("model", "lineage", "artifact", "backend", "dataset")
+                         else "right")
     for r in rows:
-        table.add_row(*(_fmt(r.get(c)) for c in keep))
+        table.add_row(*(plain(_fmt(r.get(c))) for c in keep))
     return table

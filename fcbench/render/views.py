@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fcbench.render.rows import pivot_quality, pivot_table, render
+from fcbench.ui import literal, plain
 
 
 def _rows_view(rows: list[dict[str, Any]], fmt: str, title: str) -> list[Any]:
@@ -17,15 +18,48 @@ def _rows_view(rows: list[dict[str, Any]], fmt: str, title: str) -> list[Any]:
 
 def plugins(result, fmt: str) -> list[Any]:
     if fmt == "json":
-        return [json.dumps([i.to_dict() for i in result.plugins], indent=2) + "\n"]
+        return [json.dumps([i.to_dict() for i in result.plugins], indent=2, default=str) + "\n"]
     from rich.table import Table
 
+    verbose = getattr(result, "verbose", False)
     table = Table(title="fcbench plugins")
-    for col in ("kind", "name", "available", "provider", "reason"):
-        table.add_column(col)
+    cols = ("kind", "name", "available", "provider", "takes (defaults)", "reason") if verbose else (
+        "kind", "name", "available", "provider", "reason")
+    for col in cols:
+        table.add_column(col, overflow="fold")
     for i in result.plugins:
-        table.add_row(i.kind, i.name, "yes" if i.available else "[red]no[/red]", i.distribution, i.reason)
+        cells = [plain(i.kind), plain(i.name), literal("yes") if i.available else literal("no", "red"),
+                 plain(i.distribution)]
+        if verbose:
+            cells.append(literal(takes(i.details)))
+        table.add_row(*cells, plain(i.reason))
     return [table]
+
+
+def _value(v: Any) -> str:
+    return "none" if v is None else v if isinstance(v, str) else json.dumps(v)
+
+
+def takes(details: dict[str, Any]) -> str:
+    """A plugin's details in one cell: ``embedding, input 112x112; options: width=1.0, ...``."""
+    parts = []
+    if "task" in details:
+        h, w = details["input_size"]
+        parts.append(f"{details['task']}, input {h}x{w}")
+    for key in ("verb", "formats", "variants", "suffixes", "backend"):
+        if details.get(key):
+            v = details[key]
+            parts.append(f"{key}: {', '.join(map(str, v)) if isinstance(v, list) else v}")
+    if "options" in details:
+        opts = details["options"]
+        if "formats" in details:  # a backend's options are keys a profile sets, without defaults
+            text = ", ".join(opts) or "none"
+        else:
+            text = ", ".join(f"{k}={_value(v)}" for k, v in opts.items()) or "none"
+        parts.append(f"options: {text}" + (" (and any other)" if details.get("any_options") else ""))
+    if "error" in details:
+        parts.append(f"cannot say: {details['error']}")
+    return "; ".join(parts)
 
 
 def profile(result, fmt: str) -> list[Any]:
@@ -34,8 +68,9 @@ def profile(result, fmt: str) -> list[Any]:
     if fmt == "json":
         return [json.dumps(info, indent=2) + "\n"]
     h, w = result.input_size
+    opts = ", ".join(f"{k}={_value(v)}" for k, v in result.options.items()) or "none"
     return [f"{result.model} at {h}x{w}: {result.params:,} params, {result.macs / 1e9:.3f} GMACs, "
-            f"{result.flops / 1e9:.3f} GFLOPs (FLOPs = 2 x MACs)\n"]
+            f"{result.flops / 1e9:.3f} GFLOPs (FLOPs = 2 x MACs)\n", f"options: {opts}\n"]
 
 
 def train(result, fmt: str) -> list[Any]:
@@ -78,16 +113,16 @@ def convert(result, fmt: str) -> list[Any]:
 def convert_table(outcomes, title: str) -> Any:
     from rich.table import Table
 
-    table = Table(title=title)
+    table = Table(title=plain(title))
     for col in ("format", "status", "file", "size MB", "max abs diff", "cosine", "reason"):
         table.add_column(col)
     for o in outcomes:
         p = o.parity
         size = f"{o.manifest.size / 1e6:.2f}" if o.manifest else ""
-        table.add_row(o.format, o.status if o.status == "ok" else f"[red]{o.status}[/red]",
-                      str(o.file or ""), size,
+        table.add_row(plain(o.format), literal(o.status, "" if o.status == "ok" else "red"),
+                      plain(o.file or ""), size,
                       f"{p['max_abs_diff']:.2e}" if "max_abs_diff" in p else "",
-                      f"{p['cosine']:.6f}" if "cosine" in p else "", o.reason)
+                      f"{p['cosine']:.6f}" if "cosine" in p else "", plain(o.reason))
     return table
 
 
@@ -99,17 +134,17 @@ def _convert_checks(checks, fmt: str, checkpoint: str) -> list[Any]:
                                                          for b in c.blockers]} for c in checks], indent=2) + "\n"]
     from rich.table import Table
 
-    table = Table(title=f"convert --check {checkpoint} (nothing written)")
+    table = Table(title=plain(f"convert --check {checkpoint} (nothing written)"))
     for col in ("format", "status", "op it will not take", "from module", "nodes", "formats that take it"):
         table.add_column(col, overflow="fold")
     for c in checks:
-        status = {"ok": "ok", "blocked": "[red]blocked[/red]"}.get(c.status, c.status)
+        status = literal(c.status, "red" if c.status == "blocked" else "")
         if not c.blockers:
-            table.add_row(c.format, status, c.note, "", "", "")
+            table.add_row(plain(c.format), status, plain(c.note), "", "", "")
         for i, b in enumerate(c.blockers):
             op = b.op + (f" (as {b.lowered})" if b.lowered else "")
-            table.add_row(c.format if i == 0 else "", status if i == 0 else "", op, b.module, str(b.count),
-                          ", ".join(takers(checks, b.op)) or "no checked format")
+            table.add_row(plain(c.format) if i == 0 else "", status if i == 0 else "", plain(op), plain(b.module),
+                          str(b.count), plain(", ".join(takers(checks, b.op)) or "no checked format"))
     return [table]
 
 
@@ -135,12 +170,12 @@ def inspect(result, fmt: str) -> list[Any]:
         return [json.dumps({**summary, "per_node": [r.to_dict() for r in result.nodes]}, indent=2) + "\n"]
     from rich.table import Table
 
-    table = Table(title=f"{Path(result.artifact).name} on {result.backend}: {len(result.nodes)} nodes, "
-                        f"{result.placement}, precision {result.precision}")
+    table = Table(title=plain(f"{Path(result.artifact).name} on {result.backend}: {len(result.nodes)} nodes, "
+                              f"{result.placement}, precision {result.precision}"))
     for col in ("node", "op type", "placement", "precision"):
         table.add_column(col, overflow="fold")
     for r in result.nodes:
-        table.add_row(r.node, r.op_type, r.placement, r.precision)
+        table.add_row(plain(r.node), plain(r.op_type), plain(r.placement), plain(r.precision))
     return [table]
 
 

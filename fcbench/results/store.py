@@ -78,6 +78,8 @@ class Row:
 
 
 COLUMNS: list[str] = [f.name for f in fields(Row)]
+KINDS = ("train", "quality", "speed", "compress")  # the kinds of row fcbench's verbs write
+_FILTER_WORDS = {"run_id": "run", "kind": "kind", "model": "model", "metric": "metric"}
 # JSON columns, each with the empty value a NULL reads as
 _JSON_COLUMNS: dict[str, Callable[[], Any]] = {"runtime_versions": dict, "device_info": dict, "samples_ms": list,
                                                "extra": dict}
@@ -155,7 +157,9 @@ class Store:
     """SQLite results store. Use as a context manager or call ``close()``."""
 
     def __init__(self, path: str | Path = DEFAULT_STORE) -> None:
-        self.path = Path(path)
+        from fcbench.paths import store_file
+
+        self.path = store_file(path)  # a directory or a file of another kind: one line, before SQLite's
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(self.path), timeout=30.0)
@@ -288,6 +292,34 @@ class Store:
         sql += " ORDER BY id"
         rows = [self._decode(r) for r in self._db.execute(sql, args)]
         return rows[-limit:] if limit else rows
+
+    def distinct(self, column: str) -> list[str]:
+        """The distinct non-empty values of ``column`` (a Row field), in the order they first appear."""
+        if column not in COLUMNS:
+            raise ValueError(f"no column {column!r}")
+        sql = f"SELECT {column} FROM results WHERE {column} IS NOT NULL AND {column} != '' GROUP BY {column} " \
+              "ORDER BY MIN(id)"
+        return [str(r[0]) for r in self._db.execute(sql)]
+
+    def why_empty(self, filters: dict[str, str | None]) -> str:
+        """One line saying why ``query(**filters)`` found nothing: the store is empty, a value no row has
+        (with the closest one and those the store holds), or values that exist but never together."""
+        from fcbench.errors import suggest
+
+        if self._db.execute("SELECT 1 FROM results LIMIT 1").fetchone() is None:
+            return (f"results store {self.path} is empty (no rows yet); run train, eval, bench or compress with "
+                    f"--store {self.path} first")
+        given = {col: val for col, val in filters.items() if val is not None}
+        for col, val in given.items():
+            have = self.distinct(col)
+            if val not in have:
+                word = _FILTER_WORDS.get(col, col)
+                known = have + [k for k in KINDS if col == "kind" and k not in have]
+                shown = ", ".join(have[-20:]) + (f" (and {len(have) - 20} older)" if len(have) > 20 else "")
+                return (f"no rows with {word} '{val}' in {self.path}{suggest(val, known)}; {word}s in the store: "
+                        f"{shown or 'none'}")
+        both = ", ".join(f"{_FILTER_WORDS.get(c, c)} '{v}'" for c, v in given.items())
+        return f"no rows in {self.path} have {both} together; drop a filter to see what each matches"
 
     def run_ids(self) -> list[str]:
         return [r[0] for r in self._db.execute("SELECT run_id FROM results GROUP BY run_id ORDER BY MIN(id)")]

@@ -148,12 +148,18 @@ def apply_technique(
     opts = parse_options(tech, options)
     src = Path(checkpoint)
     dst = Path(out) if out is not None else default_output(src, technique)
+    if dst.is_dir():
+        raise FcbenchError(f"compress: --out {dst} is a directory; give a checkpoint file name, e.g. "
+                           f"{dst / default_output(src, technique).name}")
     if dst.suffix.lower() not in CHECKPOINT_SUFFIXES:
-        raise FcbenchError(f"{technique}: the output {dst} must be a PyTorch checkpoint file ending in .pt")
+        raise FcbenchError(f"compress: --out {dst} must be a PyTorch checkpoint file ending in .pt")
     if dst.resolve() == src.resolve():
-        raise FcbenchError(f"{technique}: the output {dst} is the input; pass another --out (the input is the "
+        raise FcbenchError(f"compress: --out {dst} is the input; pass another --out (the input is the "
                            "result's parent and must stay as it is)")
     ckpt = load_checkpoint(src)
+    from fcbench.paths import output_file
+
+    output_file(dst, "compress: --out")  # writable, before the technique runs
     context = context or TechniqueContext()
     if context.threads:
         torch.set_num_threads(context.threads)

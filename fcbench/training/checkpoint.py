@@ -28,9 +28,9 @@ from typing import Any
 
 import torch
 
-from fcbench.artifact import Manifest, Step, TensorSpec, read_manifest, sha256_file, write_manifest
+from fcbench.artifact import Manifest, Step, TensorSpec, load_manifest, sha256_file, write_manifest
 from fcbench.data.preprocess import Preprocessing
-from fcbench.errors import FcbenchError, first_line
+from fcbench.errors import FcbenchError
 from fcbench.formats import CHECKPOINT as CHECKPOINT_FORMAT
 
 CHECKPOINT_VERSION = 1
@@ -49,6 +49,7 @@ class Checkpoint:
     train_state: dict[str, Any] | None
     manifest: Manifest | None
     structure: list[dict[str, Any]] | None = None  # modules changed from create()'s (see module doc)
+    train_run: str | None = None  # the training run that wrote it (train's checkpoints; see training.runfolder)
 
     def build_model(self) -> torch.nn.Module:
         from fcbench.models import create
@@ -78,6 +79,7 @@ class Checkpoint:
             output_size=int(getattr(model, "output_size", self.output_size)),
             structure=model_structure(model) or None,
             train_state=None,
+            train_run=None,
         )
 
 
@@ -212,12 +214,14 @@ def save_checkpoint(
     lineage: list[Step] | None = None,
     profile: dict[str, int] | None = None,
     head_state: dict[str, Any] | None = None,
+    train_run: str | None = None,
 ) -> Manifest:
     """Write a checkpoint and its manifest atomically; return the manifest.
 
     ``head_state`` is a head as a checkpoint stores it (``Checkpoint.head``: spec + state_dict),
     kept as is; ``head`` + ``head_spec`` give it as a module instead. A model whose architecture
-    was changed (pruned) is saved with its ``structure`` (see the module doc)."""
+    was changed (pruned) is saved with its ``structure`` (see the module doc). ``train_run`` names the
+    training run the checkpoint belongs to (in the payload and the manifest's ``extra.train_run``)."""
     path = Path(path)
     pre: Preprocessing = model.preprocessing
     structure = model_structure(model)
@@ -233,6 +237,8 @@ def save_checkpoint(
     }
     if structure:
         payload["structure"] = structure
+    if train_run:
+        payload["train_run"] = train_run
     if head is not None and head_spec is not None:
         payload["head"] = {**head_spec, "state_dict": {k: v.detach().cpu() for k, v in head.state_dict().items()}}
     _atomic_save(payload, path)
@@ -253,6 +259,7 @@ def save_checkpoint(
         macs=profile.get("macs"),
         flops=profile.get("flops"),
         lineage=list(lineage or []),
+        extra={"train_run": train_run} if train_run else {},
     )
     write_manifest(manifest, path)
     return manifest
@@ -265,18 +272,19 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise FcbenchError(f"checkpoint {path} does not exist; check the path (train writes OUT/model.pt)")
     if path.is_dir():
         raise FcbenchError(f"checkpoint {path} is a directory; pass the .pt file inside it (e.g. {path}/model.pt)")
+    has_manifest = (path.parent / (path.name + ".manifest.json")).exists()
+    manifest = load_manifest(path) if has_manifest else None  # the file is the one its manifest vouches for
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a non-checkpoint file
-        raise FcbenchError(
-            f"{path} is not a PyTorch checkpoint ({type(exc).__name__}: {first_line(exc)[:120]})"
-        ) from exc
+        from fcbench.paths import not_a_checkpoint
+
+        raise FcbenchError(not_a_checkpoint(path, exc)) from exc
     if not isinstance(payload, dict) or "fcbench_checkpoint" not in payload:
         hint = ""
         if isinstance(payload, dict) and payload and all(isinstance(v, torch.Tensor) for v in payload.values()):
             hint = "; it looks like a plain state_dict (e.g. insightface backbone.pth): pass --model NAME too"
         raise FcbenchError(f"{path} is not an fcbench checkpoint{hint}")
-    manifest = read_manifest(path) if (path.parent / (path.name + ".manifest.json")).exists() else None
     return Checkpoint(
         path=path,
         model_name=payload["model"]["name"],
@@ -289,4 +297,5 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         train_state=payload.get("train_state"),
         manifest=manifest,
         structure=payload.get("structure"),
+        train_run=payload.get("train_run"),
     )

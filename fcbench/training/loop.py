@@ -8,6 +8,7 @@ written every epoch with optimizer, schedule and RNG state, so ``resume`` contin
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -22,10 +23,11 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from fcbench.artifact import Step, sha256_file
-from fcbench.errors import FcbenchError
+from fcbench.errors import FcbenchError, first_line
 from fcbench.hooks import Hooks, or_default
-from fcbench.results.context import RunContext
+from fcbench.results.context import RunContext, new_run_id
 from fcbench.results.store import Row
+from fcbench.training import runfolder
 from fcbench.training.checkpoint import load_checkpoint, save_checkpoint
 from fcbench.training.config import TrainConfig
 
@@ -116,13 +118,86 @@ def _build_model(cfg: TrainConfig) -> nn.Module:
     return create(cfg.model, weights=cfg.weights, **cfg.model_options)
 
 
-def _find_resume(cfg: TrainConfig) -> Path | None:
+def _plan_run(cfg: TrainConfig, out: Path) -> tuple[Path | None, str, list[Path]]:
+    """Which checkpoint to resume (None: a new run), the run's id, and the files ``--overwrite`` deletes.
+    Reads only: a folder holding another run is refused here, before anything is written."""
+    files = runfolder.run_files(out)
+    ckpts = [p for p in files if p.name.endswith(".pt")]
     if not cfg.resume:
-        return None
-    if cfg.resume != "auto":
-        return Path(cfg.resume)
-    found = sorted(Path(cfg.out).glob("epoch-*.pt"))
-    return found[-1] if found else None
+        if ckpts and not cfg.overwrite:
+            raise FcbenchError(
+                f"train: --out {out} already holds a run ({runfolder.describe(files)}); pass a new --out, "
+                "--resume auto to continue that run, or --overwrite to delete its files first")
+        return None, new_run_id(), files if cfg.overwrite else []
+    epochs = sorted((p for p in ckpts if runfolder.epoch_of(p) is not None), key=runfolder.epoch_of)
+    if cfg.resume == "auto":
+        if not epochs:
+            if ckpts:
+                raise FcbenchError(
+                    f"train: --resume auto: {out} holds no epoch checkpoint to continue ({runfolder.describe(files)}); "
+                    "start the run again with --overwrite instead of --resume, or pass a new --out")
+            return None, new_run_id(), []  # nothing to resume yet: --resume auto starts the run
+        anchor = next((p for p in ckpts if p.name == "init.pt"), epochs[-1])
+    else:
+        anchor = Path(cfg.resume)
+        load_checkpoint(anchor)  # one clear error for a missing or foreign file
+    key = runfolder.run_key(anchor)
+    foreign = [p for p in ckpts if not _same_file(p, anchor) and runfolder.run_key(p) not in (None, key)]
+    if foreign:
+        whose = f"the run {anchor.name} belongs to" if cfg.resume == "auto" else f"the run of {anchor}"
+        raise FcbenchError(
+            f"train: --resume {cfg.resume}: {out} also holds checkpoints of another run than {whose}: "
+            f"{runfolder.describe(foreign)}; delete them (they cannot continue this run), or start afresh with "
+            "--overwrite instead of --resume, or in a new --out")
+    if cfg.resume == "auto":
+        anchor = epochs[-1]
+    return anchor, key or new_run_id(), []
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def _check_first_batch(dataset: Any, sampler: DistributedSampler, epoch: int, batch_size: int) -> None:
+    """Decode the first batch this process will train on, so an unreadable data set stops the run
+    before it writes anything. Leaves every random state as it was."""
+    sampler.set_epoch(epoch)
+    with torch.random.fork_rng(devices=[]):
+        for i in list(iter(sampler))[:batch_size]:
+            try:
+                dataset[i]
+            except FcbenchError:
+                raise
+            except Exception as exc:
+                raise FcbenchError(f"train: data '{dataset.source}': sample {i} cannot be read "
+                                   f"({type(exc).__name__}: {first_line(exc)[:160]})") from exc
+
+
+def _remove_started_run(out: Path, out_existed: bool) -> list[Path]:
+    """Delete what a new run wrote before its first epoch ended (its init.pt, manifests, .tmp files)."""
+    removed = runfolder.run_files(out)
+    for f in removed:
+        f.unlink(missing_ok=True)
+    if not out_existed:
+        with contextlib.suppress(OSError):
+            out.rmdir()  # only when empty
+    return removed
+
+
+def _interrupted_note(cfg: TrainConfig, out: Path, epoch: int, last: Path | None, removed: list[Path],
+                      distributed: bool) -> str:
+    how = " (under torchrun, as before)" if distributed else ""
+    if last is None:
+        gone = f"; removed {runfolder.describe(removed)} from {out}" if removed else ""
+        return (f"train stopped in epoch {epoch} of {cfg.epochs}, before its first checkpoint: nothing is "
+                f"kept{gone}; start again with: {runfolder.resume_command(cfg, None)}{how}")
+    done = runfolder.epoch_of(last)
+    resume = "auto" if _same_file(last.parent, out) else str(last)
+    return (f"train stopped in epoch {epoch} of {cfg.epochs}; kept {last}, the last complete checkpoint "
+            f"(epoch {done}); continue with: {runfolder.resume_command(cfg, resume)}{how}")
 
 
 def _hook_terms(hook: LossHook, inputs: LossInputs) -> dict[str, torch.Tensor]:
@@ -146,6 +221,8 @@ def train(cfg: TrainConfig, ctx: RunContext | None = None, hooks: Hooks | None =
     ``loss_hook`` adds loss terms at every step (see :data:`LossHook`): distillation is a loss, not
     another loop. Its ``name`` attribute (or class name) is recorded in the train step's options."""
     cfg.validate()
+    if cfg.resume and cfg.overwrite:
+        raise FcbenchError("train: --overwrite starts a new run and --resume continues one; pass one of them")
     hooks = or_default(hooks)
     from fcbench.data import open_dataset
     from fcbench.models import create_head, profile
@@ -167,6 +244,16 @@ def train(cfg: TrainConfig, ctx: RunContext | None = None, hooks: Hooks | None =
     use_amp = device.type == "cuda" and cfg.amp != "off"
     if cfg.amp == "on" and device.type != "cuda":
         raise FcbenchError("train: --amp on needs CUDA; this run is on CPU (use --amp auto or off)")
+
+    out = Path(cfg.out)
+    lineage_opts = {k: v for k, v in asdict(cfg).items() if k not in ("out", "resume", "workers", "overwrite")}
+    if loss_hook is not None:
+        lineage_opts["loss_hook"] = str(getattr(loss_hook, "name", type(loss_hook).__name__))
+    # Everything that can be checked is checked before anything is written into the run folder.
+    out_existed = runfolder.check_out(out)
+    resume_path, run_id, old_files = _plan_run(cfg, out)
+    if cfg.resume == "auto" and resume_path is None and main_proc:
+        hooks.log(f"--resume auto: no run in {out} yet; starting one")
 
     torch.manual_seed(cfg.seed)
     model = _build_model(cfg)
@@ -210,14 +297,25 @@ def train(cfg: TrainConfig, ctx: RunContext | None = None, hooks: Hooks | None =
                   for o in optimizers]
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
-    out = Path(cfg.out)
     start_epoch, step = 1, 0
-    resume_path = _find_resume(cfg)
     init_sha = ""
     if resume_path is not None:
         state = load_checkpoint(resume_path)
         if state.train_state is None:
-            raise FcbenchError(f"{resume_path}: holds no training state (only epoch-*.pt checkpoints do)")
+            raise FcbenchError(f"train: {resume_path} holds no training state (only epoch-*.pt checkpoints do); "
+                               "pass an epoch checkpoint or --resume auto")
+        differ = runfolder.config_differences(state.train_state.get("config") or {}, lineage_opts)
+        if not state.train_state.get("config") and (state.model_name, state.model_options) != (
+                cfg.model, cfg.model_options):
+            differ.append(f"model {state.model_name} {state.model_options} -> {cfg.model} {cfg.model_options}")
+        if differ:
+            raise FcbenchError(
+                f"train: --resume {cfg.resume}: {resume_path} was trained with other options: {'; '.join(differ)}; "
+                "pass that run's options (only --epochs, --max-steps, --workers, --threads and --device may "
+                "change) or train into a new --out")
+        if state.train_run is None and main_proc:
+            hooks.log(f"{resume_path} was written before checkpoints named their run; its model and options "
+                      "match, so it is resumed")
         net.backbone.load_state_dict(state.state_dict)
         if head is not None and state.head is not None:
             head.load_state_dict(state.head["state_dict"])
@@ -227,21 +325,35 @@ def train(cfg: TrainConfig, ctx: RunContext | None = None, hooks: Hooks | None =
         for sch, s in zip(schedulers, ts["schedulers"], strict=True):
             sch.load_state_dict(s)
         torch.set_rng_state(ts["rng"])
+        if use_amp and ts.get("scaler"):  # the AMP loss scale (CUDA only; older checkpoints lack it)
+            scaler.load_state_dict(ts["scaler"])
         start_epoch, step, init_sha = ts["epoch"] + 1, ts["step"], ts.get("init_sha256", "")
-    elif main_proc:
-        init_manifest = save_checkpoint(out / "init.pt", model, head=head, head_spec=head_spec,
-                                        lineage=[Step("init", technique=cfg.model, options=dict(cfg.model_options))])
-        init_sha = init_manifest.sha256
-    parent_sha = sha256_file(cfg.weights) if cfg.weights else init_sha
+        if main_proc:
+            hooks.log(f"resuming {resume_path}: epoch {start_epoch} of {cfg.epochs}, step {step}")
+    _check_first_batch(dataset, sampler, start_epoch, cfg.batch_size)
+    parent_sha = sha256_file(cfg.weights) if cfg.weights else ""
+    if distributed:
+        dist.barrier()  # every process has checked the folder before the first one writes into it
 
     result = TrainResult(checkpoint=out / "model.pt", init_checkpoint=out / "init.pt" if main_proc else None)
-    lineage_opts = {k: v for k, v in asdict(cfg).items() if k not in ("out", "resume", "workers")}
-    if loss_hook is not None:
-        lineage_opts["loss_hook"] = str(getattr(loss_hook, "name", type(loss_hook).__name__))
+    wrote_init, epochs_written, finished, epoch = False, 0, False, start_epoch
+    last_ckpt = resume_path
     done = False
     total_steps = (cfg.epochs - start_epoch + 1) * steps_per_epoch
     done_steps = 0
     try:
+        if main_proc and old_files:
+            for f in old_files:
+                f.unlink(missing_ok=True)
+            hooks.log(f"--overwrite: deleted the earlier run's files in {out}: {runfolder.describe(old_files)}")
+        if resume_path is None and main_proc:
+            with runfolder.uninterrupted():
+                init_manifest = save_checkpoint(
+                    out / "init.pt", model, head=head, head_spec=head_spec, train_run=run_id,
+                    lineage=[Step("init", technique=cfg.model, options=dict(cfg.model_options))])
+                wrote_init = True
+            init_sha = init_manifest.sha256
+        parent_sha = parent_sha or init_sha
         for epoch in range(start_epoch, cfg.epochs + 1):
             sampler.set_epoch(epoch)
             ddp_net.train()
@@ -284,17 +396,19 @@ def train(cfg: TrainConfig, ctx: RunContext | None = None, hooks: Hooks | None =
             if main_proc:
                 elapsed = time.perf_counter() - t0
                 train_state = {
-                    "epoch": epoch, "step": step, "init_sha256": init_sha,
+                    "epoch": epoch, "step": step, "init_sha256": init_sha, "train_run": run_id,
                     "optimizers": [o.state_dict() for o in optimizers],
                     "schedulers": [s.state_dict() for s in schedulers],
-                    "rng": torch.get_rng_state(), "config": lineage_opts,
+                    "rng": torch.get_rng_state(), "config": lineage_opts, "scaler": scaler.state_dict(),
                 }
-                save_checkpoint(out / f"epoch-{epoch:03d}.pt", model, head=head, head_spec=head_spec,
-                                train_state=train_state)
+                with runfolder.uninterrupted():
+                    save_checkpoint(out / f"epoch-{epoch:03d}.pt", model, head=head, head_spec=head_spec,
+                                    train_state=train_state, train_run=run_id)
+                    last_ckpt, epochs_written = out / f"epoch-{epoch:03d}.pt", epochs_written + 1
                 row = ctx.row("train", model=cfg.model, metric="loss", value=mean_loss,
                               dataset=str(dataset.source), protocol="train",
                               batch=cfg.batch_size, threads=torch.get_num_threads(),
-                              extra={"epoch": epoch, "step": step,
+                              extra={"epoch": epoch, "step": step, "train_run": run_id,
                                      "lr": schedulers[0].get_last_lr()[0],
                                      "images_per_s": seen / elapsed, "world_size": world,
                                      **({"loss_terms": {k: v / max(1, batches) for k, v in term_sums.items()}}
@@ -312,12 +426,22 @@ def train(cfg: TrainConfig, ctx: RunContext | None = None, hooks: Hooks | None =
             net.backbone.eval()
             prof = profile(model, input_size=tuple(model.preprocessing.size))
             technique = cfg.head if head is not None else "softmax"
-            save_checkpoint(final, model, head=head, head_spec=head_spec, profile=prof,
-                            lineage=[Step("train", technique=technique, options=lineage_opts,
-                                                 parent_sha256=parent_sha)])
+            with runfolder.uninterrupted():
+                save_checkpoint(final, model, head=head, head_spec=head_spec, profile=prof, train_run=run_id,
+                                lineage=[Step("train", technique=technique, options=lineage_opts,
+                                              parent_sha256=parent_sha)])
+                finished = True
         if distributed:
             dist.barrier()
         return result
+    except BaseException as exc:
+        if main_proc and not finished:
+            removed = []
+            if wrote_init and not epochs_written:  # nothing of this run is worth keeping: leave the folder as it was
+                removed = _remove_started_run(out, out_existed)
+            if isinstance(exc, KeyboardInterrupt):  # the CLI prints it: "fcbench: interrupted: <this>"
+                exc.args = (_interrupted_note(cfg, out, epoch, last_ckpt, removed, distributed),)
+        raise
     finally:
         if distributed and dist.is_initialized():
             dist.destroy_process_group()

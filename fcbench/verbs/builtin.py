@@ -35,6 +35,7 @@ TABLE_FORMATS = ("table", "json", "csv", "markdown")
 @dataclass
 class PluginsResult:
     plugins: list[Any] = field(default_factory=list)  # fcbench.plugins.PluginInfo
+    verbose: bool = False  # the plugins carry their details (options and defaults)
 
     def to_rows(self) -> list:
         return []
@@ -100,7 +101,7 @@ class ConvertResult:
 def run_plugins(cfg: PluginsConfig, ctx=None, hooks=None) -> PluginsResult:
     from fcbench.plugins import describe
 
-    return PluginsResult(describe(cfg.kind))
+    return PluginsResult(describe(cfg.kind, verbose=bool(cfg.verbose)), verbose=bool(cfg.verbose))
 
 
 def run_profile(cfg: ProfileConfig, ctx=None, hooks=None) -> ProfileResult:
@@ -153,6 +154,10 @@ def run_convert(cfg: ConvertConfig, ctx=None, hooks=None) -> ConvertResult:
         raise FcbenchError("--preprocessing is for Keras models; an fcbench checkpoint records its own")
     result.outcomes = convert(cfg.checkpoint, formats, cfg.out, cfg.options,
                               on_outcome=lambda o: hooks.event("outcome", o))
+    if result.outcomes and all(o.status == "skipped" for o in result.outcomes):  # asked to convert, did nothing
+        why = "; ".join(f"{o.format}: {o.reason}" for o in result.outcomes)
+        raise FcbenchError(f"convert: nothing converted: {why}; install an exporter (fcbench plugins --kind "
+                           "format) or pick --to another format")
     return result
 
 
@@ -181,7 +186,62 @@ def run_bench(cfg: BenchConfig, ctx=None, hooks=None):
     from fcbench.hooks import or_default
 
     hooks = or_default(hooks)
-    return bench(replace(cfg, artifacts=artifacts_only(cfg.artifacts, hooks.log)), ctx, hooks)
+    cfg.validate()
+    for a in cfg.artifacts:
+        _artifact_file(a, "bench")
+    if cfg.worker_logs and cfg.isolation == "subprocess" and not cfg.pipeline:
+        from fcbench.paths import output_dir
+
+        output_dir(cfg.worker_logs, "bench: --worker-logs")
+    cfg = replace(cfg, artifacts=artifacts_only(cfg.artifacts, hooks.log))
+    _some_cell_can_run(cfg)
+    result = bench(cfg, ctx, hooks)
+    if all(c.status == "skipped" for c in result.cells):  # skipped for a reason only running finds (precision)
+        raise FcbenchError("bench: nothing ran, every cell was skipped: " + _reasons(
+            f"{Path(c.artifact).name} on {c.backend}: {c.reason}" for c in result.cells)
+            + "; pick a --backend that loads these artifacts here (fcbench plugins --kind backend)")
+    return result
+
+
+def _some_cell_can_run(cfg: BenchConfig) -> None:
+    """Before anything runs: when no artifact x backend pair of the matrix can run here, say why (exit 2)
+    instead of a table of skipped cells."""
+    from fcbench.backends import expand, get_backend, why_not
+    from fcbench.benchmark.run import load_artifact
+
+    if not cfg.artifacts:
+        raise FcbenchError("bench: no artifact left to bench (manifests and companion files are read with their "
+                           "artifact); pass the artifact files, e.g. out/model.onnx")
+    specs = expand(cfg.backends)
+    reasons = []
+    for a in cfg.artifacts:
+        path, manifest = load_artifact(a, cfg)
+        for spec in specs:
+            if "all" in cfg.backends and manifest.format not in get_backend(spec.plugin).formats:
+                reasons.append(f"{path.name}: no installed backend loads {manifest.format}")
+                continue
+            why = why_not(spec, path, manifest)[1]
+            if not why:
+                return
+            reasons.append(f"{path.name} on {spec.label}: {why}")
+    raise FcbenchError("bench: nothing to run, every cell would be skipped: " + _reasons(reasons)
+                       + "; pick a --backend that loads these artifacts here (fcbench plugins --kind backend)")
+
+
+def _artifact_file(path: str, verb: str) -> Path:
+    """An artifact path a verb reads: one line for a missing file, a directory or an empty file."""
+    from fcbench.formats import artifact_formats
+    from fcbench.paths import input_file
+
+    suffixes = tuple(s for f in artifact_formats() for s in f.suffixes)
+    return input_file(path, "artifact", verb=verb, suffixes=suffixes,
+                      hint="convert writes artifacts beside the checkpoint, or in --out")
+
+
+def _reasons(reasons) -> str:
+    """Distinct reasons, in order, the first three (a matrix skipped for one cause says it once)."""
+    seen = list(dict.fromkeys(reasons))
+    return "; ".join(seen[:3]) + (f"; and {len(seen) - 3} more" if len(seen) > 3 else "")
 
 
 def run_inspect(cfg: InspectConfig, ctx=None, hooks=None) -> InspectResult:
@@ -192,6 +252,7 @@ def run_inspect(cfg: InspectConfig, ctx=None, hooks=None) -> InspectResult:
 
     hooks = or_default(hooks)
     cfg.validate()
+    _artifact_file(cfg.artifact, "inspect")
     path, manifest = load_artifact(cfg.artifact, BenchConfig(artifacts=[cfg.artifact],
                                                              infer_manifest=cfg.infer_manifest),
                                    lambda p, a: hooks.log(f"{p.name}: no manifest; assumed " + "; ".join(a)))
@@ -213,9 +274,18 @@ def run_results(cfg: ResultsConfig, ctx=None, hooks=None) -> ResultsResult:
     path = Path(cfg.store) if cfg.store else DEFAULT_STORE
     if not path.exists():
         raise FcbenchError(f"results store {path} does not exist yet; run a verb first or pass --store")
+    if path.is_dir():
+        raise FcbenchError(f"results store {path} is a directory; pass --store the .sqlite file in it, e.g. "
+                           f"{path / DEFAULT_STORE.name}")
     with Store(path) as s:
-        rows = s.query(run_id=None if cfg.run == "last" else cfg.run, last_run=cfg.run == "last", kind=cfg.kind,
-                       model=cfg.model, metric=cfg.metric, limit=cfg.limit)
+        run = None if cfg.run == "last" else cfg.run
+        rows = s.query(run_id=run, last_run=cfg.run == "last", kind=cfg.kind, model=cfg.model, metric=cfg.metric,
+                       limit=cfg.limit)
+        # nothing matched what was asked: say why (exit 2); a recipe's own run with no rows yet is no error
+        own_run = ctx is not None and bool(getattr(ctx, "recipe", "")) and run == getattr(ctx, "run_id", None)
+        if not rows and not own_run:
+            raise FcbenchError(s.why_empty({"run_id": run, "kind": cfg.kind, "model": cfg.model,
+                                            "metric": cfg.metric}))
     return ResultsResult(str(path), rows, title=cfg.title or f"results in {path}", pivot=bool(cfg.pivot))
 
 
@@ -236,7 +306,8 @@ _R = "fcbench.render.views"
 PLUGINS = Verb("plugins", PluginsConfig, run_plugins, "List installed plugins (built-in and third-party alike) "
                "and whether each can be used.", f"{_R}:plugins", ("table", "json"), stores=False, in_recipes=False)
 PROFILE = Verb("profile", ProfileConfig, run_profile, "Params, MACs and FLOPs (= 2 x MACs) of a model at an input "
-               "size.", f"{_R}:profile", ("table", "json"), stores=False)
+               "size, and the options it was built with. Every model's task, input size and options with their "
+               "defaults: fcbench plugins --kind model --verbose.", f"{_R}:profile", ("table", "json"), stores=False)
 TRAIN = Verb("train", TrainConfig, run_train, "Train a model (single process, or DDP under torchrun). Writes "
              "OUT/model.pt + manifest.", f"{_R}:train", ("table",))
 EVAL = Verb("eval", EvalConfig, run_eval, "Measure quality on a dataset, in PyTorch or through runtimes; rows go to "
