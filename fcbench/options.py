@@ -444,7 +444,7 @@ def check_format_options(fmt: str, declared: Any, values: dict[str, Any], key: s
     out: dict[str, Any] = {}
     for name, value in values.items():
         if name not in declared:
-            raise OptionError(f"{key} {fmt}.{name}", f"is not an option of {fmt}{suggest(str(name), names)}; "
+            raise OptionError(f"{key} {fmt}.{name}", f"is unknown{suggest(str(name), names)}; "
                                                      f"{fmt} options: {', '.join(names) or 'none'}")
         spec = declared[name] if isinstance(declared, Mapping) else None
         out[name] = (_check_value(value, spec.type, spec.meta(), f"{key} {fmt}.{name}")
@@ -461,7 +461,7 @@ def exporter_options(fmt: str, declared: Any, values: dict[str, Any] | None) -> 
     try:
         return check_format_options(fmt, declared, dict(values or {}))
     except OptionError as exc:
-        raise exc.at(f"{fmt} export") from None
+        raise exc.at(f"{fmt} export", f"option '{exc.key.partition('.')[2]}'") from None
 
 
 def as_dict(cfg: Any) -> dict[str, Any]:
