@@ -178,7 +178,6 @@ AMP = ("auto", "on", "off")
 HEADS = ("arcface", "cosface", "softmax")  # fcbench.models.heads.HEADS (a test keeps the two equal)
 PROTOCOLS = ("auto", "verification", "classification", "identification")
 PREPROCESSINGS = ("face", "imagenet", "cifar")  # fcbench.infer.PRESETS (a test keeps the two equal)
-ROW_KINDS = ("speed", "quality", "train", "compress")
 MAX_THREADS = 1024
 MAX_WORKERS = 256
 MAX_BATCH = 65536
@@ -724,7 +723,7 @@ class InspectConfig(Checked):
 @dataclass
 class ResultsConfig(Checked):
     run: str | None = opt(None, help="A run id, or 'last'")
-    kind: str | None = opt(None, choices=ROW_KINDS, help="speed, quality, train or compress")
+    kind: str | None = opt(None, help="speed, quality, train or compress")
     model: str | None = opt(None)
     metric: str | None = opt(None)
     limit: int | None = opt(None, min=1, help="Only the newest N rows")

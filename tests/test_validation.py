@@ -76,7 +76,6 @@ CLI_CASES = [
     (["profile", "r18", "--input-size", "big"], "--input-size must be sizes like 112 or 112x96"),
     (["profile", "r18", "-o", "input_size=[0,5]"], "--model-opt input_size must be sizes in 1..4096"),
     (["results", "--limit", "0"], "--limit must be >= 1"),
-    (["results", "--kind", "sped"], "--kind must be one of speed, quality, train, compress, got 'sped' (did you mean"),
     (["compress", "m.pt", "--technique", "x", "--threads", "0"], "--threads must be in [1, 1024]"),
     (["compress", "m.pt", "--technique", "x", "--seed", "-5"], "--seed must be in [0, 4294967295]"),
     (["inspect", "m.onnx", "--backend", "ort-cpu", "--threads", "0"], "--threads must be in [1, 1024]"),
