@@ -27,8 +27,10 @@ from fcbench.options import (
     ConvertConfig,
     EvalConfig,
     InspectConfig,
+    OptionError,
     ProfileConfig,
     TrainConfig,
+    check_options,
     from_mapping,
 )
 from fcbench.results.context import RunContext
@@ -41,6 +43,12 @@ def _options(cls: type, options: Any, kwargs: dict[str, Any], verb: str) -> Any:
         return from_mapping(cls, kwargs, verb)
     if not isinstance(options, cls):
         raise TypeError(f"{verb}: options must be a {cls.__name__}, got {type(options).__name__}")
+    try:  # checked again: fields may have been changed since the object was made
+        check_options(options)
+        if hasattr(options, "validate"):
+            options.validate()
+    except OptionError as exc:
+        raise exc.at(verb) from None
     return options
 
 

@@ -12,19 +12,42 @@ This module imports nothing heavy: ``fcbench --help`` reads it.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import functools
+import math
+import types
+import typing
+from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
-from fcbench.errors import FcbenchError, suggest
+from fcbench.errors import FcbenchError, first_line, suggest
+
+
+class OptionError(FcbenchError):
+    """A bad value for one option: ``key`` (the field name, maybe followed by a sub-key) and ``problem``
+    ("must be >= 1, got 0"). Each entry point says where: a recipe names its file and step, the command
+    line spells the key as its flag."""
+
+    def __init__(self, key: str, problem: str, where: str = "") -> None:
+        self.key, self.problem = key, problem
+        super().__init__(f"{where}: {key} {problem}" if where else f"{key} {problem}")
+
+    def at(self, where: str, key: str | None = None) -> OptionError:
+        return OptionError(key or self.key, self.problem, where)
 
 # --- parsers: CLI strings or recipe/library values -> the field's value ------------------------
 
 
-def _strings(value: Any) -> list[str]:
+def _strings(value: Any, what: str = "option") -> list[str]:
     if value is None:
         return []
-    return [value] if isinstance(value, str) else [str(v) for v in value]
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return [str(value)]
+    raise OptionError(what, f"must be a string or a list, got {value!r}")
 
 
 def parse_kv(value: Any, what: str = "option") -> dict[str, Any]:
@@ -35,62 +58,130 @@ def parse_kv(value: Any, what: str = "option") -> dict[str, Any]:
     import yaml
 
     out: dict[str, Any] = {}
-    for item in _strings(value):
+    if not isinstance(value, (str, list, tuple)) and value is not None:
+        raise OptionError(what, f"must be KEY=VALUE options or a mapping, got {value!r}")
+    for item in _strings(value, what):
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise FcbenchError(f"{what} '{item}' is not KEY=VALUE (e.g. {what} width=0.25)")
+            raise OptionError(what, f"'{item}' is not KEY=VALUE (e.g. width=0.25)")
         try:
             out[key.strip()] = yaml.safe_load(raw)
         except yaml.YAMLError as exc:
-            raise FcbenchError(f"{what} '{item}': value is not valid YAML ({exc})") from exc
+            raise OptionError(what, f"'{item}': value is not valid YAML ({first_line(exc)})") from exc
     return out
 
 
 def parse_list(value: Any, what: str = "option") -> list[str]:
     """Comma-separated and/or repeated: ``'a,b'``, ``['a', 'b,c']`` -> ``['a', 'b', 'c']``."""
-    return [part.strip() for item in _strings(value) for part in item.split(",") if part.strip()]
+    return [part.strip() for item in _strings(value, what) for part in item.split(",") if part.strip()]
 
 
 def parse_ints(value: Any, what: str = "option") -> list[int]:
-    if isinstance(value, (list, tuple)) and all(isinstance(v, int) for v in value):
+    if isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         return list(value)
     parts = parse_list(value, what)
     try:
         return [int(p) for p in parts]
     except ValueError as exc:
-        raise FcbenchError(f"{what} '{','.join(parts)}' must be comma-separated integers, e.g. 8,14,20") from exc
+        raise OptionError(what, f"must be comma-separated integers, e.g. 8,14,20, got '{','.join(parts)}'") from exc
 
 
-def parse_shape(value: Any, what: str = "--input-shape") -> list[int] | None:
+# inputs fcbench makes tensors of: each size at most MAX_SIZE, and at most MAX_ELEMENTS numbers in all
+MAX_SIZE = 4096
+MAX_ELEMENTS = 1 << 28  # 1 GiB of float32
+
+
+def check_sizes(sizes: list[int], what: str, example: str) -> list[int]:
+    """Sizes of an input (a shape, or H and W) that fcbench can build a tensor of: each in 1..MAX_SIZE and
+    MAX_ELEMENTS in all."""
+    total = 1
+    for s in sizes:
+        if not 1 <= s <= MAX_SIZE:
+            raise OptionError(what, f"must be sizes in 1..{MAX_SIZE} (e.g. {example}), got {s}")
+        total *= s
+    if total > MAX_ELEMENTS:
+        raise OptionError(what, f"{'x'.join(map(str, sizes))} is {total:,} values, more than the {MAX_ELEMENTS:,} "
+                                f"fcbench builds an input of")
+    return sizes
+
+
+def _int_list(value: Any, what: str, example: str) -> list[int]:
+    items = value if isinstance(value, (list, tuple)) else str(value).lower().replace(",", "x").split("x")
+    try:
+        out = []
+        for v in items:
+            if isinstance(v, bool) or (isinstance(v, float) and not v.is_integer()):
+                raise ValueError(v)
+            out.append(int(v.strip()) if isinstance(v, str) else int(v))
+        return out
+    except (TypeError, ValueError) as exc:
+        raise OptionError(what, f"must be sizes like {example}, got {value!r}") from exc
+
+
+def parse_input_size(value: Any, what: str = "input_size") -> list[int] | None:
+    """A model's input size: ``112``, ``'112x96'`` or ``[112, 96]`` -> ``[H, W]``, each in 1..MAX_SIZE."""
     if value in (None, "", []):
         return None
-    if isinstance(value, (list, tuple)):
-        shape = [int(v) for v in value]
-    else:
-        try:
-            shape = [int(p) for p in str(value).lower().replace(",", "x").split("x")]
-        except ValueError as exc:
-            raise FcbenchError(f"{what} '{value}' must be like 1x3x112x112") from exc
-    if len(shape) != 4 or min(shape) < 1:
-        raise FcbenchError(f"{what} '{value}' must be 4 positive sizes, like 1x3x112x112")
-    return shape
+    sizes = _int_list(value, what, "112 or 112x96")
+    if len(sizes) not in (1, 2):
+        raise OptionError(what, f"must be H or HxW, e.g. 112 or 112x96, got {value!r}")
+    return check_sizes([sizes[0], sizes[-1]], what, "112x96")
+
+
+def input_size_text(value: Any, what: str = "input_size") -> str | None:
+    """``112``, ``'112x96'`` or ``[112, 96]``, checked, as ``'112x96'`` text."""
+    sizes = parse_input_size(value, what)
+    return "x".join(map(str, sizes)) if sizes else None
+
+
+def parse_model_options(value: Any, what: str = "model_options") -> dict[str, Any]:
+    """Model options KEY=VALUE; ``input_size``, the one every model takes, is checked for a sane size."""
+    out = parse_kv(value, what)
+    if out.get("input_size") is not None:
+        size = out["input_size"]
+        checked = parse_input_size(size, f"{what} input_size")
+        out["input_size"] = size if isinstance(size, int) and not isinstance(size, bool) else checked
+    return out
+
+
+def parse_shape(value: Any, what: str = "input_shape") -> list[int] | None:
+    if value in (None, "", []):
+        return None
+    shape = _int_list(value, what, "1x3x112x112")
+    if len(shape) != 4:
+        raise OptionError(what, f"must be 4 sizes, like 1x3x112x112, got {value!r}")
+    return check_sizes(shape, what, "1x3x112x112")
 
 
 def parse_format_options(value: Any, what: str = "--opt") -> dict[str, dict[str, Any]]:
     """``['onnx.opset=17']`` -> ``{'onnx': {'opset': 17}}``; a mapping of mappings is taken as it is."""
     if isinstance(value, dict):
-        return {str(k): dict(v) if isinstance(v, dict) else v for k, v in value.items()}
+        for k, v in value.items():
+            if not isinstance(v, dict):
+                raise OptionError(what, f"are {{format: {{key: value}}}} (FORMAT.KEY=VALUE on the command line); "
+                                        f"'{k}' is {v!r}, not a mapping")
+        return {str(k): dict(v) for k, v in value.items()}
     out: dict[str, dict[str, Any]] = {}
     for key, v in parse_kv(value, what).items():
         fmt, dot, k = key.partition(".")
         if not dot or not fmt or not k:
-            raise FcbenchError(f"{what} {key}: write FORMAT.KEY=VALUE, e.g. {what} onnx.opset=17")
+            raise OptionError(what, f"'{key}': write FORMAT.KEY=VALUE, e.g. onnx.opset=17")
         out.setdefault(fmt, {})[k] = v
     return out
 
 
 PRECISIONS = ("f32", "bf16", "f16", "int8")
 ISOLATIONS = ("subprocess", "inprocess")
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("step", "cosine", "constant")
+AMP = ("auto", "on", "off")
+HEADS = ("arcface", "cosface", "softmax")  # fcbench.models.heads.HEADS (a test keeps the two equal)
+PROTOCOLS = ("auto", "verification", "classification", "identification")
+PREPROCESSINGS = ("face", "imagenet", "cifar")  # fcbench.infer.PRESETS (a test keeps the two equal)
+MAX_THREADS = 1024
+MAX_WORKERS = 256
+MAX_BATCH = 65536
+MAX_SEED = 2**32 - 1  # numpy's seeds are 0 .. 2**32 - 1
 _PRECISION_ALIASES = {"fp32": "f32", "fp16": "f16", "float32": "f32", "float16": "f16", "i8": "int8"}
 
 
@@ -102,11 +193,22 @@ def normalize_precision(p: Any, what: str = "--precision") -> str | None:
 
 def opt(default: Any = MISSING, *, help: str = "", flags: tuple[str, ...] = (),  # noqa: A002
         parse: Callable[..., Any] | None = None, argument: bool = False, cli: bool = True,
-        default_factory: Any = MISSING, metavar: str | None = None) -> Any:
+        default_factory: Any = MISSING, metavar: str | None = None,
+        min: float | None = None, max: float | None = None,  # noqa: A002
+        gt: float | None = None, lt: float | None = None, range: tuple[float, float] | None = None,  # noqa: A002
+        choices: tuple[str, ...] | None = None, item_min: float | None = None) -> Any:
     """A verb option. ``flags`` are extra spellings on the command line (the field's own name with
     dashes always works: ``min_seconds`` is ``--min-seconds``); ``argument`` makes it positional;
-    ``cli=False`` keeps it out of the command line (library and recipes only)."""
-    meta = {"help": help, "flags": flags, "parse": parse, "argument": argument, "cli": cli, "metavar": metavar}
+    ``cli=False`` keeps it out of the command line (library and recipes only).
+
+    What values it takes, checked by :func:`check_options` wherever options are made (command line,
+    recipe, library): the field's type (``int``, ``float``, ``bool``, ``str``, lists, ``X | None``);
+    ``min``/``max`` (inclusive), ``gt``/``lt`` (exclusive) or ``range=(min, max)`` for numbers;
+    ``choices`` for a string; ``item_min`` for each number of a list."""
+    if range is not None:
+        min, max = range  # noqa: A001
+    meta = {"help": help, "flags": flags, "parse": parse, "argument": argument, "cli": cli, "metavar": metavar,
+            "min": min, "max": max, "gt": gt, "lt": lt, "choices": choices, "item_min": item_min}
     if default_factory is not MISSING:
         return field(default_factory=default_factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -116,32 +218,249 @@ def option_names(cls: type) -> list[str]:
     return [f.name for f in fields(cls) if not f.name.startswith("_")]
 
 
+def flag(cls: type, key: str) -> str:
+    """How the command line spells option ``key`` (``batch_size`` -> ``--batch-size``, ``backends`` ->
+    ``--backend``); a key that is not a field (``model_options input_size``) keeps its tail."""
+    name, _, rest = key.partition(" ")
+    by_name = {f.name: f for f in fields(cls)}
+    if name not in by_name:
+        return key
+    md = by_name[name].metadata
+    if md.get("argument"):
+        spelled = name.upper()
+    else:
+        long = [f for f in md.get("flags", ()) if f.startswith("--")]
+        spelled = long[0] if long else "--" + name.replace("_", "-")
+    return f"{spelled} {rest}" if rest else spelled
+
+
+# --- checking values: one function for the command line, recipes and the library ----------------
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(cls)
+    except Exception:  # a plugin's annotations that do not resolve: its values are taken as they are
+        return {}
+
+
+def _split_optional(hint: Any) -> tuple[Any, bool]:
+    origin = typing.get_origin(hint)
+    if origin is typing.Union or origin is types.UnionType:
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return (args[0] if len(args) == 1 else Any), len(args) < len(typing.get_args(hint))
+    return hint, False
+
+
+def _bounds(md: Mapping[str, Any]) -> str:
+    lo = md.get("min") if md.get("min") is not None else md.get("gt")
+    hi = md.get("max") if md.get("max") is not None else md.get("lt")
+    if lo is not None and hi is not None:
+        return (f"in {'[' if md.get('min') is not None else '('}{lo}, {hi}"
+                f"{']' if md.get('max') is not None else ')'}")
+    if lo is not None:
+        return f">= {lo}" if md.get("min") is not None else f"> {lo}"
+    if hi is not None:
+        return f"<= {hi}" if md.get("max") is not None else f"< {hi}"
+    return ""
+
+
+def _in_bounds(v: float, md: Mapping[str, Any]) -> bool:
+    return not ((md.get("min") is not None and v < md["min"]) or (md.get("max") is not None and v > md["max"])
+                or (md.get("gt") is not None and v <= md["gt"]) or (md.get("lt") is not None and v >= md["lt"]))
+
+
+def _number(value: Any, kind: type, key: str) -> Any:
+    """``value`` as an int or a finite float; strings that spell one are read (the command line's values,
+    a recipe's ``lr: 1e-3``, which YAML reads as a string); anything else is one error naming the type."""
+    want = "an integer" if kind is int else "a number"
+    v = value
+    if isinstance(v, str):
+        try:
+            v = int(v.strip()) if kind is int else float(v.strip())
+        except ValueError:
+            raise OptionError(key, f"must be {want}, got {value!r}") from None
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise OptionError(key, f"must be {want}, got {value!r}")
+    if kind is int:
+        if isinstance(v, float):
+            if not v.is_integer():
+                raise OptionError(key, f"must be {want}, got {value!r}")
+            v = int(v)
+        return v
+    v = float(v)
+    if not math.isfinite(v):
+        raise OptionError(key, f"must be a finite number, got {value!r}")
+    return v
+
+
+def _check_value(value: Any, hint: Any, md: Mapping[str, Any], key: str) -> Any:
+    """One field's value checked (and read from a string where the type says how) against its type and
+    the field's limits; returns the value to keep."""
+    base, optional = _split_optional(hint)
+    if value is None:
+        if optional or base is Any:
+            return None
+        raise OptionError(key, "must be given (it has no 'none' value)")
+    origin = typing.get_origin(base) or base
+    if base is Any:
+        if md.get("choices") and value not in md["choices"]:
+            raise OptionError(key, f"must be one of {', '.join(map(str, md['choices']))}, got {value!r}")
+        return value
+    if base in (int, float):
+        v = _number(value, base, key)
+        if not _in_bounds(v, md):
+            raise OptionError(key, f"must be {_bounds(md)}, got {v}")
+        return v
+    if base is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise OptionError(key, f"must be true or false, got {value!r}")
+    if base is str:
+        choices = md.get("choices")
+        if isinstance(value, bool) and choices and {"on", "off"} <= set(choices):
+            value = "on" if value else "off"  # YAML 1.1 reads a bare on/off as true/false
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)  # a run id or a name YAML read as a number
+        elif not isinstance(value, str):
+            raise OptionError(key, f"must be a string, got {value!r}")
+        if choices and value not in choices:
+            raise OptionError(key, f"must be one of {', '.join(choices)}, got '{value}'{suggest(value, choices)}")
+        return value
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise OptionError(key, f"must be a list, got {value!r}")
+        (item,) = typing.get_args(base) or (Any,)
+        out = []
+        for i, v in enumerate(value):
+            if item in (int, float):
+                v = _number(v, item, f"{key}[{i}]")
+                if md.get("item_min") is not None and v < md["item_min"]:
+                    raise OptionError(key, f"values must be >= {md['item_min']}, got {v}")
+            elif item is str and not isinstance(v, str):
+                raise OptionError(f"{key}[{i}]", f"must be a string, got {v!r}")
+            out.append(v)
+        return out
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise OptionError(key, f"must be a mapping of KEY: VALUE, got {value!r}")
+        return value
+    return value
+
+
+_TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
+
+
+def check_options(cfg: Any) -> Any:
+    """Every field of a verb's options read through its parser, checked against its type and limits
+    (see :func:`opt`), in place. Raises :class:`OptionError` naming the field; the caller says where.
+    Options dataclasses call it when they are made, so the command line, recipes and the library check
+    alike; it imports nothing heavy."""
+    hints = _hints(type(cfg))
+    for f in fields(cfg):
+        if f.name.startswith("_"):
+            continue
+        value = getattr(cfg, f.name)
+        parse = f.metadata.get("parse")
+        if parse is not None and value is not None:
+            value = parse(value, f.name)
+        setattr(cfg, f.name, _check_value(value, hints.get(f.name, Any), f.metadata, f.name))
+    return cfg
+
+
+class Checked:
+    """Base of the built-in options dataclasses: :func:`check_options` runs when one is made (and on
+    ``dataclasses.replace``). A subclass's ``__post_init__`` calls ``super().__post_init__()`` first."""
+
+    def __post_init__(self) -> None:
+        try:
+            check_options(self)
+        except OptionError as exc:
+            raise exc.at(type(self).__name__) from None
+
+
 def from_mapping(cls: type, mapping: dict[str, Any], where: str) -> Any:
     """Build a verb's options from a mapping (a recipe step, or parsed command-line values): unknown
-    keys are one clear error naming the valid ones; each value goes through its field's parser."""
+    keys are one clear error naming the valid ones; each value goes through its field's parser and
+    :func:`check_options` (type and limits), then the options' own ``validate()``. Every error is one
+    line starting with ``where`` and naming the key."""
     names = option_names(cls)
-    values: dict[str, Any] = {}
-    by_name = {f.name: f for f in fields(cls)}
-    for key, value in mapping.items():
+    for key in mapping:
         if key not in names:
-            raise FcbenchError(f"{where}: unknown key '{key}'{suggest(key, names)}; valid keys: {', '.join(names)}")
-        parse = by_name[key].metadata.get("parse")
-        try:
-            values[key] = parse(value, key) if parse is not None and value is not None else value
-        except FcbenchError as exc:
-            raise FcbenchError(f"{where}: {exc}") from exc
+            raise FcbenchError(f"{where}: unknown key '{key}'{suggest(str(key), names)}; "
+                               f"valid keys: {', '.join(names)}")
     try:
-        cfg = cls(**values)
+        cfg = cls(**mapping)
+        if not isinstance(cfg, Checked):  # a plugin's plain dataclass: same checks
+            check_options(cfg)
+    except OptionError as exc:
+        raise exc.at(where) from None
+    except FcbenchError as exc:
+        raise FcbenchError(f"{where}: {exc}", exit_code=exc.exit_code) from None
     except TypeError as exc:
         raise FcbenchError(f"{where}: {exc}") from exc
     if hasattr(cfg, "validate"):
         try:
             cfg.validate()
+        except OptionError as exc:
+            raise exc.at(where) from None
         except FcbenchError as exc:
             if str(exc).startswith(where):
                 raise
-            raise FcbenchError(f"{where}: {exc}") from exc
+            raise FcbenchError(f"{where}: {exc}", exit_code=exc.exit_code) from None
     return cfg
+
+
+# --- exporter options (``--opt FORMAT.KEY=VALUE``): declared as plain data by each exporter ----------
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One option of an exporter: its type (``int``, ``float``, ``bool``, ``str`` or ``Any``), default and
+    limits, the same ones :func:`opt` takes. An exporter's ``options`` maps names to these (a plain tuple
+    of names still works: then only the names are checked)."""
+
+    type: Any
+    default: Any = None
+    help: str = ""
+    min: float | None = None
+    max: float | None = None
+    gt: float | None = None
+    lt: float | None = None
+    choices: tuple[Any, ...] | None = None
+
+    def meta(self) -> dict[str, Any]:
+        return {"min": self.min, "max": self.max, "gt": self.gt, "lt": self.lt, "choices": self.choices}
+
+
+def check_format_options(fmt: str, declared: Any, values: dict[str, Any], key: str = "options") -> dict[str, Any]:
+    """``values`` for format ``fmt`` checked against what its exporter ``declared`` (names, or names ->
+    :class:`OptionSpec`): an unknown name says the closest one; a value of the wrong type or out of range
+    names the option. Returns the values, with the declared defaults filled in. Raises
+    :class:`OptionError` (key ``options FORMAT.NAME``)."""
+    names = list(declared)
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        if name not in declared:
+            raise OptionError(f"{key} {fmt}.{name}", f"is unknown{suggest(str(name), names)}; "
+                                                     f"{fmt} options: {', '.join(names) or 'none'}")
+        spec = declared[name] if isinstance(declared, Mapping) else None
+        out[name] = (_check_value(value, spec.type, spec.meta(), f"{key} {fmt}.{name}")
+                     if isinstance(spec, OptionSpec) else value)
+    if isinstance(declared, Mapping):
+        for name, spec in declared.items():
+            if name not in out and isinstance(spec, OptionSpec) and spec.default is not None:
+                out[name] = spec.default
+    return out
+
+
+def exporter_options(fmt: str, declared: Any, values: dict[str, Any] | None) -> dict[str, Any]:
+    """:func:`check_format_options` for an exporter's ``export``: errors read ``FORMAT export: ...``."""
+    try:
+        return check_format_options(fmt, declared, dict(values or {}))
+    except OptionError as exc:
+        raise exc.at(f"{fmt} export", f"option '{exc.key.partition('.')[2]}'") from None
 
 
 def as_dict(cfg: Any) -> dict[str, Any]:
@@ -151,86 +470,71 @@ def as_dict(cfg: Any) -> dict[str, Any]:
 # --- the built-in verbs' options ----------------------------------------------------------------
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Checked):
     model: str = opt("r18", help="Model name (fcbench plugins --kind model)")
-    model_options: dict[str, Any] = opt(default_factory=dict, flags=("-o", "--model-opt"), parse=parse_kv,
+    model_options: dict[str, Any] = opt(default_factory=dict, flags=("-o", "--model-opt"), parse=parse_model_options,
                                         help="Model option KEY=VALUE, e.g. width=0.25")
     weights: str | None = opt(None, help="Start from these weights (fcbench checkpoint or plain state_dict)")
-    head: str = opt("arcface", help="arcface, cosface or softmax (ignored for classification models)")
+    head: str = opt("arcface", choices=HEADS, help="arcface, cosface or softmax (ignored for classification models)")
     head_options: dict[str, Any] = opt(default_factory=dict, flags=("--head-opt",), parse=parse_kv,
                                        help="Head option KEY=VALUE, e.g. s=64 m=0.5")
     data: Any = opt("synthetic:faces", help="Dataset: synthetic[:kind], NAME:PATH or a path")
     data_options: dict[str, Any] = opt(default_factory=dict, flags=("--data-opt",), parse=parse_kv,
                                        help="Dataset option KEY=VALUE")
-    epochs: int = opt(10)
-    batch_size: int = opt(64)
-    lr: float = opt(0.1)
-    head_lr: float | None = opt(None, help="Head optimizer lr (default: --lr); the head has its own optimizer")
-    optimizer: str = opt("sgd", help="sgd or adamw")
-    momentum: float = opt(0.9)
-    weight_decay: float = opt(5e-4)
-    schedule: str = opt("step", help="step, cosine or constant")
-    milestones: list[int] = opt(default_factory=list, parse=parse_ints,
+    epochs: int = opt(10, min=1)
+    batch_size: int = opt(64, range=(1, MAX_BATCH))
+    lr: float = opt(0.1, gt=0)
+    head_lr: float | None = opt(None, gt=0, help="Head optimizer lr (default: --lr); the head has its own optimizer")
+    optimizer: str = opt("sgd", choices=OPTIMIZERS, help="sgd or adamw")
+    momentum: float = opt(0.9, min=0, lt=1, help="SGD momentum, in [0, 1)")
+    weight_decay: float = opt(5e-4, range=(0, 1))
+    schedule: str = opt("step", choices=SCHEDULES, help="step, cosine or constant")
+    milestones: list[int] = opt(default_factory=list, parse=parse_ints, item_min=1,
                                 help="Epochs of x gamma steps, e.g. 8,14,20,25")
-    gamma: float = opt(0.1)
-    warmup_epochs: float = opt(0.0)
-    max_steps: int | None = opt(None, help="Stop after this many optimizer steps in total")
-    workers: int = opt(0, help="DataLoader worker processes")
-    seed: int = opt(0)
+    gamma: float = opt(0.1, gt=0, max=1, help="Learning-rate factor at each milestone, in (0, 1]")
+    warmup_epochs: float = opt(0.0, min=0)
+    max_steps: int | None = opt(None, min=1, help="Stop after this many optimizer steps in total")
+    workers: int = opt(0, range=(0, MAX_WORKERS), help="DataLoader worker processes")
+    seed: int = opt(0, range=(0, MAX_SEED))
     out: str = opt("runs/train", help="Output folder for the run's checkpoints; one run per folder: a folder "
                                       "that holds another run is refused (see --resume, --overwrite)")
     resume: str | None = opt(None, help="'auto' (continue the run in --out from its latest epoch; start it if there "
                                         "is none) or an epoch checkpoint; the options must be the run's")
     overwrite: bool = opt(False, help="Delete the run already in --out (init.pt, epoch-*.pt, model.pt and their "
                                       "manifests) and start a new one")
-    amp: str = opt("auto", help="auto (on with CUDA), on, off")
+    amp: str = opt("auto", choices=AMP, help="auto (on with CUDA), on, off")
     device: str = opt("auto", help="auto, cpu, cuda, cuda:N")
-    threads: int | None = opt(None)
+    threads: int | None = opt(None, range=(1, MAX_THREADS))
 
     def validate(self) -> TrainConfig:
-        checks = [
-            (self.epochs >= 1, "epochs must be >= 1"),
-            (self.batch_size >= 1, "batch_size must be >= 1"),
-            (self.lr > 0, "lr must be > 0"),
-            (self.optimizer in ("sgd", "adamw"), f"optimizer must be sgd or adamw, got '{self.optimizer}'"),
-            (self.schedule in ("step", "cosine", "constant"),
-             f"schedule must be step, cosine or constant, got '{self.schedule}'"),
-            (self.amp in ("auto", "on", "off"), f"amp must be auto, on or off, got '{self.amp}'"),
-            (self.warmup_epochs >= 0, "warmup_epochs must be >= 0"),
-            (self.max_steps is None or self.max_steps >= 1, "max_steps must be >= 1"),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                raise FcbenchError(f"train: {msg}")
+        check_options(self)
+        if self.warmup_epochs > self.epochs:
+            raise OptionError("warmup_epochs", f"must be <= epochs ({self.epochs}), got {self.warmup_epochs}")
         return self
 
 
 @dataclass
-class PluginsConfig:
+class PluginsConfig(Checked):
     kind: str | None = opt(None, help="model, dataset, format, technique, backend, device or verb")
     verbose: bool = opt(False, flags=("-v",), help="Also list what each plugin takes: a model's task, input size "
                                                   "and options with defaults; a technique's or dataset's options")
 
 
 @dataclass
-class ProfileConfig:
+class ProfileConfig(Checked):
     model: str = opt("", argument=True, help="Model name, e.g. r18, mbf, resnet18")
-    model_options: dict[str, Any] = opt(default_factory=dict, flags=("-o", "--model-opt"), parse=parse_kv,
+    model_options: dict[str, Any] = opt(default_factory=dict, flags=("-o", "--model-opt"), parse=parse_model_options,
                                         help="Model option KEY=VALUE (repeatable)")
-    input_size: str | None = opt(None, help="H or HxW; default: the model's own")
+    input_size: str | None = opt(None, parse=input_size_text,
+                                 help=f"H or HxW (each 1..{MAX_SIZE}); default: the model's own")
 
     def size(self) -> tuple[int, int] | None:
-        if not self.input_size:
-            return None
-        try:
-            parts = [int(p) for p in str(self.input_size).lower().split("x")]
-        except ValueError as exc:
-            raise FcbenchError(f"--input-size '{self.input_size}' must be H or HxW, e.g. 112 or 112x96") from exc
-        return parts[0], parts[-1]
+        sizes = parse_input_size(self.input_size, "input_size")
+        return (sizes[0], sizes[1]) if sizes else None
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(Checked):
     """``checkpoints`` x ``backends`` is the matrix ``fcbench eval`` runs; ``checkpoint``/``backend`` name
     one cell (what :func:`fcbench.evaluation.evaluate` runs) and fill the lists when those are empty."""
 
@@ -238,27 +542,29 @@ class EvalConfig:
                                  help="fcbench checkpoint (.pt), a plain state_dict with --model, or converted "
                                       "artifacts (.onnx .tflite .xml .ptl .pte)")
     model: str | None = opt(None, help="Architecture of a plain state_dict")  # e.g. insightface backbone.pth
-    model_options: dict[str, Any] = opt(default_factory=dict, flags=("-o", "--model-opt"), parse=parse_kv,
+    model_options: dict[str, Any] = opt(default_factory=dict, flags=("-o", "--model-opt"), parse=parse_model_options,
                                         help="Model option KEY=VALUE (with --model)")
     data: Any = opt("synthetic:pairs", help="Dataset: synthetic[:kind], NAME:PATH or a path")
     data_options: dict[str, Any] = opt(default_factory=dict, flags=("--data-opt",), parse=parse_kv,
                                        help="Dataset option KEY=VALUE")
-    protocol: str = opt("auto", help="auto, verification, classification, identification")
-    batch_size: int = opt(64)
-    nfolds: int = opt(10, help="Folds of the verification protocol")
-    workers: int = opt(0)
-    threads: int | None = opt(None)
+    protocol: str = opt("auto", choices=PROTOCOLS, help="auto, verification, classification, identification")
+    batch_size: int = opt(64, range=(1, MAX_BATCH))
+    nfolds: int = opt(10, range=(1, 1000), help="Folds of the verification protocol (1: train and test on all)")
+    workers: int = opt(0, range=(0, MAX_WORKERS))
+    threads: int | None = opt(None, range=(1, MAX_THREADS))
     backends: list[str] = opt(default_factory=list, flags=("--backend",), parse=parse_list,
                               help="Runtime(s) for artifacts, comma-separated (profiles or plugin:variant); "
                                    "default: each format's own (onnxruntime:cpu, tflite:xnnpack, ...)")
     infer_manifest: bool = opt(False, help="Artifact without a manifest: infer one")
-    max_drop: float | None = opt(None, help="Fail (exit 1) when the headline metric (accuracy, top-1, rank-1) is "
-                                            "more than this many percentage points below the float parent's")
+    max_drop: float | None = opt(None, range=(0, 100),
+                                 help="Fail (exit 1) when the headline metric (accuracy, top-1, rank-1) is "
+                                      "more than this many percentage points below the float parent's")
     roc: str | None = opt(None, help="Verification: write the whole ROC (far,tar,threshold) to this CSV file")
     checkpoint: str = opt("", cli=False)
     backend: str | None = opt(None, cli=False)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.checkpoint and not self.checkpoints:
             self.checkpoints = [self.checkpoint]
         if self.backend and not self.backends:
@@ -267,10 +573,9 @@ class EvalConfig:
     def validate(self) -> EvalConfig:
         from pathlib import Path
 
+        check_options(self)
         if not self.checkpoints and not self.checkpoint:
             raise FcbenchError("eval: give a checkpoint or artifact to evaluate")
-        if self.max_drop is not None and self.max_drop < 0:
-            raise FcbenchError(f"--max-drop must be >= 0 percentage points, got {self.max_drop}")
         if self.roc is not None:
             if len(self.checkpoints) != 1 or len(self.backends) > 1:
                 raise FcbenchError("--roc writes one curve: give one artifact and one backend")
@@ -282,7 +587,7 @@ class EvalConfig:
 
 
 @dataclass
-class ConvertConfig:
+class ConvertConfig(Checked):
     checkpoint: str = opt("", argument=True, help="fcbench checkpoint (.pt with its manifest), or a Keras model "
                                                    "(.keras, .h5, SavedModel folder) for --to tflite")
     to: list[str] = opt(default_factory=lambda: ["all"], parse=parse_list,
@@ -292,7 +597,8 @@ class ConvertConfig:
     options: dict[str, dict[str, Any]] = opt(default_factory=dict, flags=("--opt",), parse=parse_format_options,
                                              help="Exporter option FORMAT.KEY=VALUE, e.g. onnx.opset=17, "
                                                   "tflite.optimize=latency (Keras)")
-    preprocessing: str | None = opt(None, help="Keras models: face, imagenet or cifar (default: by input size)")
+    preprocessing: str | None = opt(None, choices=PREPROCESSINGS,
+                                    help="Keras models: face, imagenet or cifar (default: by input size)")
     check: bool = opt(False, help="Write nothing: list, per format, every op it will not take, with where it "
                                   "comes from in the model")
 
@@ -301,67 +607,76 @@ class ConvertConfig:
 
         if not self.checkpoint:
             raise FcbenchError("convert: 'checkpoint' is required")
+        check_options(self)
         formats = parse_formats(self.to)
-        for fmt, opts in (self.options or {}).items():
-            if fmt not in formats or not isinstance(opts, dict):
-                raise FcbenchError(f"convert: options are {{format: {{key: value}}}} (--opt FORMAT.KEY=VALUE) for the "
-                                   f"formats in 'to' ({', '.join(formats)}); got '{fmt}'")
+        for fmt, opts in self.options.items():
+            if fmt not in formats:
+                raise OptionError(f"options {fmt}", f"names no format in 'to' ({', '.join(formats)})"
+                                                    f"{suggest(fmt, formats)}; options are FORMAT.KEY=VALUE for the "
+                                                    "formats in 'to'")
+            checked = check_format_options(fmt, self.declared_options(fmt), opts)
+            self.options[fmt] = {k: checked[k] for k in opts}  # read as typed (a YAML 'true' string is True)
         return self
+
+    def declared_options(self, fmt: str) -> Any:
+        """What format ``fmt``'s exporter declares it takes (a Keras model's tflite conversion its own);
+        imports the exporter's module, which imports no torch."""
+        from fcbench.conversion import exporter_class, is_keras_source
+
+        if fmt == "tflite" and is_keras_source(self.checkpoint):
+            from fcbench.conversion.tflite import KERAS_OPTIONS
+
+            return KERAS_OPTIONS
+        return exporter_class(fmt).options
 
 
 @dataclass
-class BenchConfig:
+class BenchConfig(Checked):
     artifacts: list[str] = opt(default_factory=list, argument=True, parse=parse_list,
                                help="Artifacts (files with a manifest), e.g. out/model.onnx")
     backends: list[str] = opt(default_factory=lambda: ["all"], flags=("--backend",), parse=parse_list,
                               help="Comma-separated profiles, plugin:variant, or all")
-    threads: int | None = opt(None, help="Threads per runtime (default: all cores)")
-    warmup: int = opt(10, help="Untimed queries before timing")
-    runs: int = opt(50, help="Minimum timed queries")
-    min_seconds: float = opt(1.0, help="Minimum timed duration")
-    max_seconds: float | None = opt(None, help="Stop once runs are met and this passed")
-    batch: int = opt(1)
+    threads: int | None = opt(None, range=(1, MAX_THREADS), help="Threads per runtime (default: all cores)")
+    warmup: int = opt(10, min=0, help="Untimed queries before timing")
+    runs: int = opt(50, min=1, help="Minimum timed queries")
+    min_seconds: float = opt(1.0, min=0, help="Minimum timed duration")
+    max_seconds: float | None = opt(None, gt=0, help="Stop once runs are met and this passed")
+    batch: int = opt(1, range=(1, MAX_SIZE))
     infer_manifest: bool = opt(False, help="Artifacts without a manifest: infer one from the file, print what was "
                                            "assumed")
-    preprocessing: str | None = opt(None, help="With --infer-manifest: face, imagenet or cifar")
+    preprocessing: str | None = opt(None, choices=PREPROCESSINGS, help="With --infer-manifest: face, imagenet or cifar")
     input_shape: list[int] | None = opt(None, parse=parse_shape,
                                         help="With --infer-manifest: e.g. 1x3x112x112 (for .ptl/.pte)")
-    require_placement: float | None = opt(None, help="Fail a cell whose requested device/delegate ran less than "
-                                                     "this fraction of the nodes (0..1), naming the first that fell "
-                                                     "back")
-    precision: str | None = opt(None, parse=normalize_precision,
+    require_placement: float | None = opt(None, range=(0, 1),
+                                          help="Fail a cell whose requested device/delegate ran less than "
+                                               "this fraction of the nodes (0..1), naming the first that fell back")
+    precision: str | None = opt(None, parse=normalize_precision, choices=PRECISIONS,
                                 help="Ask each runtime for f32, bf16, f16 or int8; one that cannot honour it is "
                                      "skipped, saying what it can")
     pipeline: bool = opt(False, help="Also time what an app sees per image: read, decode, preprocess, infer, "
                                      "postprocess (needs --images)")
     images: str | None = opt(None, help="Folder of JPEG/PNG images for --pipeline")
-    isolation: str = opt("subprocess", help="subprocess: each cell in a fresh bench worker process (python -m "
-                                            "fcbench.worker) on the local device; inprocess: in this process. "
-                                            "--pipeline always runs in-process")
+    isolation: str = opt("subprocess", choices=ISOLATIONS,
+                         help="subprocess: each cell in a fresh bench worker process (python -m "
+                              "fcbench.worker) on the local device; inprocess: in this process. "
+                              "--pipeline always runs in-process")
     in_process: bool = opt(False, help="Same as --isolation inprocess")
     worker_logs: str | None = opt(None, help="Where a failed worker's stdout, stderr and output are kept "
                                              "(default: results/worker-logs)")
-    worker_timeout: float | None = opt(None, help="Fail a cell whose bench worker runs longer than this many "
+    worker_timeout: float | None = opt(None, gt=0, help="Fail a cell whose bench worker runs longer than this many "
                                                   "seconds (load, warm-up and timing together); default: no limit")
     _images: Any = field(default=None, repr=False)  # --images, read once by bench()
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.in_process:
             self.isolation = "inprocess"
 
     def validate(self) -> BenchConfig:
-        for ok, msg in [(self.warmup >= 0, "--warmup must be >= 0"), (self.runs >= 1, "--runs must be >= 1"),
-                        (self.min_seconds >= 0, "--min-seconds must be >= 0"),
-                        (self.batch >= 1, "--batch must be >= 1"),
-                        (self.threads is None or self.threads >= 1, "--threads must be >= 1"),
-                        (self.worker_timeout is None or self.worker_timeout > 0, "--worker-timeout must be > 0"),
-                        (self.isolation in ISOLATIONS,
-                         f"--isolation must be one of {', '.join(ISOLATIONS)}, got '{self.isolation}'"),
-                        (self.precision is None or self.precision in PRECISIONS,
-                         f"--precision must be one of {', '.join(PRECISIONS)}, got '{self.precision}'"),
-                        (self.require_placement is None or 0 <= self.require_placement <= 1,
-                         f"--require-placement must be a fraction in [0, 1], got {self.require_placement}"),
-                        (bool(self.artifacts), "give at least one artifact"),
+        check_options(self)
+        if self.input_shape is not None:
+            check_sizes([self.batch, *self.input_shape[1:]], "batch", "--batch 1 with --input-shape 1x3x112x112")
+        for ok, msg in [(bool(self.artifacts), "give at least one artifact"),
                         (not self.pipeline or bool(self.images), "--pipeline needs --images DIR (JPEG/PNG files)"),
                         (self.pipeline or not self.images, "--images is for --pipeline")]:
             if not ok:
@@ -370,43 +685,48 @@ class BenchConfig:
 
 
 @dataclass
-class CompressConfig:
+class CompressConfig(Checked):
     checkpoint: str = opt("", argument=True, help="fcbench checkpoint (.pt with its manifest)")
     technique: str = opt("", help="A technique plugin (fcbench plugins --kind technique)")
     options: dict[str, Any] = opt(default_factory=dict, flags=("--opt",), parse=parse_kv,
                                   help="Technique option KEY=VALUE (repeatable)")
     out: str | None = opt(None, help="Output checkpoint (default: <stem>-<technique>.pt beside the input)")
-    threads: int | None = opt(None)
-    seed: int = opt(0)
+    threads: int | None = opt(None, range=(1, MAX_THREADS))
+    seed: int = opt(0, range=(0, MAX_SEED))
 
     def validate(self) -> CompressConfig:
+        check_options(self)
         if not self.checkpoint:
             raise FcbenchError("compress: give the checkpoint to compress")
         if not self.technique:
             raise FcbenchError("compress: --technique is required (fcbench plugins --kind technique lists them)")
+        from fcbench.techniques import get_technique, parse_options
+
+        parse_options(get_technique(self.technique), self.options)  # unknown or mistyped options, before any work
         return self
 
 
 @dataclass
-class InspectConfig:
+class InspectConfig(Checked):
     artifact: str = opt("", argument=True, help="An artifact (with its manifest, or --infer-manifest)")
     backend: str = opt("", help="A profile or plugin:variant, e.g. tflite:xnnpack")
-    threads: int | None = opt(None)
+    threads: int | None = opt(None, range=(1, MAX_THREADS))
     infer_manifest: bool = opt(False, help="Infer a missing manifest from the file")
 
     def validate(self) -> InspectConfig:
+        check_options(self)
         if not self.backend:
             raise FcbenchError("inspect: --backend is required (a profile or plugin:variant, e.g. tflite:xnnpack)")
         return self
 
 
 @dataclass
-class ResultsConfig:
+class ResultsConfig(Checked):
     run: str | None = opt(None, help="A run id, or 'last'")
-    kind: str | None = opt(None, help="speed, quality or train")
+    kind: str | None = opt(None, help="speed, quality, train or compress")
     model: str | None = opt(None)
     metric: str | None = opt(None)
-    limit: int | None = opt(None, help="Only the newest N rows")
+    limit: int | None = opt(None, min=1, help="Only the newest N rows")
     store: str | None = opt(None, help="Results store (SQLite file). Default: results/fcbench.sqlite")
     pivot: bool = opt(False, help="Quality rows as one line per evaluated artifact, a column per metric")
     all_runs: bool = opt(False, cli=False)  # in a recipe: every run in the store, not only this recipe's
@@ -414,7 +734,7 @@ class ResultsConfig:
 
 
 @dataclass
-class RunConfig:
+class RunConfig(Checked):
     recipe: str = opt("", argument=True, help="Recipe YAML, e.g. recipes/quickstart.yaml")
     set: dict[str, Any] = opt(default_factory=dict, flags=("--set",), parse=parse_kv,
                               help="Override a recipe variable KEY=VALUE")

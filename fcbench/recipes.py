@@ -84,11 +84,16 @@ def recipe_verbs() -> dict[str, Any]:
     from fcbench.verbs import verbs
 
     return {name: v for name, v in verbs().items() if v.in_recipes}
+_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
 def _substitute(value: Any, variables: dict[str, Any], where: str) -> Any:
     """``${name}`` in strings becomes the variable's text; a value that is only ``${name}`` takes the
-    variable itself, keeping its type (``width: ${width}`` stays a number, ``layers: ${layers}`` a list)."""
+    variable itself, keeping its type (``width: ${width}`` stays a number, ``layers: ${layers}`` a list).
+    A reference to no variable, or a ``${...}`` that is not one (``${my-dir}``), is an error naming
+    ``where`` (file, step and key), so nothing reaches a step with ``${...}`` left in it."""
     if isinstance(value, str):
-        whole = re.fullmatch(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", value)
+        whole = _REF.fullmatch(value)
         if whole and whole.group(1) in variables:
             return variables[whole.group(1)]
 
@@ -99,12 +104,48 @@ def _substitute(value: Any, variables: dict[str, Any], where: str) -> Any:
                     f"{where}: unknown variable '${{{key}}}'{suggest(key, variables)}; define it under vars:")
             return str(variables[key])
 
-        return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", repl, value)
+        out = _REF.sub(repl, value)
+        bad = re.search(r"\$\{[^}]*\}?", _REF.sub("", value))
+        if bad:
+            raise FcbenchError(f"{where}: '{bad.group(0)}' is not a variable reference; a variable's name is "
+                               "letters, digits and _, as in ${out}")
+        return out
     if isinstance(value, list):
-        return [_substitute(v, variables, where) for v in value]
+        return [_substitute(v, variables, f"{where}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, dict):
-        return {k: _substitute(v, variables, where) for k, v in value.items()}
+        return {k: _substitute(v, variables, f"{where}.{k}") for k, v in value.items()}
     return value
+
+
+def _refs(value: Any) -> set[str]:
+    if isinstance(value, str):
+        return set(_REF.findall(value))
+    if isinstance(value, list):
+        return {r for v in value for r in _refs(v)}
+    if isinstance(value, dict):
+        return {r for v in value.values() for r in _refs(v)}
+    return set()
+
+
+def _resolve_vars(raw: dict[str, Any], path: Path, overridden: set[str]) -> dict[str, Any]:
+    """Variables whose values refer to other variables (``out: ${base}/x``), resolved; a reference to no
+    variable or a cycle is one error naming the variable."""
+    done: dict[str, Any] = {}
+
+    def resolve(name: str, chain: list[str]) -> None:
+        if name in done:
+            return
+        if name in chain:
+            raise FcbenchError(f"{path}: vars: {' -> '.join([*chain, name])}: a variable refers to itself")
+        for ref in _refs(raw[name]):
+            if ref in raw:
+                resolve(ref, [*chain, name])
+        where = f"{path}: --set {name}" if name in overridden else f"{path}: vars: {name}"
+        done[name] = _substitute(raw[name], done, where)
+
+    for name in raw:
+        resolve(name, [])
+    return done
 
 
 def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:
@@ -125,12 +166,20 @@ def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Re
         if key not in _TOP_KEYS:
             raise FcbenchError(
                 f"{path}: unknown key '{key}'{suggest(str(key), _TOP_KEYS)}; valid: {', '.join(_TOP_KEYS)}")
-    variables = dict(doc.get("vars") or {})
+    for key in ("vars", "defaults"):
+        if not isinstance(doc.get(key) or {}, dict):
+            raise FcbenchError(f"{path}: '{key}' must be a mapping of NAME: VALUE")
+    variables = {str(k): v for k, v in (doc.get("vars") or {}).items()}
+    for key in variables:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise FcbenchError(f"{path}: vars: '{key}' cannot be referred to; a variable's name is letters, digits "
+                               "and _")
     for key in overrides or {}:
         if key not in variables:
             raise FcbenchError(
                 f"{path}: --set {key}: no such variable{suggest(key, variables)}; vars: {', '.join(variables)}")
     variables.update(overrides or {})
+    variables = _resolve_vars(variables, path, set(overrides or {}))
     defaults = doc.get("defaults") or {}
     steps = doc.get("steps")
     verbs = recipe_verbs()
@@ -153,7 +202,7 @@ def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Re
         step_keys = [k for k in STEP_KEYS if k not in names and (k != "store" or verb.stores)]
         merged = {k: v for k, v in defaults.items() if k in names or k in step_keys}
         merged.update(opts)
-        merged = _substitute(merged, variables, where)
+        merged = {k: _substitute(v, variables, f"{where}: {k}") for k, v in merged.items()}
         extra = {k: merged.pop(k) for k in step_keys if k in merged}
         fmt = str(extra.get("format", "table"))
         if fmt not in verb.formats:

@@ -130,7 +130,7 @@ steps:
     "step, needle",
     [
         ("  - bench: {artifacts: x.onnx, backend: all}\n", "unknown key 'backend' (did you mean 'backends'?)"),
-        ("  - bench: {artifacts: x.onnx, require_placement: 2}\n", "--require-placement must be a fraction"),
+        ("  - bench: {artifacts: x.onnx, require_placement: 2}\n", "require_placement must be in [0, 1]"),
         ("  - convert: {checkpoint: m.pt, to: 'onnx,tflit'}\n", "tflit"),
         ("  - convert: {checkpoint: m.pt, to: onnx, options: {tflite: {nhwc: true}}}\n", "formats in 'to'"),
         ("  - convert: {to: onnx}\n", "'checkpoint' is required"),

@@ -11,8 +11,9 @@ from typing import Any
 import click
 
 from fcbench.errors import FcbenchError
+from fcbench.options import Checked, OptionError, check_options, flag
 
-_MULTI_PARSERS = ("parse_kv", "parse_list", "parse_ints", "parse_format_options")
+_MULTI_PARSERS = ("parse_kv", "parse_list", "parse_ints", "parse_format_options", "parse_model_options")
 
 
 def _base_type(hint: Any) -> Any:
@@ -45,10 +46,11 @@ def _params(config: type) -> list[click.Parameter]:
             params.append(click.Option(decls, multiple=True, help=help_text, metavar=md.get("metavar")))
         else:
             default = f.default if f.default is not MISSING else None
-            typ = {int: int, float: float}.get(base, str)
+            # numbers arrive as text and are read and range-checked by options.check_options, so a bad
+            # value is the same one-line error as in a recipe
+            metavar = md.get("metavar") or {int: "INTEGER", float: "FLOAT"}.get(base)
             shown = f"  [default: {default}]" if default not in (None, "") else ""
-            params.append(click.Option(decls, type=typ, default=None, help=help_text + shown,
-                                       metavar=md.get("metavar")))
+            params.append(click.Option(decls, type=str, default=None, help=help_text + shown, metavar=metavar))
     return params
 
 
@@ -60,8 +62,7 @@ def _values(config: type, raw: dict[str, Any]) -> dict[str, Any]:
         if value is None or value == ():
             continue
         parse = by_name[name].metadata.get("parse")
-        flag = "--" + name.replace("_", "-")
-        out[name] = parse(list(value) if isinstance(value, tuple) else value, flag) if parse else (
+        out[name] = parse(list(value) if isinstance(value, tuple) else value, name) if parse else (
             list(value) if isinstance(value, tuple) else value)
     return out
 
@@ -82,9 +83,14 @@ def command(verb) -> click.Command:
         store = raw.pop("store", None) if verb.stores else None
         if fmt not in verb.formats:
             raise FcbenchError(f"--format must be one of {', '.join(verb.formats)}, got '{fmt}'")
-        cfg = verb.config(**_values(verb.config, raw))
-        if hasattr(cfg, "validate"):
-            cfg.validate()
+        try:
+            cfg = verb.config(**_values(verb.config, raw))
+            if not isinstance(cfg, Checked):  # a plugin's plain dataclass
+                check_options(cfg)
+            if hasattr(cfg, "validate"):
+                cfg.validate()
+        except OptionError as exc:  # named as the command line spells it
+            raise FcbenchError(f"{verb.name}: {flag(verb.config, exc.key)} {exc.problem}") from None
         return run_verb(verb, cfg, fmt, store)
 
     summary = verb.help.split(". ")[0].rstrip(".") + "."

@@ -21,32 +21,29 @@ import io
 import logging
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # torch is imported when an export runs: checking options stays light
+    import torch
 
-from fcbench.conversion.base import Exporter, ExportResult, option_bool
+from fcbench.conversion.base import Exporter, ExportResult
 from fcbench.errors import FcbenchError
+from fcbench.options import OptionSpec, exporter_options
 
 DEFAULT_OPSET = 18
+OPSETS = (9, 23)  # the opsets torch.onnx.export writes
 EXPORTERS = ("auto", "dynamo", "legacy")
-OPTIONS = ("opset", "exporter", "simplify", "dynamic_batch")
+# what ``--opt onnx.KEY=VALUE`` takes: plain data, checked (by convert and run --check) without importing torch
+OPTIONS = {
+    "opset": OptionSpec(int, DEFAULT_OPSET, "ONNX opset", min=OPSETS[0], max=OPSETS[1]),
+    "exporter": OptionSpec(str, "auto", "dynamo, legacy, or auto (dynamo, falling back to legacy)", choices=EXPORTERS),
+    "simplify": OptionSpec(bool, True, "constant folding + dead-code elimination"),
+    "dynamic_batch": OptionSpec(bool, False, "a symbolic batch dimension"),
+}
 
 
 def parse_options(options: dict[str, Any]) -> dict[str, Any]:
-    OnnxExporter().check_options(options)
-    try:
-        opset = int(options.get("opset", DEFAULT_OPSET))
-    except (TypeError, ValueError):
-        raise FcbenchError(f"onnx export: opset must be an integer, got {options.get('opset')!r}") from None
-    if not 9 <= opset <= 23:
-        raise FcbenchError(f"onnx export: opset {opset} is out of range 9..23 (default {DEFAULT_OPSET})")
-    exporter = str(options.get("exporter", "auto"))
-    if exporter not in EXPORTERS:
-        raise FcbenchError(f"onnx export: exporter must be one of {', '.join(EXPORTERS)}, got '{exporter}'")
-    return {"opset": opset, "exporter": exporter,
-            "simplify": option_bool("onnx export", "simplify", options.get("simplify", True)),
-            "dynamic_batch": option_bool("onnx export", "dynamic_batch", options.get("dynamic_batch", False))}
+    return exporter_options("onnx", OPTIONS, options)
 
 
 @contextlib.contextmanager
@@ -67,6 +64,7 @@ def _quiet():
 
 def _export_dynamo(model, example, out: Path, opset: int, simplify: bool, dynamic_batch: bool) -> None:
     import onnxscript  # noqa: F401  the dynamo exporter needs it; fail early with a clear message
+    import torch
 
     dynamic_shapes = ({0: torch.export.Dim("batch")},) if dynamic_batch else None
     torch.onnx.export(model, (example,), str(out), input_names=["input"], output_names=["output"],
@@ -75,6 +73,8 @@ def _export_dynamo(model, example, out: Path, opset: int, simplify: bool, dynami
 
 
 def _export_legacy(model, example, out: Path, opset: int, simplify: bool, dynamic_batch: bool) -> None:
+    import torch
+
     dynamic_axes = {"input": {0: "batch"}, "output": {0: "batch"}} if dynamic_batch else None
     torch.onnx.export(model, (example,), str(out), input_names=["input"], output_names=["output"],
                       opset_version=opset, dynamo=False, do_constant_folding=simplify,
@@ -129,6 +129,8 @@ class OnnxExporter(Exporter):
     options = OPTIONS
 
     def export(self, model: torch.nn.Module, example: torch.Tensor, out: Path, options: dict[str, Any]) -> ExportResult:
+        import torch
+
         opts = parse_options(options)
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -19,14 +19,25 @@ import io
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # torch is imported when an export runs: checking options stays light
+    import torch
 
-from fcbench.conversion.base import Exporter, ExportResult, option_bool
+from fcbench.conversion.base import Exporter, ExportResult
+from fcbench.conversion.onnx import OPSETS
 from fcbench.errors import FcbenchError
+from fcbench.options import OptionSpec, exporter_options
 
-OPTIONS = ("compress_to_fp16", "source", "dynamic_batch", "opset")
+SOURCES = ("torch", "onnx")
+# what ``--opt openvino.KEY=VALUE`` takes (plain data, checked without importing torch or OpenVINO)
+OPTIONS = {
+    "compress_to_fp16": OptionSpec(bool, False, "store weights as f16"),
+    "source": OptionSpec(str, "torch", "torch (OpenVINO's PyTorch frontend) or onnx (through fcbench's ONNX export)",
+                         choices=SOURCES),
+    "dynamic_batch": OptionSpec(bool, False, "leave the batch dimension dynamic"),
+    "opset": OptionSpec(int, None, "ONNX opset with source = onnx", min=OPSETS[0], max=OPSETS[1]),
+}
 
 
 def _one_line(exc: BaseException) -> str:
@@ -41,13 +52,11 @@ class OpenVinoExporter(Exporter):
     options = OPTIONS
 
     def export(self, model: torch.nn.Module, example: torch.Tensor, out: Path, options: dict[str, Any]) -> ExportResult:
-        self.check_options(options)
-        compress = option_bool("openvino export", "compress_to_fp16", options.get("compress_to_fp16", False))
-        dynamic_batch = option_bool("openvino export", "dynamic_batch", options.get("dynamic_batch", False))
-        source = str(options.get("source", "torch"))
-        if source not in ("torch", "onnx"):
-            raise FcbenchError(f"openvino export: source must be 'torch' or 'onnx', got '{source}'")
-        if "opset" in options and source != "onnx":
+        import torch
+
+        opts = exporter_options("openvino", OPTIONS, options)
+        compress, dynamic_batch, source = opts["compress_to_fp16"], opts["dynamic_batch"], opts["source"]
+        if "opset" in opts and source != "onnx":
             raise FcbenchError("openvino export: option 'opset' only applies with source = 'onnx'")
 
         import openvino as ov
@@ -72,8 +81,8 @@ class OpenVinoExporter(Exporter):
                 from fcbench.conversion.onnx import OnnxExporter
 
                 onnx_opts = {"dynamic_batch": dynamic_batch}
-                if "opset" in options:
-                    onnx_opts["opset"] = options["opset"]
+                if "opset" in opts:
+                    onnx_opts["opset"] = opts["opset"]
                 with tempfile.TemporaryDirectory() as tmp:
                     res = OnnxExporter().export(model, example, Path(tmp) / "model.onnx", onnx_opts)
                     ov_model = ov.convert_model(str(res.file))

@@ -16,16 +16,19 @@ import tempfile
 import warnings
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # torch is imported when an export runs: checking options stays light
+    import torch
 
 from fcbench.conversion.base import Exporter, ExportResult
-from fcbench.errors import FcbenchError, first_line, suggest
+from fcbench.errors import FcbenchError, first_line
+from fcbench.options import OptionSpec, exporter_options
 from fcbench.results.context import package_version
 
-PTE_OPTIONS = ("delegate",)
 DELEGATES = ("xnnpack", "none")
+# what ``--opt pte.KEY=VALUE`` takes (plain data, checked without importing torch or ExecuTorch)
+PTE_OPTIONS = {"delegate": OptionSpec(str, "xnnpack", "xnnpack, or none (portable kernels)", choices=DELEGATES)}
 # the backend variant that runs each kind of .pte
 VARIANT_OF = {"xnnpack": "xnnpack", "none": "portable"}
 
@@ -46,6 +49,8 @@ def _conversion_error(stage: str, exc: BaseException) -> FcbenchError:
 
 
 def _op_name(node: torch.fx.Node) -> str:
+    import torch
+
     target = node.target
     if isinstance(target, torch._ops.OpOverload):
         return str(target)  # aten.convolution.default
@@ -95,11 +100,9 @@ class PteExporter(Exporter):
     options = PTE_OPTIONS
 
     def export(self, model: torch.nn.Module, example: torch.Tensor, out: Path, options: dict[str, Any]) -> ExportResult:
-        self.check_options(options)
-        delegate = options.get("delegate", "xnnpack")
-        if delegate not in DELEGATES:
-            raise FcbenchError(f"pte: option delegate must be one of {', '.join(DELEGATES)}, got '{delegate}'"
-                               f"{suggest(str(delegate), DELEGATES)}")
+        import torch
+
+        delegate = exporter_options("pte", PTE_OPTIONS, options)["delegate"]
         try:
             from executorch.exir import to_edge_transform_and_lower
         except ImportError as exc:

@@ -16,15 +16,21 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # torch is imported when an export runs: checking options stays light
+    import torch
 
-from fcbench.conversion.base import Exporter, ExportResult, option_bool
+from fcbench.conversion.base import Exporter, ExportResult
 from fcbench.errors import FcbenchError, first_line
+from fcbench.options import OptionSpec, exporter_options
 
-PTL_OPTIONS = ("method", "freeze")
 METHODS = ("trace", "script")
+# what ``--opt ptl.KEY=VALUE`` takes (plain data, checked without importing torch)
+PTL_OPTIONS = {
+    "method": OptionSpec(str, "trace", "how TorchScript is made: trace or script", choices=METHODS),
+    "freeze": OptionSpec(bool, True, "torch.jit.freeze before saving"),
+}
 
 
 class PtlExporter(Exporter):
@@ -40,11 +46,10 @@ class PtlExporter(Exporter):
     options = PTL_OPTIONS
 
     def export(self, model: torch.nn.Module, example: torch.Tensor, out: Path, options: dict[str, Any]) -> ExportResult:
-        self.check_options(options)
-        method = options.get("method", "trace")
-        if method not in METHODS:
-            raise FcbenchError(f"ptl: option method must be one of {', '.join(METHODS)}, got '{method}'")
-        freeze = option_bool("ptl export", "freeze", options.get("freeze", True))
+        import torch
+
+        opts = exporter_options("ptl", PTL_OPTIONS, options)
+        method, freeze = opts["method"], opts["freeze"]
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         model = model.eval()

@@ -31,16 +31,28 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # torch is imported when an export runs: checking options stays light
+    import torch
 
-from fcbench.conversion.base import Exporter, ExportResult, option_bool
+from fcbench.conversion.base import Exporter, ExportResult
 from fcbench.errors import FcbenchError, first_line, suggest
+from fcbench.options import OptionSpec, exporter_options
 from fcbench.results.context import package_version
 
-TFLITE_OPTIONS = ("nhwc", "strict_export")
+# what ``--opt tflite.KEY=VALUE`` takes (plain data, checked without importing torch or litert-torch)
+TFLITE_OPTIONS = {
+    "nhwc": OptionSpec(bool, False, "the artifact takes NHWC input"),
+    "strict_export": OptionSpec(Any, False, "litert-torch's torch.export strictness: true, false or auto",
+                                choices=(True, False, "auto")),
+}
 OPTIMIZE_MODES = ("latency", "size", "default", "none")
+# a Keras model's conversion (TFLiteConverter) takes these instead
+KERAS_OPTIONS = {
+    "optimize": OptionSpec(str, "latency", "TFLiteConverter optimizations", choices=OPTIMIZE_MODES),
+    "allow_select_tf_ops": OptionSpec(bool, False, "allow TensorFlow ops the builtin kernels lack"),
+}
 # what each optimize mode passes to TFLiteConverter.optimizations, and what it amounts to in TF 2.21
 _OPTIMIZE_FLAGS = {"latency": "OPTIMIZE_FOR_LATENCY", "size": "OPTIMIZE_FOR_SIZE", "default": "DEFAULT", "none": None}
 _OPTIMIZE_EFFECT = {
@@ -124,11 +136,10 @@ class TfliteExporter(Exporter):
     options = TFLITE_OPTIONS
 
     def export(self, model: torch.nn.Module, example: torch.Tensor, out: Path, options: dict[str, Any]) -> ExportResult:
-        self.check_options(options)
-        nhwc = option_bool("tflite export", "nhwc", options.get("nhwc", False))
-        strict = options.get("strict_export", False)
-        if strict not in (True, False, "auto"):
-            raise FcbenchError(f"tflite: option strict_export must be true, false or auto, got {strict!r}")
+        import torch
+
+        opts = exporter_options("tflite", TFLITE_OPTIONS, options)
+        nhwc, strict = opts["nhwc"], opts["strict_export"]
         if example.ndim != 4:
             raise FcbenchError(f"tflite: expected a 4-D NCHW example input, got shape {list(example.shape)}")
         try:
