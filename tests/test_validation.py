@@ -133,6 +133,7 @@ RECIPE_CASES = [
     ("compress: {checkpoint: m.pt, technique: nope}", "unknown technique 'nope'"),
     ("profile: {model: r18, input_size: 100000}", "input_size must be sizes in 1..4096"),
     ("results: {limit: 0}", "limit must be >= 1"),
+    ("eval: {checkpoint: m.pt, store: r.yaml}", "results store r.yaml cannot be opened as SQLite"),
     ("train: {epochs: 1, out: '${b}/x'}", "out: unknown variable '${b}'"),
     ("train: {epochs: 1, out: '${my-dir}/x'}", "out: '${my-dir}' is not a variable reference"),
     ("train: {epochs: 1, model_options: {width: '${wdth}'}}", "model_options.width: unknown variable '${wdth}'"),
