@@ -382,10 +382,7 @@ def evaluate_all(cfg: EvalConfig, ctx: RunContext | None = None, hooks: Hooks | 
     hooks = or_default(hooks)
     checkpoints = artifacts_only(cfg.checkpoints, hooks.log)
     if cfg.max_drop is not None:
-        for c in checkpoints:
-            if not is_artifact(c):
-                raise FcbenchError(f"--max-drop compares a converted artifact with its float parent; {c} is a "
-                                   "PyTorch checkpoint")
+        _check_float_parents(checkpoints, cfg)
     backends: list[str | None] = list(cfg.backends) or [None]
     result = EvalResult()
     if len(checkpoints) == 1 and len(backends) == 1:
@@ -440,6 +437,23 @@ def evaluate_all(cfg: EvalConfig, ctx: RunContext | None = None, hooks: Hooks | 
         raise FcbenchError("eval: nothing ran, every cell was skipped: " + "; ".join(reasons[:3])
                            + (f"; and {len(reasons) - 3} more" if len(reasons) > 3 else ""))
     return result
+
+
+def _check_float_parents(checkpoints: list[str], cfg: EvalConfig) -> None:
+    """``--max-drop`` compares each artifact with its float parent: before any evaluation, every artifact
+    must be one (not a PyTorch checkpoint) and must have a float parent that is there to run."""
+    from fcbench.benchmark.run import BenchConfig, load_artifact
+    from fcbench.lineage import float_parent
+
+    for c in checkpoints:
+        if not is_artifact(c):
+            raise FcbenchError(f"--max-drop compares a converted artifact with its float parent; {c} is a "
+                               "PyTorch checkpoint")
+        path, manifest = load_artifact(c, BenchConfig(artifacts=[c], infer_manifest=cfg.infer_manifest))
+        parent, why = float_parent(path, manifest)
+        if parent is None:
+            raise FcbenchError(f"--max-drop needs the float parent of {path.name} to compare with: {why}; "
+                               "evaluate an artifact converted by fcbench convert, beside its parent checkpoint")
 
 
 def _some_cell_can_run(checkpoints: list[str], backends: list[str | None], cfg: EvalConfig) -> None:

@@ -480,8 +480,12 @@ def test_max_drop_fails_a_damaged_artifact_and_passes_a_faithful_one(cli, tmp_pa
     manifest = json.loads(Path(str(good) + ".manifest.json").read_text())
     manifest["lineage"][-1]["options"]["parent_file"] = "nowhere.pt"
     Path(str(lonely) + ".manifest.json").write_text(json.dumps(manifest))
+    with Store(tmp_path / "s.sqlite") as s:
+        before = len(s.query())
     r = cli("eval", lonely, *data, "--max-drop", "1", *store)
-    assert r.code == 2 and "nowhere.pt" in r.err
+    assert r.code == 2 and "nowhere.pt" in r.err and "evaluated" not in r.err
+    with Store(tmp_path / "s.sqlite") as s:
+        assert len(s.query()) == before  # refused before evaluating: no row
     r = cli("eval", good, *data, "--max-drop", "-1", *store)
     assert r.code == 2 and "--max-drop" in r.err
     assert np.isfinite(rep["metrics"]["top1"])

@@ -163,7 +163,7 @@ def prepare_out(out_dir: str | Path | None, default: Path, names: list[str]) -> 
     out = Path(out_dir) if out_dir else default
     flag = "--out " if out_dir else ""
     if out.exists() and not out.is_dir():
-        raise FcbenchError(f"{flag}{out}: is a file, not a folder; name a folder (it is created if missing)")
+        raise FcbenchError(f"convert: {flag}{out} is a file, not a folder; name a folder (it is created if missing)")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
