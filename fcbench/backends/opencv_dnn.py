@@ -166,10 +166,16 @@ class OpenCvDnnBackend(Backend):
                                    f"run an OpenVINO IR ({artifact.name}); use the ONNX file or the openvino backend",
                                    exit_code=1)
             return cv2.dnn.readNet(str(artifact), str(artifact.with_suffix(".bin"))), "classic"
-        engines = {"new": ["new"], "classic": ["classic"], "auto": ["new", "classic"]}[engine]
+        classic = getattr(cv2.dnn, "ENGINE_CLASSIC", None)  # OpenCV 5.1 dropped the classic engine
+        if engine == "classic" and classic is None:
+            raise FcbenchError(f"opencv-dnn: this OpenCV {cv2.__version__} has no classic engine (5.0 has it); "
+                               "set engine = 'new' or 'auto', or install opencv-python-headless 5.0")
+        engines = {"new": ["new"], "classic": ["classic"],
+                   "auto": ["new", "classic"] if classic is not None else ["new"]}[engine]
         last: BaseException | None = None
         for name in engines:
-            flag = cv2.dnn.ENGINE_NEW if name == "new" else cv2.dnn.ENGINE_CLASSIC
+            # the new engine is ENGINE_NEW in OpenCV 5.0 and ENGINE_OPENCV from 5.1
+            flag = getattr(cv2.dnn, "ENGINE_NEW", getattr(cv2.dnn, "ENGINE_OPENCV", 0)) if name == "new" else classic
             try:
                 net = cv2.dnn.readNetFromONNX(str(artifact), flag)
             except cv2.error as exc:
