@@ -51,6 +51,7 @@ class EvalReport:
     reference: dict[str, float] = field(default_factory=dict)  # PyTorch figures of the float parent
     notes: list[str] = field(default_factory=list)
     trust: dict[str, str] = field(default_factory=dict)  # placement / precision summaries of a runtime eval
+    flip: bool = False  # embeddings fused with their mirror image's (the flip test)
     rows: list[Row] = field(default_factory=list)  # one quality row per metric (and the float parent's, when
     # this evaluation ran it)
 
@@ -75,8 +76,15 @@ def load_for_eval(cfg: EvalConfig) -> tuple[torch.nn.Module, Manifest | None]:
 
 
 @torch.no_grad()
-def _forward_all(model, dataset, batch_size: int, workers: int) -> tuple[np.ndarray, np.ndarray]:
-    """``model`` is a torch module or any callable from a batch tensor to a numpy array."""
+def _forward_all(model, dataset, batch_size: int, workers: int, flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``model`` is a torch module or any callable from a batch tensor to a numpy array. With ``flip``
+    each output is fused with that of the mirrored image (:func:`fuse_flip`: sum, then L2-normalised)."""
+    from fcbench.metrics.verification import fuse_flip
+
+    def run(x) -> np.ndarray:
+        out = model(x)
+        return out.float().numpy() if isinstance(out, torch.Tensor) else np.asarray(out, np.float32)
+
     outs, labels = [], []
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers):
         if isinstance(batch, (list, tuple)):
@@ -84,9 +92,22 @@ def _forward_all(model, dataset, batch_size: int, workers: int) -> tuple[np.ndar
             labels.append(np.asarray(y))
         else:
             x = batch
-        out = model(x)
-        outs.append(out.float().numpy() if isinstance(out, torch.Tensor) else np.asarray(out, np.float32))
+        out = run(x)
+        if flip:  # the data is NCHW here: mirror the width
+            out = fuse_flip(out, run(torch.flip(x, dims=[3]))).astype(np.float32)
+        outs.append(out)
     return np.concatenate(outs), (np.concatenate(labels) if labels else np.empty(0))
+
+
+def _protocol_name(protocol: str, flip: bool) -> str:
+    """The protocol as rows record it: a flip-test figure is not comparable with a plain one."""
+    return f"{protocol}+flip" if flip else protocol
+
+
+def _check_flip(cfg: EvalConfig, protocol: str) -> None:
+    if cfg.flip and protocol == "classification":
+        raise FcbenchError("eval: --flip fuses face embeddings (verification, identification); a classifier's "
+                           "top-1 has no flip test: drop --flip")
 
 
 class _RuntimeModel:
@@ -197,9 +218,10 @@ def evaluate(cfg: EvalConfig, ctx: RunContext | None = None) -> EvalReport:
     model, manifest = load_for_eval(cfg)
     dataset = open_dataset(cfg.data, preprocessing=model.preprocessing, **cfg.data_options)
     protocol = _pick_protocol(cfg, dataset, model.fcbench_task, model.fcbench_name)
+    _check_flip(cfg, protocol)
     report = EvalReport(checkpoint=str(cfg.checkpoint), model=model.fcbench_name, dataset=str(dataset.source),
                         protocol=protocol, metrics=[],
-                        lineage=manifest.lineage_summary() if manifest else "")
+                        lineage=manifest.lineage_summary() if manifest else "", flip=cfg.flip)
     result = _metrics(model, dataset, protocol, cfg)
     report.details = result
     h, w = model.preprocessing.size
@@ -210,7 +232,7 @@ def evaluate(cfg: EvalConfig, ctx: RunContext | None = None) -> EvalReport:
             artifact_sha256=manifest.sha256 if manifest else "", format="fcbench-ckpt", backend="pytorch",
             variant="eager", threads=torch.get_num_threads(), batch=cfg.batch_size,
             input_shape=f"1x3x{h}x{w}", metric=name, value=float(value), dataset=report.dataset,
-            protocol=protocol,
+            protocol=_protocol_name(protocol, cfg.flip),
         ))
     return report
 
@@ -244,14 +266,14 @@ def _metrics(model, dataset, protocol: str, cfg: EvalConfig):
     from fcbench.metrics.verification import verification_metrics
 
     if protocol == "verification":
-        emb, _ = _forward_all(model, dataset, cfg.batch_size, cfg.workers)
+        emb, _ = _forward_all(model, dataset, cfg.batch_size, cfg.workers, cfg.flip)
         return verification_metrics(emb[0::2], emb[1::2], np.asarray(dataset.issame), nfolds=cfg.nfolds)
     if protocol == "classification":
         logits, labels = _forward_all(model, dataset, cfg.batch_size, cfg.workers)
         return classification_metrics(logits, labels)
     gallery_idx, probe_idx = gallery_probe_split(dataset)
-    g, gl = _forward_all(model, Subset(dataset, gallery_idx), cfg.batch_size, cfg.workers)
-    p, pl = _forward_all(model, Subset(dataset, probe_idx), cfg.batch_size, cfg.workers)
+    g, gl = _forward_all(model, Subset(dataset, gallery_idx), cfg.batch_size, cfg.workers, cfg.flip)
+    p, pl = _forward_all(model, Subset(dataset, probe_idx), cfg.batch_size, cfg.workers, cfg.flip)
     return identification_metrics(g, gl, p, pl)
 
 
@@ -278,6 +300,7 @@ def _evaluate_artifact(cfg: EvalConfig, ctx: RunContext) -> EvalReport:
     pre = dc_replace(manifest.preprocessing, layout="NCHW")  # the runtime wrapper transposes for NHWC inputs
     dataset = open_dataset(cfg.data, preprocessing=pre, **cfg.data_options)
     protocol = _pick_protocol(cfg, dataset, task, name)
+    _check_flip(cfg, protocol)
     _check_input_size(dataset, manifest, path)
     runtime = _RuntimeModel(path, manifest, label, cfg.threads)
     try:
@@ -290,17 +313,18 @@ def _evaluate_artifact(cfg: EvalConfig, ctx: RunContext) -> EvalReport:
         runtime.close()
     report = EvalReport(checkpoint=str(path), model=name, dataset=str(dataset.source), protocol=protocol,
                         metrics=[(k, float(v)) for k, v in result.to_rows()], lineage=manifest.lineage_summary(),
+                        flip=cfg.flip,
                         details=result, backend=runtime.label, notes=notes, trust=trust)
     parent, why = float_parent(path, manifest)
     if parent is None:
         report.notes.append(f"no PyTorch reference: {why}")
     else:
         key = (str(parent.resolve()), repr(cfg.data), repr(sorted(cfg.data_options.items())), protocol,
-               cfg.nfolds, ctx.run_id)
+               cfg.nfolds, cfg.flip, ctx.run_id)
         if key not in _REFERENCES:  # one PyTorch evaluation of a parent per run, however many cells share it
             ref = evaluate(EvalConfig(checkpoint=str(parent), data=cfg.data, data_options=cfg.data_options,
                                       protocol=protocol, batch_size=cfg.batch_size, nfolds=cfg.nfolds,
-                                      workers=cfg.workers, threads=cfg.threads), ctx)
+                                      workers=cfg.workers, threads=cfg.threads, flip=cfg.flip), ctx)
             _REFERENCES[key] = dict(ref.metrics)
             report.rows.extend(ref.rows)  # the parent's figures are stored once, with the cell that needed them
         report.reference = dict(_REFERENCES[key])
@@ -318,7 +342,7 @@ def _evaluate_artifact(cfg: EvalConfig, ctx: RunContext) -> EvalReport:
             options_hash=options_hash(runtime.options),
             threads=cfg.threads or torch.get_num_threads(), batch=runtime.batch or cfg.batch_size,
             input_shape="x".join(map(str, manifest.inputs[0].shape)), metric=metric, value=value,
-            dataset=report.dataset, protocol=protocol, extra=extra,
+            dataset=report.dataset, protocol=_protocol_name(protocol, cfg.flip), extra=extra,
         ))
     return report
 

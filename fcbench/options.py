@@ -560,6 +560,8 @@ class EvalConfig(Checked):
                                  help="Fail (exit 1) when the headline metric (accuracy, top-1, rank-1) is "
                                       "more than this many percentage points below the float parent's")
     roc: str | None = opt(None, help="Verification: write the whole ROC (far,tar,threshold) to this CSV file")
+    flip: bool = opt(False, help="Flip test, as insightface and the papers report LFW/CFP/AgeDB: each image's "
+                                 "embedding plus its mirror's, L2-normalised (verification, identification)")
     checkpoint: str = opt("", cli=False)
     backend: str | None = opt(None, cli=False)
 

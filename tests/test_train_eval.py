@@ -105,6 +105,42 @@ def test_classification_train_and_eval(cli, tmp_path):
             "--data-opt", "samples_per_class=4", "--store", tmp_path / "s.sqlite", "--format", "json")
     assert r.code == 0, r.err
     assert set(json.loads(r.out)["metrics"]) >= {"top1", "top5"}
+    r = cli("eval", tmp_path / "c" / "model.pt", "--data", "synthetic:classes", "--data-opt", "split=test",
+            "--data-opt", "samples_per_class=4", "--flip", "--store", tmp_path / "s.sqlite")
+    assert r.code == 2 and "--flip" in r.err and "classifier" in r.err
+
+
+def test_eval_flip_test_fuses_each_embedding_with_its_mirror(cli, tmp_path):
+    """--flip: the figure is verification on emb(x) + emb(mirror(x)), L2-normalised (insightface's flip test),
+    computed here by hand; rows record it in their protocol, so they never compare with plain figures."""
+    import numpy as np
+
+    from fcbench.data import open_dataset
+    from fcbench.evaluation import load_for_eval
+    from fcbench.metrics.verification import fuse_flip, verification_metrics
+
+    final = train(tiny_cfg(tmp_path, epochs=1))
+    data = ["--data", "synthetic:pairs", "--data-opt", "num_pairs=100", "--nfolds", "5"]
+    store = tmp_path / "s.sqlite"
+    r = cli("eval", final, *data, "--store", store, "--format", "json")
+    assert r.code == 0, r.err
+    plain = json.loads(r.out)
+    r = cli("eval", final, *data, "--flip", "--store", store, "--format", "json")
+    assert r.code == 0, r.err
+    flip = json.loads(r.out)
+    assert flip["flip"] is True and plain["flip"] is False
+    model, _ = load_for_eval(EvalConfig(checkpoint=str(final)))
+    ds = open_dataset("synthetic:pairs", preprocessing=model.preprocessing, num_pairs=100)
+    x = torch.stack([ds[i] for i in range(len(ds))])
+    with torch.no_grad():
+        fused = fuse_flip(model(x).numpy(), model(torch.flip(x, dims=[3])).numpy())
+    want = dict(verification_metrics(fused[0::2], fused[1::2], np.asarray(ds.issame), nfolds=5).to_rows())
+    assert flip["metrics"]["accuracy"] == pytest.approx(want["accuracy"], abs=1e-9)
+    assert flip["metrics"] != plain["metrics"]  # the mirror images changed the embeddings
+    with Store(store) as s:
+        assert {r["protocol"] for r in s.query(kind="quality")} == {"verification", "verification+flip"}
+    r = cli("eval", final, *data, "--flip", "--store", store)
+    assert r.code == 0 and "flip test" in r.out
 
 
 def test_eval_plain_state_dict_with_model(cli, tmp_path):

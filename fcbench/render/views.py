@@ -84,13 +84,13 @@ def report(rep, fmt: str) -> list[Any]:
     ref = rep.reference
     if fmt == "json":
         return [json.dumps({"checkpoint": rep.checkpoint, "model": rep.model, "dataset": rep.dataset,
-                            "protocol": rep.protocol, "backend": rep.backend, **rep.trust,
+                            "protocol": rep.protocol, "flip": rep.flip, "backend": rep.backend, **rep.trust,
                             "metrics": dict(rep.metrics), "pytorch": ref,
                             "delta": {k: v - ref[k] for k, v in rep.metrics if k in ref}}, indent=2) + "\n"]
     rows = [{"model": rep.model, "lineage": rep.lineage, "backend": rep.backend, **rep.trust, "dataset": rep.dataset,
-             "protocol": rep.protocol, "metric": k, "value": v,
+             "protocol": rep.protocol + ("+flip" if rep.flip else ""), "metric": k, "value": v,
              **({"pytorch": ref[k], "delta": v - ref[k]} if k in ref else {})} for k, v in rep.metrics]
-    return _rows_view(rows, fmt, f"eval {rep.checkpoint}")
+    return _rows_view(rows, fmt, f"eval {rep.checkpoint}" + (" (flip test)" if rep.flip else ""))
 
 
 def eval_result(result, fmt: str) -> list[Any]:
@@ -98,7 +98,8 @@ def eval_result(result, fmt: str) -> list[Any]:
         return report(result.report, fmt)
     if fmt == "json":
         return [json.dumps(result.cells, indent=2) + "\n"]
-    return _rows_view(result.cells, fmt, "eval matrix (headline metric; delta = value - float parent's)")
+    flip = "; flip test" if any(r.flip for r in result.reports) else ""
+    return _rows_view(result.cells, fmt, f"eval matrix (headline metric{flip}; delta = value - float parent's)")
 
 
 def convert(result, fmt: str) -> list[Any]:
