@@ -37,3 +37,9 @@ def first_line(exc: BaseException) -> str:
     type name when the message is empty."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     return lines[0] if lines else type(exc).__name__
+
+
+def distinct_reasons(reasons: Iterable[str], most: int = 3) -> str:
+    """Distinct reasons in order, the first ``most`` of them (a matrix skipped for one cause says it once)."""
+    seen = list(dict.fromkeys(reasons))
+    return "; ".join(seen[:most]) + (f"; and {len(seen) - most} more" if len(seen) > most else "")

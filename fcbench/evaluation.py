@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Subset
 
 from fcbench import formats
 from fcbench.artifact import Manifest
-from fcbench.errors import FcbenchError, NotApplicable
+from fcbench.errors import FcbenchError, NotApplicable, distinct_reasons
 from fcbench.formats import is_artifact
 from fcbench.hooks import Hooks, or_default
 from fcbench.lineage import float_parent
@@ -456,10 +456,8 @@ def evaluate_all(cfg: EvalConfig, ctx: RunContext | None = None, hooks: Hooks | 
             result.cells.append(cell)
             hooks.event("eval-cell", cell)
     if result.cells and all(c["status"] == "skipped" for c in result.cells):
-        reasons = list(dict.fromkeys(c["reason"].removeprefix("eval: ")
-                                     for c in result.cells))
-        raise FcbenchError("eval: nothing ran, every cell was skipped: " + "; ".join(reasons[:3])
-                           + (f"; and {len(reasons) - 3} more" if len(reasons) > 3 else ""))
+        raise FcbenchError("eval: nothing ran, every cell was skipped: "
+                           + distinct_reasons(c["reason"].removeprefix("eval: ") for c in result.cells))
     return result
 
 
@@ -502,7 +500,7 @@ def _some_cell_can_run(checkpoints: list[str], backends: list[str | None], cfg: 
         except FcbenchError:
             return
     raise FcbenchError("eval: nothing to run, every cell would be skipped: "
-                       + "; ".join(list(dict.fromkeys(reasons))[:3])
+                       + distinct_reasons(reasons)
                        + "; pick a --backend that loads these artifacts here (fcbench plugins --kind backend)")
 
 

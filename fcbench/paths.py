@@ -97,16 +97,17 @@ def output_file(path: str | Path, option: str, *, make_parent: bool = True, exam
     return path
 
 
-def output_dir(path: str | Path, option: str) -> Path:
-    """``path`` as a folder this run may create and write in; a file there, or a file above it, fails."""
+def output_dir(path: str | Path, option: str, hint: str = "pick a folder path") -> Path:
+    """``path`` as a folder this run may create and write in; a file there, or a file above it, fails
+    (``hint``: how to fix a file given as the folder)."""
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise FcbenchError(f"{option} {path} is a file, not a folder; pick a folder path")
+        raise FcbenchError(f"{option} {path} is a file, not a folder; {hint}")
     base = _first_existing(path)
     if not base.is_dir():
-        raise FcbenchError(f"{option} {path}: {base} is a file, not a folder; pick another path")
+        raise FcbenchError(f"{option} {path} cannot be made: {base} is a file, not a folder; pick another path")
     if not os.access(base, os.W_OK | os.X_OK):
-        raise FcbenchError(f"{option} {path}: folder {base} is not writable; pick another path")
+        raise FcbenchError(f"{option} {path}: folder {base} is not writable; pick a folder you can write to")
     return path
 
 

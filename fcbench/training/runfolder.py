@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import shlex
 import signal
@@ -70,22 +69,11 @@ def describe(paths: list[Path]) -> str:
 def check_out(out: Path) -> bool:
     """Refuse an ``--out`` that is a file or cannot be made or written, before anything is written.
     Returns whether the folder exists already."""
-    if out.exists():
-        if not out.is_dir():
-            raise FcbenchError(f"train: --out {out} is a file, not a folder; pass a folder for the run's "
-                               f"checkpoints, e.g. --out {out.parent / (out.stem + '-run')}")
-        if not os.access(out, os.W_OK | os.X_OK):
-            raise FcbenchError(f"train: --out {out} is not writable; pass a folder you can write to")
-        return True
-    parent = out.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise FcbenchError(f"train: --out {out} cannot be made: {parent} is a file, not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise FcbenchError(f"train: --out {out} cannot be made: {parent} is not writable; pass a folder you can "
-                           "write to")
-    return False
+    from fcbench.paths import output_dir
+
+    output_dir(out, "train: --out", hint=f"pass a folder for the run's checkpoints, e.g. --out "
+                                          f"{out.parent / (out.stem + '-run')}")
+    return out.is_dir()
 
 
 def run_key(path: Path) -> str | None:

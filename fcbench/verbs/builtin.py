@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fcbench.errors import FcbenchError
+from fcbench.errors import FcbenchError, distinct_reasons
 from fcbench.options import (
     BenchConfig,
     CompressConfig,
@@ -197,7 +197,7 @@ def run_bench(cfg: BenchConfig, ctx=None, hooks=None):
     _some_cell_can_run(cfg)
     result = bench(cfg, ctx, hooks)
     if all(c.status == "skipped" for c in result.cells):  # skipped for a reason only running finds (precision)
-        raise FcbenchError("bench: nothing ran, every cell was skipped: " + _reasons(
+        raise FcbenchError("bench: nothing ran, every cell was skipped: " + distinct_reasons(
             f"{Path(c.artifact).name} on {c.backend}: {c.reason}" for c in result.cells)
             + "; pick a --backend that loads these artifacts here (fcbench plugins --kind backend)")
     return result
@@ -224,7 +224,7 @@ def _some_cell_can_run(cfg: BenchConfig) -> None:
             if not why:
                 return
             reasons.append(f"{path.name} on {spec.label}: {why}")
-    raise FcbenchError("bench: nothing to run, every cell would be skipped: " + _reasons(reasons)
+    raise FcbenchError("bench: nothing to run, every cell would be skipped: " + distinct_reasons(reasons)
                        + "; pick a --backend that loads these artifacts here (fcbench plugins --kind backend)")
 
 
@@ -236,12 +236,6 @@ def _artifact_file(path: str, verb: str) -> Path:
     suffixes = tuple(s for f in artifact_formats() for s in f.suffixes)
     return input_file(path, "artifact", verb=verb, suffixes=suffixes,
                       hint="convert writes artifacts beside the checkpoint, or in --out")
-
-
-def _reasons(reasons) -> str:
-    """Distinct reasons, in order, the first three (a matrix skipped for one cause says it once)."""
-    seen = list(dict.fromkeys(reasons))
-    return "; ".join(seen[:3]) + (f"; and {len(seen) - 3} more" if len(seen) > 3 else "")
 
 
 def run_inspect(cfg: InspectConfig, ctx=None, hooks=None) -> InspectResult:
