@@ -254,6 +254,8 @@ def run_recipe(recipe: Recipe, hooks: Hooks | None = None, ctx: Any = None) -> R
         cfg = step.options
         if step.verb == "bench":
             cfg = replace(cfg, artifacts=_expand(cfg.artifacts, f"{recipe.path}: step {i} (bench)"))
+        elif step.verb == "eval":
+            cfg = replace(cfg, checkpoints=_expand(cfg.checkpoints, f"{recipe.path}: step {i} (eval)"))
         elif step.verb == "results":
             if cfg.run is None and not cfg.all_runs:
                 cfg = replace(cfg, run=ctx.run_id)

@@ -174,3 +174,43 @@ def test_android_latency_recipe_at_toy_scale(cli, in_tmp):
         (m, v) for m in top1 for v in ("cpu", "xnnpack"))
     assert all(row["format"] == "tflite" and row["init_ms"] > 0 and row["p50_ms"] > 0 for row in speed)
     assert "alexnet_separable/model.tflite" in r.out  # the table tells the four model.tflite files apart
+
+
+@pytest.mark.slow
+def test_serbian_kd_recipe_at_toy_scale(cli, in_tmp):
+    """Seed 1 end to end: teacher, student alone and distilled (embedding-mse) evaluated with the flip test,
+    the distilled student converted and timed on OpenCV DNN and PyTorch Mobile, one table of the three."""
+    r, run_id = run_ok(cli, REPO / "recipes" / "serbian-kd-r34-r18.yaml", "--set", "out=runs/s", "--set", "epochs=3",
+                       "--set", "milestones=[2]")
+    with Store(in_tmp / "results" / "fcbench.sqlite") as s:
+        acc = {row["artifact"]: row for row in s.query(run_id=run_id, kind="quality", metric="accuracy")}
+        speed = s.query(run_id=run_id, kind="speed")
+    assert set(acc) == {f"runs/s/{n}/model.pt" for n in ("teacher", "alone", "distilled")}
+    assert all(row["protocol"] == "verification+flip" and row["extra"]["label"] == "LFW-style" for row in acc.values())
+    assert acc["runs/s/distilled/model.pt"]["lineage"] == "distill(embedding-mse)"
+    assert sorted(row["backend"] for row in speed) == ["opencv-dnn", "pytorch-mobile"]
+    assert "LFW-style accuracy" in r.out and "distill(embedding-mse)" in r.out
+
+
+@pytest.mark.slow
+def test_russian_adaptive_margin_recipe_at_toy_scale(cli, in_tmp):
+    """Seed 2: every method of the dissertation's table and the ablation rows, one line each with LFW-style and
+    AgeDB-style verification and identification rank-1."""
+    r, run_id = run_ok(cli, REPO / "recipes" / "russian-adaptive-margin.yaml", "--set", "out=runs/r",
+                       "--set", "epochs=2", "--set", "milestones=[2]",
+                       "--set", "data_options={num_classes: 16, samples_per_class: 8}",
+                       "--set", "ident_options={num_classes: 16, samples_per_class: 4, split: test}")
+    with Store(in_tmp / "results" / "fcbench.sqlite") as s:
+        rows = s.query(run_id=run_id, kind="quality")
+    by = {}
+    for row in rows:
+        by.setdefault(row["artifact"], {})[(row["extra"]["label"], row["metric"])] = row["value"]
+    names = {"teacher", "alone", "triplet-l2", "triplet-cos", "margin-t4", "angular", "am-copy-mi-freeze",
+             "am-copy-mi", "am-copy", "am-mi", "am-copy-freeze", "ekd"}
+    assert set(by) == {f"runs/r/{n}/model.pt" for n in names}
+    for figures in by.values():
+        assert {("LFW-style", "accuracy"), ("AgeDB-style", "accuracy"), ("identification", "rank1")} <= set(figures)
+    for col in ("LFW-style accuracy", "AgeDB-style accuracy", "identification rank1"):
+        assert col in r.out
+    lineage = {row["artifact"]: row["lineage"] for row in rows}
+    assert lineage["runs/r/am-mi/model.pt"] == "distill(adaptive-margin)"
