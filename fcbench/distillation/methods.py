@@ -14,7 +14,7 @@ and no data: it refuses, naming ``fcbench distill``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -266,13 +266,13 @@ class EKD(DistillMethod):
     @dataclass
     class Options(WeightOptions):
         weight: float = 10.0
-        fprs: list[float] = None  # type: ignore[assignment]
+        fprs: list[float] = field(default_factory=lambda: [0.1, 0.01])
         rank_weight: float = 1.0
 
         def __post_init__(self) -> None:
             super().__post_init__()
-            if self.fprs is None:
-                self.fprs = [0.1, 0.01]
+            if not self.fprs:
+                raise ValueError("fprs must name at least one false-positive rate, e.g. fprs=[0.1,0.01]")
             for f in self.fprs:
                 if not 0 < f < 1:
                     raise ValueError(f"fprs must be in (0, 1), got {f}")
