@@ -155,9 +155,9 @@ def test_resume_continues_the_projection(cli, tmp_path, teacher):
     r = cli(*args, "--epochs", "2", "--resume", "auto")
     assert r.code == 0, r.err
     assert (tmp_path / "d" / "epoch-002.pt").exists()
-    r = cli(*[a if a != "embedding-mse" else a for a in args], "--method", "angular", "--epochs", "3",
-            "--resume", "auto")
-    assert r.code == 2 and "other options" in r.err
+    for change in (["--method", "angular"], ["--method-opt", "weight=5"]):  # another loss, another weight
+        r = cli(*args, *change, "--epochs", "3", "--resume", "auto")
+        assert r.code == 2 and "other options" in r.err, (change, r.err)
 
 
 def test_compress_with_a_distillation_method_points_at_distill(cli, teacher, tmp_path):

@@ -352,8 +352,15 @@ class Distiller:
         from fcbench.lineage import relative_path
 
         options.pop("loss_hook", None)
+        options.pop("loss_hook_config", None)
         return "distill", self.method, {**options, **self.step_options(),
                                         "teacher_file": relative_path(self.teacher.path, self.out)}
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """What ``--resume`` must find unchanged: the teacher's weights and every method's options."""
+        opts = self.step_options()
+        return {"teacher_sha256": opts["teacher_sha256"], "methods": opts["methods"]}
 
     def step_options(self) -> dict[str, Any]:
         from fcbench.techniques.base import options_dict

@@ -102,7 +102,8 @@ A hook object may also have (each optional):
 - ``ce_weight``: the factor of the cross-entropy term (default 1).
 - ``lineage_step(options) -> (verb, technique, options)``: the final checkpoint's lineage step
   instead of ``train(<head>)`` (``distill`` names its method and teacher).
-- ``row_extra``: a dict added to every train row's ``extra``."""
+- ``row_extra``: a dict added to every train row's ``extra``.
+- ``config``: a dict of what the hook was made with; ``--resume`` refuses a run whose hook had another."""
 
 
 def _lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
@@ -268,6 +269,8 @@ def train(cfg: TrainConfig, ctx: RunContext | None = None, hooks: Hooks | None =
     lineage_opts = {k: v for k, v in asdict(cfg).items() if k not in ("out", "resume", "workers", "overwrite")}
     if loss_hook is not None:
         lineage_opts["loss_hook"] = str(getattr(loss_hook, "name", type(loss_hook).__name__))
+        if getattr(loss_hook, "config", None):  # what --resume must find unchanged (a teacher's sha256, weights)
+            lineage_opts["loss_hook_config"] = dict(loss_hook.config)
     # Everything that can be checked is checked before anything is written into the run folder.
     out_existed = runfolder.check_out(out)
     resume_path, run_id, old_files = _plan_run(cfg, out)
