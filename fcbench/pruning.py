@@ -80,7 +80,7 @@ class L1Unstructured(Technique):
                         flat = w.abs().flatten()
                         idx = torch.topk(flat, k, largest=False).indices
                         w.view(-1)[idx] = 0.0
-        context.report(f"l1-unstructured: sparsity {sparsity(model):.1%} ({UNSTRUCTURED_NOTE})")
+        context.report(f"l1-unstructured: weight sparsity {sparsity(model):.1%}")
         return checkpoint.with_model(model)
 
 
