@@ -760,11 +760,21 @@ IMPORTANCES = ("l1", "l2", "bn-scale")  # fcbench.pruning.ChannelPrune.Options.i
 SCOPES = ("global", "layer")
 
 
+def _verb(technique: str) -> str:
+    """The lineage verb of an installed technique plugin ('' when it does not load)."""
+    from fcbench.techniques import get_technique
+
+    try:
+        return str(get_technique(technique).verb)
+    except FcbenchError:
+        return ""
+
+
 @dataclass
 class PruneConfig(Checked):
     checkpoint: str = opt("", argument=True, help="fcbench checkpoint (.pt with its manifest)")
-    method: str = opt("channel", choices=PRUNE_METHODS, help="channel (structured: channels removed) or "
-                                                            "l1-unstructured (weights zeroed, shapes kept)")
+    method: str = opt("channel", help="channel (structured: channels removed), l1-unstructured (weights zeroed, "
+                                      "shapes kept), or another technique plugin whose verb is prune")
     ratio: float = opt(0.5, gt=0, lt=1, help="Fraction to prune: of the channels (channel) or of the weights "
                                              "(l1-unstructured)")
     importance: str | None = opt(None, choices=IMPORTANCES, help="channel: l1, l2 (default) or bn-scale")
@@ -784,6 +794,13 @@ class PruneConfig(Checked):
         check_options(self)
         if not self.checkpoint:
             raise FcbenchError("prune: give the checkpoint to prune, e.g. fcbench prune runs/demo/model.pt")
+        from fcbench.techniques import names
+
+        methods = sorted({*PRUNE_METHODS, *(n for n in names() if n not in PRUNE_METHODS and _verb(n) == "prune")},
+                         key=lambda n: (n not in PRUNE_METHODS, n))
+        if self.method not in methods:
+            raise OptionError("method", f"must be one of {', '.join(methods)}, got '{self.method}'"
+                                        f"{suggest(self.method, methods)}")
         if self.method == "l1-unstructured":
             for key in ("importance", "round_to"):
                 if getattr(self, key) is not None:

@@ -150,3 +150,48 @@ def test_missing_checkpoint(cli, tmp_path):
     assert not (tmp_path / "o.pt").exists()
     with pytest.raises(fcbench.FcbenchError, match="ratio must be in"):
         fcbench.prune(checkpoint=str(tmp_path / "nope.pt"), ratio=1.0)
+
+
+def test_another_prune_technique_plugin_is_a_method(models, cli, tmp_path, monkeypatch):
+    """A third party's technique whose verb is prune is a --method; one of another verb is not."""
+    from dataclasses import dataclass
+
+    from fcbench import plugins
+    from fcbench.techniques.base import Technique
+
+    class HalveFc(Technique):
+        verb = "prune"
+
+        @dataclass
+        class Options:
+            ratio: float = 0.5
+
+        def apply(self, checkpoint, options, context):
+            model = checkpoint.build_model()
+            with torch.no_grad():
+                model.fc.weight[: int(model.fc.out_features * options.ratio)] = 0
+            return checkpoint.with_model(model)
+
+    class Other(HalveFc):
+        verb = "compress"
+
+    class EntryPoint:
+        def __init__(self, obj):
+            self.obj, self.value = obj, f"tests:{obj.__name__}"
+
+        def load(self):
+            return self.obj
+
+    original = plugins.entry_points
+    monkeypatch.setattr(plugins, "entry_points", lambda kind: {
+        **original(kind), **({"test-halve-fc": EntryPoint(HalveFc), "test-other": EntryPoint(Other)}
+                             if kind == "technique" else {})})
+    out = tmp_path / "halved.pt"
+    r = cli("prune", models["r18"], "--method", "test-halve-fc", "--ratio", "0.25", "--out", out, "--format", "json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["lineage"] == "train(arcface) > prune(test-halve-fc)"
+    fc = load_checkpoint(out).build_model().fc.weight
+    assert bool((fc[: fc.shape[0] // 4] == 0).all()) and not bool((fc[fc.shape[0] // 4:] == 0).all())
+    r = cli("prune", models["r18"], "--method", "test-other", "--out", tmp_path / "o.pt")
+    assert r.code == 2 and "--method must be one of channel, l1-unstructured, test-halve-fc" in r.err, r.err
+    assert not (tmp_path / "o.pt").exists()

@@ -250,7 +250,7 @@ def run_prune(cfg: PruneConfig, ctx=None, hooks=None) -> PruneResult:
                              context=TechniqueContext(threads=cfg.threads, seed=cfg.seed,
                                                       progress=lambda msg, frac: hooks.log(msg)))
     after = load_checkpoint(result.output).build_model()  # measured on what was written
-    macs_after = profile(after, input_size=size)["macs"]
+    macs_after = profile(after, input_size=size)["macs"]  # at the input's size, as macs_before
     unstructured = cfg.method == "l1-unstructured"
     result.ctx = ctx or RunContext()
     pruned = PruneResult(result, list(size), int(macs_before), int(macs_after),
