@@ -195,3 +195,15 @@ def test_another_prune_technique_plugin_is_a_method(models, cli, tmp_path, monke
     r = cli("prune", models["r18"], "--method", "test-other", "--out", tmp_path / "o.pt")
     assert r.code == 2 and "--method must be one of channel, l1-unstructured, test-halve-fc" in r.err, r.err
     assert not (tmp_path / "o.pt").exists()
+
+
+def test_pruned_checkpoint_fine_tunes_with_train_weights(models, tmp_path):
+    """train --weights (and so distill --student) takes a pruned checkpoint: its shapes come with it."""
+    pruned = fcbench.prune(checkpoint=str(models["r18"]), method="channel", ratio=0.5, out=str(tmp_path / "p.pt"),
+                           threads=1)
+    run = Path(train(TrainConfig(**R18, **DATA, weights=str(pruned.output), epochs=1, batch_size=16, lr=0.01,
+                                 threads=1, out=str(tmp_path / "ft"))))
+    tuned = load_checkpoint(run).build_model()
+    assert sum(p.numel() for p in tuned.parameters()) == pruned.technique.params_after
+    want = load_checkpoint(pruned.output).build_model().layer2[0].conv1.out_channels
+    assert tuned.layer2[0].conv1.out_channels == want < 16
