@@ -30,6 +30,7 @@ from fcbench.options import (
     InspectConfig,
     OptionError,
     ProfileConfig,
+    PruneConfig,
     TrainConfig,
     check_options,
     from_mapping,
@@ -108,6 +109,13 @@ def profile(options: ProfileConfig | None = None, ctx: RunContext | None = None,
             **kwargs: Any):
     """Params, MACs and FLOPs of a model."""
     return _run("profile", ProfileConfig, options, ctx, hooks, kwargs)
+
+
+def prune(options: PruneConfig | None = None, ctx: RunContext | None = None, hooks: Hooks | None = None,
+          **kwargs: Any):
+    """Prune a checkpoint (``method`` channel or l1-unstructured, ``ratio``, ...); returns a ``PruneResult``
+    (path-like: the pruned checkpoint) with params and MACs before and after and, unstructured, the sparsity."""
+    return _run("prune", PruneConfig, options, ctx, hooks, kwargs)
 
 
 def run_recipe(path: str, variables: dict[str, Any] | None = None, ctx: RunContext | None = None,

@@ -202,6 +202,19 @@ def headline_drop(report: EvalReport) -> tuple[str, float | None]:
 
 
 
+def _reference(report: EvalReport, parent: Path, cfg: EvalConfig, protocol: str, ctx: RunContext) -> None:
+    """``report.reference``: the float parent's figures in PyTorch on the same data (once per run)."""
+    key = (str(parent.resolve()), repr(cfg.data), repr(sorted(cfg.data_options.items())), protocol,
+           cfg.nfolds, cfg.flip, ctx.run_id)
+    if key not in _REFERENCES:  # one PyTorch evaluation of a parent per run, however many cells share it
+        ref = evaluate(EvalConfig(checkpoint=str(parent), data=cfg.data, data_options=cfg.data_options,
+                                  protocol=protocol, batch_size=cfg.batch_size, nfolds=cfg.nfolds,
+                                  workers=cfg.workers, threads=cfg.threads, flip=cfg.flip), ctx)
+        _REFERENCES[key] = dict(ref.metrics)
+        report.rows.extend(ref.rows)  # the parent's figures are stored once, with the cell that needed them
+    report.reference = dict(_REFERENCES[key])
+
+
 def evaluate(cfg: EvalConfig, ctx: RunContext | None = None) -> EvalReport:
     from fcbench.data import open_dataset
 
@@ -224,6 +237,9 @@ def evaluate(cfg: EvalConfig, ctx: RunContext | None = None) -> EvalReport:
                         lineage=manifest.lineage_summary() if manifest else "", flip=cfg.flip)
     result = _metrics(model, dataset, protocol, cfg)
     report.details = result
+    parent = float_parent(Path(cfg.checkpoint), manifest)[0] if cfg.max_drop is not None and manifest else None
+    if parent is not None:  # a pruned (or otherwise changed) checkpoint checked against what it was made from
+        _reference(report, parent, cfg, protocol, ctx)
     h, w = model.preprocessing.size
     for name, value in result.to_rows():
         report.metrics.append((name, float(value)))
@@ -232,7 +248,10 @@ def evaluate(cfg: EvalConfig, ctx: RunContext | None = None) -> EvalReport:
             artifact_sha256=manifest.sha256 if manifest else "", format="fcbench-ckpt", backend="pytorch",
             variant="eager", threads=torch.get_num_threads(), batch=cfg.batch_size,
             input_shape=f"1x3x{h}x{w}", metric=name, value=float(value), dataset=report.dataset,
-            protocol=_protocol_name(protocol, cfg.flip), extra={"label": cfg.label} if cfg.label else {},
+            protocol=_protocol_name(protocol, cfg.flip), extra={
+                **({"label": cfg.label} if cfg.label else {}),
+                **({"pytorch_value": report.reference[name], "delta": float(value) - report.reference[name]}
+                   if name in report.reference else {})},
         ))
     return report
 
@@ -319,15 +338,7 @@ def _evaluate_artifact(cfg: EvalConfig, ctx: RunContext) -> EvalReport:
     if parent is None:
         report.notes.append(f"no PyTorch reference: {why}")
     else:
-        key = (str(parent.resolve()), repr(cfg.data), repr(sorted(cfg.data_options.items())), protocol,
-               cfg.nfolds, cfg.flip, ctx.run_id)
-        if key not in _REFERENCES:  # one PyTorch evaluation of a parent per run, however many cells share it
-            ref = evaluate(EvalConfig(checkpoint=str(parent), data=cfg.data, data_options=cfg.data_options,
-                                      protocol=protocol, batch_size=cfg.batch_size, nfolds=cfg.nfolds,
-                                      workers=cfg.workers, threads=cfg.threads, flip=cfg.flip), ctx)
-            _REFERENCES[key] = dict(ref.metrics)
-            report.rows.extend(ref.rows)  # the parent's figures are stored once, with the cell that needed them
-        report.reference = dict(_REFERENCES[key])
+        _reference(report, parent, cfg, protocol, ctx)
     h, w = manifest.preprocessing.size
     for metric, value in report.metrics:
         extra: dict[str, Any] = {}
@@ -464,20 +475,26 @@ def evaluate_all(cfg: EvalConfig, ctx: RunContext | None = None, hooks: Hooks | 
 
 
 def _check_float_parents(checkpoints: list[str], cfg: EvalConfig) -> None:
-    """``--max-drop`` compares each artifact with its float parent: before any evaluation, every artifact
-    must be one (not a PyTorch checkpoint) and must have a float parent that is there to run."""
+    """``--max-drop`` compares each artifact (or a checkpoint made from another, e.g. pruned) with its float
+    parent: before any evaluation, every one must have a float parent that is there to run."""
+    from fcbench.artifact import load_manifest, manifest_path
     from fcbench.benchmark.run import BenchConfig, load_artifact
     from fcbench.lineage import float_parent
 
     for c in checkpoints:
-        if not is_artifact(c):
-            raise FcbenchError(f"--max-drop compares a converted artifact with its float parent; {c} is a "
-                               "PyTorch checkpoint")
-        path, manifest = load_artifact(c, BenchConfig(artifacts=[c], infer_manifest=cfg.infer_manifest))
+        if not is_artifact(c):  # a checkpoint made from another (pruned, ...) is compared with that one
+            path = Path(c)
+            if not manifest_path(path).exists():
+                raise FcbenchError(f"--max-drop compares an artifact or a pruned checkpoint with its float parent; "
+                                   f"{c} has no fcbench manifest naming one")
+            manifest = load_manifest(path)
+        else:
+            path, manifest = load_artifact(c, BenchConfig(artifacts=[c], infer_manifest=cfg.infer_manifest))
         parent, why = float_parent(path, manifest)
         if parent is None:
             raise FcbenchError(f"--max-drop needs the float parent of {path.name} to compare with: {why}; "
-                               "evaluate an artifact converted by fcbench convert, beside its parent checkpoint")
+                               "evaluate an artifact converted by fcbench convert, or a checkpoint made by fcbench "
+                               "prune or compress, beside its parent checkpoint")
 
 
 def _some_cell_can_run(checkpoints: list[str], backends: list[str | None], cfg: EvalConfig) -> None:

@@ -755,6 +755,59 @@ class CompressConfig(Checked):
         return self
 
 
+PRUNE_METHODS = ("l1-unstructured", "channel")
+IMPORTANCES = ("l1", "l2", "bn-scale")  # fcbench.pruning.ChannelPrune.Options.importance
+SCOPES = ("global", "layer")
+
+
+def _verb(technique: str) -> str:
+    """The lineage verb of an installed technique plugin ('' when it does not load)."""
+    from fcbench.techniques import get_technique
+
+    try:
+        return str(get_technique(technique).verb)
+    except FcbenchError:
+        return ""
+
+
+@dataclass
+class PruneConfig(Checked):
+    checkpoint: str = opt("", argument=True, help="fcbench checkpoint (.pt with its manifest)")
+    method: str = opt("channel", help="channel (structured: channels removed), l1-unstructured (weights zeroed, "
+                                      "shapes kept), or another technique plugin whose verb is prune")
+    ratio: float = opt(0.5, gt=0, lt=1, help="Fraction to prune: of the channels (channel) or of the weights "
+                                             "(l1-unstructured)")
+    importance: str | None = opt(None, choices=IMPORTANCES, help="channel: l1, l2 (default) or bn-scale")
+    round_to: int | None = opt(None, min=1, help="channel: channel counts a multiple of N (SIMD widths)")
+    scope: str | None = opt(None, choices=SCOPES, help="global or layer (default: global for l1-unstructured, "
+                                                        "layer for channel)")
+    out: str | None = opt(None, help="Output checkpoint (default: <stem>-pruned.pt beside the input)")
+    threads: int | None = opt(None, range=(1, MAX_THREADS))
+    seed: int = opt(0, range=(0, MAX_SEED))
+
+    def technique_options(self) -> dict[str, Any]:
+        """The technique's options: the ratio and whichever of the others were given."""
+        given = {"ratio": self.ratio, "importance": self.importance, "round_to": self.round_to, "scope": self.scope}
+        return {k: v for k, v in given.items() if v is not None}
+
+    def validate(self) -> PruneConfig:
+        check_options(self)
+        if not self.checkpoint:
+            raise FcbenchError("prune: give the checkpoint to prune, e.g. fcbench prune runs/demo/model.pt")
+        from fcbench.techniques import names
+
+        methods = sorted({*PRUNE_METHODS, *(n for n in names() if n not in PRUNE_METHODS and _verb(n) == "prune")},
+                         key=lambda n: (n not in PRUNE_METHODS, n))
+        if self.method not in methods:
+            raise OptionError("method", f"must be one of {', '.join(methods)}, got '{self.method}'"
+                                        f"{suggest(self.method, methods)}")
+        if self.method == "l1-unstructured":
+            for key in ("importance", "round_to"):
+                if getattr(self, key) is not None:
+                    raise OptionError(key, "is for --method channel; l1-unstructured takes --ratio and --scope")
+        return self
+
+
 @dataclass
 class InspectConfig(Checked):
     artifact: str = opt("", argument=True, help="An artifact (with its manifest, or --infer-manifest)")

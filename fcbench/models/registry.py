@@ -232,6 +232,12 @@ def _tensors(d: dict) -> bool:
 
 def read_state_dict(path: str | Path) -> dict[str, Any]:
     """Load a state dict from ``path``: plain, or under a "model"/"state_dict" key."""
+    return _read_weights(path)[0]
+
+
+def _read_weights(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]] | None]:
+    """The state dict of ``path`` and, for an fcbench checkpoint of a changed (pruned) architecture, its
+    ``structure`` (see :mod:`fcbench.training.checkpoint`)."""
     import torch
 
     from fcbench.paths import input_file, not_a_checkpoint
@@ -241,7 +247,10 @@ def read_state_dict(path: str | Path) -> dict[str, Any]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors, truncated files, foreign formats
         raise FcbenchError("weights file " + not_a_checkpoint(path, exc, "a torch state dict")) from exc
+    structure = None
     if isinstance(obj, dict) and not _tensors(obj):
+        if isinstance(obj.get("structure"), list):
+            structure = obj["structure"]
         # an fcbench checkpoint keeps the weights under "state_dict" ("model" names the architecture);
         # other trainers use "model" or "state_dict" for the weights themselves
         for key in ("state_dict", "model"):
@@ -252,12 +261,17 @@ def read_state_dict(path: str | Path) -> dict[str, Any]:
         raise FcbenchError(f"weights file {path} holds no state dict (a dict of tensors, or one under 'model')")
     if obj and all(k.startswith("module.") for k in obj):  # saved from DataParallel / DDP
         obj = {k[len("module."):]: v for k, v in obj.items()}
-    return obj
+    return obj, structure
 
 
 def load_weights(model: nn.Module, path: str | Path, name: str | None = None) -> None:
-    """Load ``path`` into ``model`` with strict keys and shapes, or raise a FcbenchError that lists misfits."""
-    state = read_state_dict(path)
+    """Load ``path`` into ``model`` with strict keys and shapes, or raise a FcbenchError that lists misfits.
+    An fcbench checkpoint of a pruned model first gives ``model`` its recorded shapes."""
+    state, structure = _read_weights(path)
+    if structure:
+        from fcbench.training.checkpoint import apply_structure
+
+        apply_structure(model, structure, path)
     name = name or getattr(model, "fcbench_name", type(model).__name__)
     own = model.state_dict()
     missing = [k for k in own if k not in state]

@@ -158,6 +158,23 @@ def compress(result, fmt: str) -> list[Any]:
     return _rows_view([row], "markdown" if fmt == "markdown" else fmt, f"compress {result.input}")
 
 
+def prune(result, fmt: str) -> list[Any]:
+    if fmt == "json":
+        return [json.dumps(result.to_dict(), indent=2, default=str) + "\n"]
+    from rich.table import Table
+
+    t = result.technique
+    size = "x".join(map(str, result.input_size))
+    table = Table(title=plain(f"prune({t.technique}) {t.input} -> {t.output}"))
+    for col in ("", "before", "after", "after/before"):
+        table.add_column(col, justify="left" if not col else "right")
+    table.add_row("params", f"{t.params_before:,}", f"{t.params_after:,}", f"{result.params_ratio:.3f}")
+    table.add_row(f"MACs at {size}", f"{result.macs_before:,}", f"{result.macs_after:,}", f"{result.macs_ratio:.3f}")
+    if result.sparsity is not None:
+        table.add_row("weight sparsity", "", f"{result.sparsity:.1%}", "")
+    return [table, result.note + "\n"] if result.note else [table]
+
+
 def bench(result, fmt: str) -> list[Any]:
     from fcbench.render.bench import cells_table
 

@@ -22,6 +22,7 @@ from fcbench.options import (
     InspectConfig,
     PluginsConfig,
     ProfileConfig,
+    PruneConfig,
     ResultsConfig,
     RunConfig,
     TrainConfig,
@@ -185,6 +186,79 @@ def run_compress(cfg: CompressConfig, ctx=None, hooks=None):
     return result
 
 
+@dataclass
+class PruneResult:
+    """What ``prune`` made: the technique's result (its compress row) with params and MACs before and
+    after at the model's input size, and for unstructured pruning the sparsity of the written weights."""
+
+    technique: Any  # fcbench.techniques.TechniqueResult
+    input_size: list[int]
+    macs_before: int
+    macs_after: int
+    sparsity: float | None = None  # fraction of zero conv/linear weights (l1-unstructured)
+    note: str = ""
+
+    @property
+    def output(self) -> Path:
+        return self.technique.output
+
+    @property
+    def params_ratio(self) -> float:
+        return self.technique.params_after / max(self.technique.params_before, 1)
+
+    @property
+    def macs_ratio(self) -> float:
+        return self.macs_after / max(self.macs_before, 1)
+
+    def __fspath__(self) -> str:
+        return str(self.technique.output)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.technique.to_dict(), "input_size": self.input_size, "macs_before": self.macs_before,
+                "macs_after": self.macs_after, "params_ratio": self.params_ratio, "macs_ratio": self.macs_ratio,
+                "sparsity": self.sparsity, "note": self.note}
+
+    def to_rows(self, ctx=None) -> list:
+        rows = self.technique.to_rows(ctx)
+        for row in rows:
+            row.extra.update(macs_before=self.macs_before, macs_after=self.macs_after, sparsity=self.sparsity)
+        return rows
+
+
+def run_prune(cfg: PruneConfig, ctx=None, hooks=None) -> PruneResult:
+    """Prune a checkpoint with a built-in ``prune`` technique: a new checkpoint whose lineage ends with
+    ``prune(<method>)``."""
+    from fcbench.hooks import or_default
+    from fcbench.models import profile
+    from fcbench.paths import input_file
+    from fcbench.pruning import UNSTRUCTURED_NOTE, sparsity
+    from fcbench.results.context import RunContext
+    from fcbench.techniques import apply_technique
+    from fcbench.techniques.base import TechniqueContext
+    from fcbench.training.checkpoint import load_checkpoint
+
+    hooks = or_default(hooks)
+    cfg.validate()
+    src = input_file(cfg.checkpoint, "checkpoint", verb="prune", suffixes=(".pt", ".pth"),
+                     hint="train writes OUT/model.pt")
+    out = Path(cfg.out) if cfg.out else src.with_name(f"{src.stem}-pruned.pt")
+    before = load_checkpoint(src).build_model()
+    size = tuple(before.preprocessing.size)
+    macs_before = profile(before, input_size=size)["macs"]
+    del before
+    result = apply_technique(src, cfg.method, cfg.technique_options(), out,
+                             context=TechniqueContext(threads=cfg.threads, seed=cfg.seed,
+                                                      progress=lambda msg, frac: hooks.log(msg)))
+    after = load_checkpoint(result.output).build_model()  # measured on what was written
+    macs_after = profile(after, input_size=size)["macs"]  # at the input's size, as macs_before
+    unstructured = cfg.method == "l1-unstructured"
+    result.ctx = ctx or RunContext()
+    pruned = PruneResult(result, list(size), int(macs_before), int(macs_after),
+                         sparsity(after) if unstructured else None, UNSTRUCTURED_NOTE if unstructured else "")
+    hooks.rows(pruned.to_rows())
+    return pruned
+
+
 def run_bench(cfg: BenchConfig, ctx=None, hooks=None):
     from dataclasses import replace
 
@@ -328,6 +402,9 @@ BENCH = Verb("bench", BenchConfig, run_bench, "Time artifacts through backends (
              "streamed into the store.", f"{_R}:bench", TABLE_FORMATS)
 COMPRESS = Verb("compress", CompressConfig, run_compress, "Apply a compression technique plugin to a checkpoint; "
                 "the new checkpoint's lineage ends with its step.", f"{_R}:compress", ("table", "json"))
+PRUNE = Verb("prune", PruneConfig, run_prune, "Prune a checkpoint: channel (structured, Torch-Pruning's dependency "
+             "graph; channels removed) or l1-unstructured (weights zeroed). Shows params and MACs before and after; "
+             "the new checkpoint's lineage ends with prune(<method>).", f"{_R}:prune", ("table", "json"))
 INSPECT = Verb("inspect", InspectConfig, run_inspect, "Where each node of a model runs on a backend, and in which "
                "precision, as the runtime reports it.", f"{_R}:inspect", ("table", "json"), stores=False)
 RESULTS = Verb("results", ResultsConfig, run_results, "Show rows of the results store.", f"{_R}:results",

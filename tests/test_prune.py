@@ -1,0 +1,209 @@
+"""fcbench prune: channel (Torch-Pruning's dependency graph) and l1-unstructured, through the CLI and the API.
+
+Two tiny models are trained once (r18 and mbf at 32x32); each pruned checkpoint is loaded by itself,
+converted to ONNX, benched on ort-cpu and evaluated against its float parent with the real verbs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import fcbench
+from fcbench.artifact import read_manifest
+from fcbench.training.checkpoint import load_checkpoint
+from fcbench.training.config import TrainConfig
+from fcbench.training.loop import train
+
+DATA = dict(data="synthetic:faces", data_options={"num_classes": 8, "samples_per_class": 8})
+R18 = dict(model="r18", model_options={"width": 0.125, "layers": [1, 1, 1, 1], "input_size": [32, 32]})
+MBF = dict(model="mbf", model_options={"width": 0.25, "input_size": [32, 32]})
+PAIRS = ["--data", "synthetic:pairs", "--data-opt", "num_pairs=100", "--threads", "1"]
+
+
+def _train(root: Path, spec: dict) -> Path:
+    return Path(train(TrainConfig(**spec, **DATA, epochs=1, batch_size=16, lr=0.01, threads=1,
+                                  out=str(root / spec["model"]))))
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    pytest.importorskip("torch_pruning")
+    root = tmp_path_factory.mktemp("prune")
+    return {"r18": _train(root, R18), "mbf": _train(root, MBF)}
+
+
+def _convs(model: torch.nn.Module) -> dict[str, torch.nn.Conv2d]:
+    return {n: m for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)}
+
+
+def test_channel_round_to_then_load_convert_bench_eval(models, cli, tmp_path):
+    base = models["r18"]
+    out, store = tmp_path / "r18-pruned.pt", tmp_path / "s.sqlite"
+    r = cli("prune", base, "--method", "channel", "--ratio", "0.5", "--round-to", "8", "--out", out,
+            "--store", store, "--threads", "1", "--format", "json")
+    assert r.code == 0, r.err
+    res = json.loads(r.out)
+    assert res["output"] == str(out) and res["options"]["round_to"] == 8 and res["options"]["importance"] == "l2"
+    assert res["params_after"] < 0.7 * res["params_before"] and res["macs_after"] < 0.8 * res["macs_before"]
+    assert res["params_ratio"] == pytest.approx(res["params_after"] / res["params_before"])
+    assert res["lineage"] == "train(arcface) > prune(channel)"
+
+    dense = load_checkpoint(base).build_model()
+    pruned = load_checkpoint(out).build_model()  # by itself, from the checkpoint's recorded structure
+    before, after = _convs(dense), _convs(pruned)
+    changed = [n for n in after if after[n].out_channels != before[n].out_channels]
+    assert changed and all(after[n].out_channels % 8 == 0 for n in changed), \
+        {n: after[n].out_channels for n in changed}
+    assert pruned.fc.out_features == dense.fc.out_features == pruned.output_size  # the embedding is kept
+    assert pruned.features.num_features == dense.features.num_features
+    with torch.no_grad():
+        assert pruned(torch.randn(2, 3, 32, 32)).shape == (2, dense.output_size)
+    m = read_manifest(out)
+    assert m.params == res["params_after"] and m.macs == res["macs_after"]
+    assert (m.lineage[-1].verb, m.lineage[-1].technique) == ("prune", "channel")
+
+    with fcbench.Store(store) as s:
+        (row,) = s.query(kind="compress")
+    assert row["lineage"] == "train(arcface) > prune(channel)" and row["value"] == res["params_after"]
+
+    r = cli("eval", out, "--max-drop", "100", *PAIRS, "--store", store, "--format", "json")
+    assert r.code == 0, r.err
+    report = json.loads(r.out)
+    assert set(report["pytorch"]) >= {"accuracy"} and "accuracy" in report["delta"]  # against model.pt
+
+    pytest.importorskip("onnxruntime")
+    r = cli("convert", out, "--to", "onnx", "--out", tmp_path / "onnx", "--format", "json")
+    assert r.code == 0, r.err
+    (outcome,) = json.loads(r.out)
+    assert outcome["status"] == "ok" and outcome["parity"]["ok"] is True, outcome
+    r = cli("bench", outcome["file"], "--backend", "ort-cpu", "--runs", "3", "--min-seconds", "0", "--warmup", "1",
+            "--threads", "1", "--store", store, "--format", "json")
+    assert r.code == 0, r.err
+    (cell,) = json.loads(r.out)
+    assert cell["status"] == "ok", cell
+
+
+def test_channel_api_mbf_bn_scale_default_out(models):
+    base = models["mbf"]
+    res = fcbench.prune(checkpoint=str(base), method="channel", ratio=0.5, importance="bn-scale", threads=1)
+    assert Path(res) == base.with_name("model-pruned.pt") and res.output.exists()
+    assert res.technique.params_after < 0.6 * res.technique.params_before
+    assert res.macs_after < 0.5 * res.macs_before and res.macs_ratio == res.macs_after / res.macs_before
+    dense, pruned = load_checkpoint(base).build_model(), load_checkpoint(res.output).build_model()
+    assert sum(m.out_channels for m in _convs(pruned).values()) < sum(m.out_channels for m in _convs(dense).values())
+    assert pruned.output_size == dense.output_size
+    with torch.no_grad():
+        assert pruned(torch.randn(2, 3, 32, 32)).shape == (2, dense.output_size)
+    assert read_manifest(res.output).lineage_summary().endswith("prune(channel)")
+    (row,) = res.to_rows()
+    assert row.kind == "compress" and row.extra["macs_after"] == res.macs_after
+
+
+@pytest.mark.parametrize("scope", ["global", "layer"])
+def test_l1_unstructured_sparsity(models, cli, tmp_path, scope):
+    from fcbench.pruning import prunable_weights
+
+    out = tmp_path / "sparse.pt"
+    r = cli("prune", models["mbf"], "--method", "l1-unstructured", "--ratio", "0.3", "--scope", scope,
+            "--out", out, "--threads", "1")
+    assert r.code == 0, r.err
+    assert "unstructured sparsity: dense runtimes keep size and speed" in r.out and "weight sparsity" in r.out
+    model = load_checkpoint(out).build_model()
+    weights = [w for _, w in prunable_weights(model)]
+    zeros = sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
+    assert abs(zeros - 0.3) < 0.01
+    if scope == "layer":
+        assert all(abs(float((w == 0).float().mean()) - 0.3) < 0.05 for w in weights if w.numel() >= 100)
+    dense = load_checkpoint(models["mbf"]).build_model()
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in dense.parameters())
+    res = fcbench.prune(checkpoint=str(models["mbf"]), method="l1-unstructured", ratio=0.3, scope=scope,
+                        out=str(tmp_path / "api.pt"), threads=1)
+    assert abs(res.sparsity - 0.3) < 0.01 and res.macs_after == res.macs_before and res.note
+    assert read_manifest(res.output).lineage[-1].technique == "l1-unstructured"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--ratio", "0"], "--ratio must be in (0, 1), got 0.0"),
+    (["--ratio", "1.5"], "--ratio must be in (0, 1), got 1.5"),
+    (["--ratio=-1"], "--ratio must be in (0, 1), got -1.0"),
+    (["--method", "chanel"], "did you mean 'channel'"),
+    (["--importance", "l3"], "--importance must be one of l1, l2, bn-scale"),
+    (["--round-to", "0"], "--round-to must be >= 1"),
+    (["--method", "l1-unstructured", "--round-to", "8"], "--round-to is for --method channel"),
+    (["--round-to", "4096"], "has no prunable channels"),
+])
+def test_bad_input_exit_2_nothing_written(models, cli, tmp_path, args, message):
+    out = tmp_path / "out.pt"
+    r = cli("prune", models["r18"], *args, "--out", out)
+    assert r.code == 2 and message in r.err, r.err
+    assert len(r.err.strip().splitlines()) == 1 and "Traceback" not in r.err
+    assert not out.exists()
+
+
+def test_missing_checkpoint(cli, tmp_path):
+    r = cli("prune", tmp_path / "nope.pt", "--ratio", "0.5", "--out", tmp_path / "o.pt")
+    assert r.code == 2 and "nope.pt does not exist" in r.err
+    assert not (tmp_path / "o.pt").exists()
+    with pytest.raises(fcbench.FcbenchError, match="ratio must be in"):
+        fcbench.prune(checkpoint=str(tmp_path / "nope.pt"), ratio=1.0)
+
+
+def test_another_prune_technique_plugin_is_a_method(models, cli, tmp_path, monkeypatch):
+    """A third party's technique whose verb is prune is a --method; one of another verb is not."""
+    from dataclasses import dataclass
+
+    from fcbench import plugins
+    from fcbench.techniques.base import Technique
+
+    class HalveFc(Technique):
+        verb = "prune"
+
+        @dataclass
+        class Options:
+            ratio: float = 0.5
+
+        def apply(self, checkpoint, options, context):
+            model = checkpoint.build_model()
+            with torch.no_grad():
+                model.fc.weight[: int(model.fc.out_features * options.ratio)] = 0
+            return checkpoint.with_model(model)
+
+    class Other(HalveFc):
+        verb = "compress"
+
+    class EntryPoint:
+        def __init__(self, obj):
+            self.obj, self.value = obj, f"tests:{obj.__name__}"
+
+        def load(self):
+            return self.obj
+
+    original = plugins.entry_points
+    monkeypatch.setattr(plugins, "entry_points", lambda kind: {
+        **original(kind), **({"test-halve-fc": EntryPoint(HalveFc), "test-other": EntryPoint(Other)}
+                             if kind == "technique" else {})})
+    out = tmp_path / "halved.pt"
+    r = cli("prune", models["r18"], "--method", "test-halve-fc", "--ratio", "0.25", "--out", out, "--format", "json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["lineage"] == "train(arcface) > prune(test-halve-fc)"
+    fc = load_checkpoint(out).build_model().fc.weight
+    assert bool((fc[: fc.shape[0] // 4] == 0).all()) and not bool((fc[fc.shape[0] // 4:] == 0).all())
+    r = cli("prune", models["r18"], "--method", "test-other", "--out", tmp_path / "o.pt")
+    assert r.code == 2 and "--method must be one of channel, l1-unstructured, test-halve-fc" in r.err, r.err
+    assert not (tmp_path / "o.pt").exists()
+
+
+def test_pruned_checkpoint_fine_tunes_with_train_weights(models, tmp_path):
+    """train --weights (and so distill --student) takes a pruned checkpoint: its shapes come with it."""
+    pruned = fcbench.prune(checkpoint=str(models["r18"]), method="channel", ratio=0.5, out=str(tmp_path / "p.pt"),
+                           threads=1)
+    run = Path(train(TrainConfig(**R18, **DATA, weights=str(pruned.output), epochs=1, batch_size=16, lr=0.01,
+                                 threads=1, out=str(tmp_path / "ft"))))
+    tuned = load_checkpoint(run).build_model()
+    assert sum(p.numel() for p in tuned.parameters()) == pruned.technique.params_after
+    want = load_checkpoint(pruned.output).build_model().layer2[0].conv1.out_channels
+    assert tuned.layer2[0].conv1.out_channels == want < 16
