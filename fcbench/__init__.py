@@ -1,8 +1,8 @@
 """fcbench: compress vision models, convert them to edge runtimes, measure them.
 
-The Python API (see :mod:`fcbench.api`): ``fcbench.train``, ``fcbench.evaluate``, ``fcbench.convert``,
-``fcbench.bench``, ``fcbench.create_model``, ... each returning a result that ``fcbench.Store.add`` can
-keep. Names are imported on first use, so ``import fcbench`` stays light.
+The Python API (see :mod:`fcbench.api`): ``fcbench.train``, ``fcbench.distill``, ``fcbench.evaluate``,
+``fcbench.convert``, ``fcbench.bench``, ``fcbench.create_model``, ... each returning a result that
+``fcbench.Store.add`` can keep. Names are imported on first use, so ``import fcbench`` stays light.
 """
 
 from __future__ import annotations
@@ -12,10 +12,12 @@ from typing import Any
 __version__ = "0.1.0"
 
 _API = {
-    "create_model": "fcbench.api", "train": "fcbench.api", "evaluate": "fcbench.api", "convert": "fcbench.api",
+    "create_model": "fcbench.api", "train": "fcbench.api", "distill": "fcbench.api",
+    "evaluate": "fcbench.api", "convert": "fcbench.api",
     "bench": "fcbench.api", "inspect": "fcbench.api", "profile": "fcbench.api",
     "run_recipe": "fcbench.api",
-    "TrainConfig": "fcbench.options", "EvalConfig": "fcbench.options", "ConvertConfig": "fcbench.options",
+    "TrainConfig": "fcbench.options", "DistillConfig": "fcbench.options",
+    "EvalConfig": "fcbench.options", "ConvertConfig": "fcbench.options",
     "BenchConfig": "fcbench.options", "InspectConfig": "fcbench.options", "ProfileConfig": "fcbench.options",
     "ResultsConfig": "fcbench.options",
     "Hooks": "fcbench.hooks", "RunContext": "fcbench.results.context", "Store": "fcbench.results.store",

@@ -25,6 +25,7 @@ from fcbench.hooks import Hooks
 from fcbench.options import (
     BenchConfig,
     ConvertConfig,
+    DistillConfig,
     EvalConfig,
     InspectConfig,
     OptionError,
@@ -70,6 +71,13 @@ def train(options: TrainConfig | None = None, ctx: RunContext | None = None, hoo
           **kwargs: Any):
     """Train; returns a ``TrainResult`` (path-like: the final checkpoint) with one row per epoch."""
     return _run("train", TrainConfig, options, ctx, hooks, kwargs)
+
+
+def distill(options: DistillConfig | None = None, ctx: RunContext | None = None, hooks: Hooks | None = None,
+            **kwargs: Any):
+    """Train a student with a frozen teacher; returns a ``DistillResult`` (path-like: the student's checkpoint;
+    ``.teacher``, ``.method``, and the teacher's run when it was trained first)."""
+    return _run("distill", DistillConfig, options, ctx, hooks, kwargs)
 
 
 def evaluate(options: EvalConfig | None = None, ctx: RunContext | None = None, hooks: Hooks | None = None,

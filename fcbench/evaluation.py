@@ -232,7 +232,7 @@ def evaluate(cfg: EvalConfig, ctx: RunContext | None = None) -> EvalReport:
             artifact_sha256=manifest.sha256 if manifest else "", format="fcbench-ckpt", backend="pytorch",
             variant="eager", threads=torch.get_num_threads(), batch=cfg.batch_size,
             input_shape=f"1x3x{h}x{w}", metric=name, value=float(value), dataset=report.dataset,
-            protocol=_protocol_name(protocol, cfg.flip),
+            protocol=_protocol_name(protocol, cfg.flip), extra={"label": cfg.label} if cfg.label else {},
         ))
     return report
 
@@ -334,6 +334,8 @@ def _evaluate_artifact(cfg: EvalConfig, ctx: RunContext) -> EvalReport:
         if metric in report.reference:
             extra = {"pytorch_value": report.reference[metric], "delta": value - report.reference[metric]}
         extra.update(trust)  # where it ran and in which precision, as for a bench cell
+        if cfg.label:
+            extra["label"] = cfg.label
         if runtime.precision:
             extra["inference_precision"] = runtime.precision
         report.rows.append(ctx.row(

@@ -514,6 +514,51 @@ class TrainConfig(Checked):
 
 
 @dataclass
+class DistillConfig(TrainConfig):
+    """``train``'s options (for the student) plus the teacher and the distillation method(s)."""
+
+    model: str = opt("r18", cli=False, help="Set from student")
+    weights: str | None = opt(None, cli=False, help="Set from student when it is a checkpoint")
+    out: str = opt("runs/distill", help="Output folder for the student's run (one run per folder, as for train); "
+                                        "a teacher fcbench trains goes to OUT/teacher")
+    teacher: str = opt("", help="fcbench checkpoint, insightface backbone.pth (with --teacher-model) or a model name: "
+                                "the newest trained checkpoint of it on the same data in the store, else trained first")
+    teacher_model: str | None = opt(None, help="Architecture of a plain state_dict teacher (e.g. r100)")
+    teacher_options: dict[str, Any] = opt(default_factory=dict, flags=("--teacher-opt",), parse=parse_model_options,
+                                          help="Teacher model option KEY=VALUE (with a model name or --teacher-model)")
+    student: str = opt("r18", help="Student: a model name (options with -o) or a checkpoint to start from")
+    method: str = opt("embedding-mse", help="Distillation method(s), '+'-joined: kd, embedding-mse, adaptive-margin, "
+                                            "triplet-l2, triplet-cos, margin, angular, ekd (fcbench plugins --kind "
+                                            "technique -v)")
+    method_options: dict[str, Any] = opt(default_factory=dict, flags=("--method-opt",), parse=parse_kv,
+                                         help="Method option KEY=VALUE, e.g. weight=100; METHOD.KEY=VALUE in a "
+                                              "combination, e.g. embedding-mse.weight=50")
+    no_copy_centres: bool = opt(False, help="adaptive-margin: do not copy the teacher's class centres")
+    fixed_margin: bool = opt(False, help="adaptive-margin: the head's own margin instead of the per-sample one")
+    train_centres: bool = opt(False, help="adaptive-margin: train the copied centres instead of freezing them")
+    teacher_epochs: int | None = opt(None, min=1, help="Epochs of a teacher fcbench trains (default: --epochs)")
+    teacher_lr: float | None = opt(None, gt=0, help="Learning rate of a teacher fcbench trains (default: --lr)")
+
+    def validate(self) -> DistillConfig:
+        super().validate()
+        if not self.teacher:
+            raise OptionError("teacher", "is required: a checkpoint, a plain state_dict with --teacher-model, "
+                                         "or a model name such as r34")
+        if self.model != "r18" or self.weights:
+            raise OptionError("model", "distill takes the student as student (a model name or a checkpoint), "
+                                       "not model/weights")
+        from fcbench.distillation import parse_methods
+
+        parse_methods(self)  # method names, their options and flags: checked when the options are made
+        return self
+
+    def train_config(self, **changes: Any) -> TrainConfig:
+        """The ``train`` options of this run (the student's, or with ``changes`` a teacher's)."""
+        values = {f.name: getattr(self, f.name) for f in fields(TrainConfig)}
+        return TrainConfig(**{**values, **changes})
+
+
+@dataclass
 class PluginsConfig(Checked):
     kind: str | None = opt(None, help="model, dataset, format, technique, backend, device or verb")
     verbose: bool = opt(False, flags=("-v",), help="Also list what each plugin takes: a model's task, input size "
@@ -562,6 +607,8 @@ class EvalConfig(Checked):
     roc: str | None = opt(None, help="Verification: write the whole ROC (far,tar,threshold) to this CSV file")
     flip: bool = opt(False, help="Flip test, as insightface and the papers report LFW/CFP/AgeDB: each image's "
                                  "embedding plus its mirror's, L2-normalised (verification, identification)")
+    label: str = opt("", help="A short name for the data in tables (e.g. LFW-style), kept in the rows' extra.label: "
+                              "results --pivot then shows one line per artifact, a column per label and metric")
     checkpoint: str = opt("", cli=False)
     backend: str | None = opt(None, cli=False)
 
@@ -727,7 +774,7 @@ class ResultsConfig(Checked):
     run: str | None = opt(None, help="A run id, or 'last'")
     kind: str | None = opt(None, help="speed, quality, train or compress")
     model: str | None = opt(None)
-    metric: str | None = opt(None)
+    metric: str | None = opt(None, help="A metric, or several comma-separated (accuracy,rank1)")
     limit: int | None = opt(None, min=1, help="Only the newest N rows")
     store: str | None = opt(None, help="Results store (SQLite file). Default: results/fcbench.sqlite")
     pivot: bool = opt(False, help="Quality rows as one line per evaluated artifact, a column per metric")

@@ -259,7 +259,7 @@ def run_recipe(recipe: Recipe, hooks: Hooks | None = None, ctx: Any = None) -> R
                 cfg = replace(cfg, run=ctx.run_id)
             cfg = replace(cfg, title=cfg.title or f"{recipe.name}: run {ctx.run_id}")
         step_hooks = replace(hooks, on_rows=lambda rows, store=step.store: hooks.rows_to(store, rows))
-        out = verb.runner()(cfg, ctx, step_hooks)
+        out = verb.runner()(cfg, replace(ctx, store=str(step.store)) if step.store else ctx, step_hooks)
         done = StepDone(i, len(recipe.steps), replace(step, options=cfg), out)
         result.steps.append(done)
         hooks.event("step", done)

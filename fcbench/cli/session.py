@@ -127,6 +127,10 @@ def run_verb(verb, cfg: Any, fmt: str, store: str | None) -> int:
 
         cfg.worker_logs = str(Path(store or DEFAULT_STORE).parent / "worker-logs")
     ctx = RunContext()
+    if verb.stores:  # verbs that look things up in the store (distill's teacher by name) read it here
+        from fcbench.results.store import DEFAULT_STORE
+
+        ctx.store = str(store or DEFAULT_STORE)
     capture = Capture(log_path(store, ctx.run_id))
     failed: list[str] = []
     ok = usage = False

@@ -59,17 +59,20 @@ def constant_columns(rows: list[dict[str, Any]], cols: list[str]) -> dict[str, A
 
 
 def pivot_quality(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Quality rows -> one row per (artifact, backend, dataset) with a column per metric; the
-    thresholds that go with each figure stay in the store."""
+    """Quality rows -> one row per (artifact, backend, dataset) with a column per metric; rows that an
+    ``eval --label`` named give one row per (artifact, backend) with a column per label and metric (the
+    theses' tables: method x LFW, AgeDB, ...). The thresholds that go with each figure stay in the store."""
     out: dict[tuple, dict[str, Any]] = {}
     for r in rows:
         if r.get("kind") != "quality" or str(r.get("metric", "")).startswith(("threshold", "best_threshold",
                                                                                 "eer_threshold")):
             continue
-        key = (r.get("artifact"), r.get("backend"), r.get("variant"), r.get("dataset"))
+        label = (r.get("extra") or {}).get("label") if isinstance(r.get("extra"), dict) else None
+        key = (r.get("artifact"), r.get("backend"), r.get("variant"), None if label else r.get("dataset"))
         row = out.setdefault(key, {"model": r.get("model"), "lineage": r.get("lineage"), "artifact": r.get("artifact"),
-                                   "backend": f"{r.get('backend')}:{r.get('variant')}", "dataset": r.get("dataset")})
-        row[r["metric"]] = r.get("value")
+                                   "backend": f"{r.get('backend')}:{r.get('variant')}",
+                                   **({} if label else {"dataset": r.get("dataset")})})
+        row[f"{label} {r['metric']}" if label else r["metric"]] = r.get("value")
     return list(out.values())
 
 

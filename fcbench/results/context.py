@@ -51,6 +51,7 @@ class RunContext:
     device: str = "local"  # the device driver's name for where rows are measured (bench cells say their own)
     device_info: dict = field(default_factory=lambda: this_machine()[0], repr=False)
     device_fingerprint: str = field(default_factory=lambda: this_machine()[1])
+    store: str = field(default="", repr=False)  # where the caller stores this run's rows ("": unknown); read-only use
 
     def row(self, kind: str, **values) -> Row:
         versions = values.pop("runtime_versions", None) or {"torch": package_version("torch")}

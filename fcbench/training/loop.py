@@ -53,16 +53,21 @@ class TrainResult:
 
 
 class _Joint(nn.Module):
-    """Backbone + optional head as one module, so DDP syncs both. Returns (backbone output, logits)."""
+    """Backbone + optional head (+ a loss hook's own trainable modules, e.g. a distillation projection)
+    as one module, so DDP syncs all of them. Returns (backbone output, logits)."""
 
-    def __init__(self, backbone: nn.Module, head: nn.Module | None) -> None:
+    def __init__(self, backbone: nn.Module, head: nn.Module | None, extra: nn.Module | None = None) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head
+        self.extra = extra
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, y: torch.Tensor,
+                margin: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.backbone(x)
-        return out, (self.head(out, y) if self.head is not None else out)
+        if self.head is None:
+            return out, out
+        return out, (self.head(out, y) if margin is None else self.head(out, y, margin=margin))
 
 
 @dataclass
@@ -77,13 +82,27 @@ class LossInputs:
     step: int  # optimizer steps taken before this one
     epoch: int
     device: torch.device
+    head: nn.Module | None = None  # the training head (face models), e.g. for its class centres
+    extra: nn.Module | None = None  # what the hook's ``setup`` returned (trained with the model)
 
 
 LossHook = Callable[[LossInputs], dict[str, torch.Tensor]]
 """``hook(inputs) -> {term name: scalar tensor}``: extra loss terms, already weighted, added to the
 cross-entropy before the backward pass. A hook computes whatever else it needs itself, e.g. a
 frozen teacher's embeddings of ``inputs.x`` under ``torch.no_grad()``. Each term's epoch mean is
-stored in the train row's ``extra.loss_terms`` beside ``ce``; the row's value is the total."""
+stored in the train row's ``extra.loss_terms`` beside ``ce``; the row's value is the total.
+
+A hook object may also have (each optional):
+
+- ``setup(model, head, dataset, device) -> nn.Module | None``: called once the model, head and data
+  exist and before anything is written; may change the head (copy and freeze class centres) and
+  return modules of its own to train with the model (a projection); their state is in the epoch
+  checkpoints' training state, so ``--resume`` continues them; they are not part of the saved model.
+- ``margin(x, y) -> Tensor | None``: per-sample margins (B,) for the margin head at this step.
+- ``ce_weight``: the factor of the cross-entropy term (default 1).
+- ``lineage_step(options) -> (verb, technique, options)``: the final checkpoint's lineage step
+  instead of ``train(<head>)`` (``distill`` names its method and teacher).
+- ``row_extra``: a dict added to every train row's ``extra``."""
 
 
 def _lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
@@ -271,7 +290,15 @@ def train(cfg: TrainConfig, ctx: RunContext | None = None, hooks: Hooks | None =
             f"train: model '{cfg.model}' outputs {model.output_size} classes but data '{dataset.source}' has "
             f"{dataset.num_classes}; pass model option num_classes={dataset.num_classes}"
         )
-    net = _Joint(model, head).to(device)
+    extra: nn.Module | None = None
+    if loss_hook is not None and hasattr(loss_hook, "setup"):
+        model.to(device)
+        if head is not None:
+            head.to(device)
+        extra = loss_hook.setup(model, head, dataset, device)
+    net = _Joint(model, head, extra).to(device)
+    ce_weight = float(getattr(loss_hook, "ce_weight", 1.0))
+    row_extra = dict(getattr(loss_hook, "row_extra", None) or {})
     ddp_net: nn.Module = net
     if distributed:
         ddp_net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
@@ -282,8 +309,11 @@ def train(cfg: TrainConfig, ctx: RunContext | None = None, hooks: Hooks | None =
         return torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
 
     optimizers = [make_opt(model.parameters(), cfg.lr)]
-    if head is not None:
-        optimizers.append(make_opt(head.parameters(), cfg.head_lr or cfg.lr))
+    head_params = [p for p in head.parameters() if p.requires_grad] if head is not None else []
+    if head_params:  # a head whose centres a hook froze has nothing to step
+        optimizers.append(make_opt(head_params, cfg.head_lr or cfg.lr))
+    if extra is not None and any(p.requires_grad for p in extra.parameters()):
+        optimizers.append(make_opt([p for p in extra.parameters() if p.requires_grad], cfg.lr))
     sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed, drop_last=True)
     loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
                         drop_last=True, persistent_workers=cfg.workers > 0)
@@ -319,6 +349,8 @@ def train(cfg: TrainConfig, ctx: RunContext | None = None, hooks: Hooks | None =
         net.backbone.load_state_dict(state.state_dict)
         if head is not None and state.head is not None:
             head.load_state_dict(state.head["state_dict"])
+        if extra is not None and state.train_state.get("extra"):
+            extra.load_state_dict(state.train_state["extra"])
         ts = state.train_state
         for o, s in zip(optimizers, ts["optimizers"], strict=True):
             o.load_state_dict(s)
@@ -361,12 +393,13 @@ def train(cfg: TrainConfig, ctx: RunContext | None = None, hooks: Hooks | None =
             term_sums: dict[str, float] = {}
             for x, y in loader:
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                margin = loss_hook.margin(x, y) if hasattr(loss_hook, "margin") else None
                 with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                    outputs, logits = ddp_net(x, y)
-                loss = nn.functional.cross_entropy(logits.float(), y)
+                    outputs, logits = ddp_net(x, y, margin) if margin is not None else ddp_net(x, y)
+                loss = nn.functional.cross_entropy(logits.float(), y) * ce_weight
                 if loss_hook is not None:
                     terms = {"ce": loss, **_hook_terms(loss_hook, LossInputs(
-                        x, y, outputs.float(), logits.float(), model, step, epoch, device))}
+                        x, y, outputs.float(), logits.float(), model, step, epoch, device, head, extra))}
                     loss = sum(terms.values())
                     for name, term in terms.items():
                         term_sums[name] = term_sums.get(name, 0.0) + term.item()
@@ -400,17 +433,18 @@ def train(cfg: TrainConfig, ctx: RunContext | None = None, hooks: Hooks | None =
                     "optimizers": [o.state_dict() for o in optimizers],
                     "schedulers": [s.state_dict() for s in schedulers],
                     "rng": torch.get_rng_state(), "config": lineage_opts, "scaler": scaler.state_dict(),
+                    **({"extra": extra.state_dict()} if extra is not None else {}),
                 }
                 with runfolder.uninterrupted():
                     save_checkpoint(out / f"epoch-{epoch:03d}.pt", model, head=head, head_spec=head_spec,
                                     train_state=train_state, train_run=run_id)
                     last_ckpt, epochs_written = out / f"epoch-{epoch:03d}.pt", epochs_written + 1
-                row = ctx.row("train", model=cfg.model, metric="loss", value=mean_loss,
+                row = ctx.row("train", model=cfg.model, metric="loss", value=mean_loss, artifact=str(out / "model.pt"),
                               dataset=str(dataset.source), protocol="train",
                               batch=cfg.batch_size, threads=torch.get_num_threads(),
                               extra={"epoch": epoch, "step": step, "train_run": run_id,
                                      "lr": schedulers[0].get_last_lr()[0],
-                                     "images_per_s": seen / elapsed, "world_size": world,
+                                     "images_per_s": seen / elapsed, "world_size": world, **row_extra,
                                      **({"loss_terms": {k: v / max(1, batches) for k, v in term_sums.items()}}
                                         if term_sums else {})})
                 result.rows.append(row)
@@ -425,10 +459,12 @@ def train(cfg: TrainConfig, ctx: RunContext | None = None, hooks: Hooks | None =
         if main_proc:
             net.backbone.eval()
             prof = profile(model, input_size=tuple(model.preprocessing.size))
-            technique = cfg.head if head is not None else "softmax"
+            verb, technique, step_opts = "train", cfg.head if head is not None else "softmax", lineage_opts
+            if hasattr(loss_hook, "lineage_step"):
+                verb, technique, step_opts = loss_hook.lineage_step(dict(lineage_opts))
             with runfolder.uninterrupted():
                 save_checkpoint(final, model, head=head, head_spec=head_spec, profile=prof, train_run=run_id,
-                                lineage=[Step("train", technique=technique, options=lineage_opts,
+                                lineage=[Step(verb, technique=technique, options=step_opts,
                                               parent_sha256=parent_sha)])
                 finished = True
         if distributed:

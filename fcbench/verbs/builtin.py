@@ -17,6 +17,7 @@ from fcbench.options import (
     BenchConfig,
     CompressConfig,
     ConvertConfig,
+    DistillConfig,
     EvalConfig,
     InspectConfig,
     PluginsConfig,
@@ -124,6 +125,12 @@ def run_train(cfg: TrainConfig, ctx=None, hooks=None):
     from fcbench.training.loop import train
 
     return train(cfg, ctx, hooks)
+
+
+def run_distill(cfg: DistillConfig, ctx=None, hooks=None):
+    from fcbench.distillation import distill
+
+    return distill(cfg, ctx, hooks)
 
 
 def run_eval(cfg: EvalConfig, ctx=None, hooks=None):
@@ -273,8 +280,12 @@ def run_results(cfg: ResultsConfig, ctx=None, hooks=None) -> ResultsResult:
                            f"{path / DEFAULT_STORE.name}")
     with Store(path) as s:
         run = None if cfg.run == "last" else cfg.run
-        rows = s.query(run_id=run, last_run=cfg.run == "last", kind=cfg.kind, model=cfg.model, metric=cfg.metric,
-                       limit=cfg.limit)
+        metrics = [m.strip() for m in (cfg.metric or "").split(",") if m.strip()]
+        rows = s.query(run_id=run, last_run=cfg.run == "last", kind=cfg.kind, model=cfg.model,
+                       metric=metrics[0] if len(metrics) == 1 else None, limit=None if len(metrics) > 1 else cfg.limit)
+        if len(metrics) > 1:
+            rows = [r for r in rows if r["metric"] in metrics]
+            rows = rows[-cfg.limit:] if cfg.limit else rows
         # nothing matched what was asked: say why (exit 2); a recipe's own run with no rows yet is no error
         own_run = ctx is not None and bool(getattr(ctx, "recipe", "")) and run == getattr(ctx, "run_id", None)
         if not rows and not own_run:
@@ -304,6 +315,9 @@ PROFILE = Verb("profile", ProfileConfig, run_profile, "Params, MACs and FLOPs (=
                "defaults: fcbench plugins --kind model --verbose.", f"{_R}:profile", ("table", "json"), stores=False)
 TRAIN = Verb("train", TrainConfig, run_train, "Train a model (single process, or DDP under torchrun). Writes "
              "OUT/model.pt + manifest.", f"{_R}:train", ("table",))
+DISTILL = Verb("distill", DistillConfig, run_distill, "Train a student with a frozen teacher (knowledge "
+               "distillation): train's options plus --teacher, --student and --method. Writes OUT/model.pt whose "
+               "lineage ends with distill(<method>), naming the teacher's sha256.", f"{_R}:train", ("table",))
 EVAL = Verb("eval", EvalConfig, run_eval, "Measure quality on a dataset, in PyTorch or through runtimes; rows go to "
             "the results store. One artifact and one backend: every metric. Several (artifacts x backends): a "
             "matrix of the headline metric beside the float parent's, one cell each; a cell that fails says why "
