@@ -95,6 +95,9 @@ def parser() -> argparse.ArgumentParser:
                    help="comma-separated variants, all (default) or none (teacher and alone only): "
                         + ", ".join(v.label for v in VARIANTS)
                         + "; short names: " + ", ".join(f"{k}={v}" for k, v in SHORT.items()))
+    p.add_argument("--variant", action="append", default=[], metavar="'METHOD KEY=VALUE ...'",
+                   help="one more variant: a method (or a+b) with method options, e.g. 'embedding-mse weight=1000' "
+                        "(repeatable; run after --methods' variants)")
     p.add_argument("--threads", type=int, default=1, help="threads of every training and evaluation (default 1)")
     p.add_argument("--workdir", default=None, help="runs, metrics and the results store (default: a new temp dir); "
                                                    "the same one again reuses finished runs")
@@ -144,6 +147,18 @@ def parse() -> argparse.Namespace:
                 raise SystemExit(f"--methods: unknown variant '{name}'; variants: "
                                  + ", ".join(by_label) + "; short names: " + ", ".join(SHORT))
             args.variants.append(by_label[label])
+    for text in args.variant:
+        method, *pairs = text.split()
+        opts = {}
+        for pair in pairs:
+            key, eq, value = pair.partition("=")
+            if not eq:
+                raise SystemExit(f"--variant '{text}': '{pair}' is not KEY=VALUE")
+            try:
+                opts[key] = json.loads(value)
+            except json.JSONDecodeError:
+                opts[key] = value
+        args.variants.append(Variant(" ".join([method, *pairs]), method, opts))
     return args
 
 
