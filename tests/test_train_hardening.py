@@ -273,8 +273,10 @@ def test_sigint_to_fcbench_train_exits_130_naming_what_was_kept(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     base = [sys.executable, "-m", "fcbench.cli"]
     args = ["train", *TINY_ARGS, "--epochs", "50", "--out", "run", "--store", "s.sqlite"]
+    # as in a terminal: Ctrl-C has its default action even when this test runs under a shell that ignores
+    # SIGINT for background jobs (its children inherit the ignore, and Python then installs no handler)
     p = subprocess.Popen([*base, *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
+                         text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 240
         while not manifest_path(tmp_path / "run" / "epoch-001.pt").exists():
