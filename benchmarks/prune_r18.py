@@ -1,0 +1,99 @@
+"""Channel pruning of IResNet-18: MACs and measured latency of the pruned model vs the dense one.
+
+The dense r18 (112x112, trained 2 steps, as every script here) is pruned by ``fcbench prune --method channel
+--ratio R`` once per ``--round-to`` value, each pruned checkpoint converted to ONNX and OpenVINO IR by
+``fcbench convert``, and every model timed through ``fcbench bench`` on ONNX Runtime (cpu) and OpenVINO f32
+(the ``ort-cpu`` and ``openvino-f32`` profiles), dense and pruned interleaved (A,B,B,A...). Reported: params
+and MACs ratios (from the checkpoints) and the latency ratio pruned/dense per backend (medians over
+repetitions of p50). Target (P3): at ratio 0.5, MACs <= 0.26x and latency <= 0.30x on both backends.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from _common import Run, artifacts, busy_note, fcbench_cell, interleaved, markdown, median, parse, parser, workdir
+
+BACKENDS = {"ort-cpu": "onnx", "openvino-f32": "openvino"}
+SUFFIX = {"onnx": ".onnx", "openvino": ".xml"}
+
+
+def _prepare_pruned(dense: Path, out: Path, ratio: float, round_to: int) -> None:
+    """Child process: prune and convert (the measuring process never runs an exporter)."""
+    import fcbench
+
+    if not out.exists():
+        fcbench.prune(checkpoint=str(dense), method="channel", ratio=ratio, round_to=round_to, out=str(out))
+    missing = [f for f, s in SUFFIX.items() if not out.with_suffix(s).exists()]
+    if missing:
+        result = fcbench.convert(checkpoint=str(out), to=missing)
+        bad = [f"{o.format}: {o.status} {o.reason}" for o in result.outcomes if o.status != "ok"]
+        if bad:
+            raise SystemExit("conversion failed: " + "; ".join(bad))
+
+
+def _ratios(dense: Path, pruned: Path) -> tuple[float, float]:
+    from fcbench.models import profile
+    from fcbench.training.checkpoint import load_checkpoint
+
+    def prof(p: Path) -> dict:
+        m = load_checkpoint(p).build_model()
+        return profile(m, input_size=tuple(m.preprocessing.size))
+
+    a, b = prof(dense), prof(pruned)
+    return b["params"] / a["params"], b["macs"] / a["macs"]
+
+
+def main() -> None:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--ratio", type=float, default=0.5, help="fraction of channels removed (default 0.5)")
+    p.add_argument("--round-to", default="1,8,16", help="comma-separated --round-to values to try (default 1,8,16)")
+    args = parse(p)
+    run = Run(args)
+    root = workdir(args)
+    dense = artifacts(root, args.quick)
+    models: dict[str, dict[str, Path]] = {"dense": {f: dense[f] for f in SUFFIX}}
+    ratios: dict[str, tuple[float, float]] = {"dense": (1.0, 1.0)}
+    for n in [int(v) for v in args.round_to.split(",") if v.strip()]:
+        name = f"pruned {args.ratio:g}, round-to {n}"
+        ckpt = dense["pytorch"].with_name(f"pruned-{args.ratio:g}-r{n}.pt")
+        cmd = [sys.executable, __file__, "prepare", str(dense["pytorch"]), str(ckpt), str(args.ratio), str(n)]
+        subprocess.run(cmd, check=True)
+        models[name] = {f: ckpt.with_suffix(s) for f, s in SUFFIX.items()}
+        ratios[name] = _ratios(dense["pytorch"], ckpt)
+    store = root / "bench.sqlite"
+    rows = []
+    p50: dict[tuple[str, str], float] = {}
+    for backend, fmt in BACKENDS.items():
+        fns = {name: (lambda f=files[fmt], b=backend: {"p50": fcbench_cell(f, b, args, store).stats.p50_ms})
+               for name, files in models.items()}
+        res = interleaved(fns, args)
+        print(f"{backend}: {busy_note(res)}")
+        for name in models:
+            p50[(name, backend)] = median([r["p50"] for r in res[name]])
+    for name in models:
+        row = {"model": name, "params x": ratios[name][0], "MACs x": ratios[name][1]}
+        for backend in BACKENDS:
+            row[f"{backend} p50 ms"] = p50[(name, backend)]
+            row[f"{backend} x"] = p50[(name, backend)] / p50[("dense", backend)]
+        rows.append(row)
+    cols = ["model", "params x", "MACs x"] + [c for b in BACKENDS for c in (f"{b} p50 ms", f"{b} x")]
+    print()
+    print(markdown(rows, cols))
+    pruned = [r for r in rows if r["model"] != "dense"]
+    if pruned:
+        best = {b: min(r[f"{b} x"] for r in pruned) for b in BACKENDS}
+        macs = min(r["MACs x"] for r in pruned)
+        print(f"\ntarget (ratio 0.5): MACs <= 0.26x -> {macs:.3f}x {'met' if macs <= 0.26 else 'NOT met'}; "
+              + "; ".join(f"{b} latency <= 0.30x -> best {x:.3f}x {'met' if x <= 0.30 else 'NOT met'}"
+                          for b, x in best.items()))
+    run.end()
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["prepare"]:
+        _prepare_pruned(Path(sys.argv[2]), Path(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]))
+    else:
+        main()
