@@ -760,16 +760,6 @@ IMPORTANCES = ("l1", "l2", "bn-scale")  # fcbench.pruning.ChannelPrune.Options.i
 SCOPES = ("global", "layer")
 
 
-def _verb(technique: str) -> str:
-    """The lineage verb of an installed technique plugin ('' when it does not load)."""
-    from fcbench.techniques import get_technique
-
-    try:
-        return str(get_technique(technique).verb)
-    except FcbenchError:
-        return ""
-
-
 @dataclass
 class PruneConfig(Checked):
     checkpoint: str = opt("", argument=True, help="fcbench checkpoint (.pt with its manifest)")
@@ -796,8 +786,7 @@ class PruneConfig(Checked):
             raise FcbenchError("prune: give the checkpoint to prune, e.g. fcbench prune runs/demo/model.pt")
         from fcbench.techniques import names
 
-        methods = sorted({*PRUNE_METHODS, *(n for n in names() if n not in PRUNE_METHODS and _verb(n) == "prune")},
-                         key=lambda n: (n not in PRUNE_METHODS, n))
+        methods = sorted({*PRUNE_METHODS, *names("prune")}, key=lambda n: (n not in PRUNE_METHODS, n))
         if self.method not in methods:
             raise OptionError("method", f"must be one of {', '.join(methods)}, got '{self.method}'"
                                         f"{suggest(self.method, methods)}")

@@ -28,22 +28,7 @@ from fcbench.options import DistillConfig
 from fcbench.results.context import RunContext
 from fcbench.training.loop import TrainResult
 
-__all__ = ["DistillResult", "Distiller", "Plan", "Teacher", "distill", "method_names", "parse_methods"]
-
-
-def method_names() -> list[str]:
-    """Installed technique plugins whose lineage verb is ``distill``."""
-    from fcbench import plugins
-
-    out = []
-    for name in plugins.names("technique"):
-        try:
-            obj = plugins.load("technique", name)
-        except Exception:  # a broken third-party technique is not a distillation method we can offer
-            continue
-        if getattr(obj, "verb", "") == "distill":
-            out.append(name)
-    return out
+__all__ = ["DistillResult", "Distiller", "Plan", "Teacher", "distill", "parse_methods"]
 
 
 @dataclass
@@ -56,9 +41,9 @@ class Method:
 def parse_methods(cfg: DistillConfig) -> list[Method]:
     """``cfg.method`` (``a+b``) and ``cfg.method_options`` (``key=v`` or ``method.key=v``) as methods with
     their parsed options; unknown names, keys and bad values raise one FcbenchError."""
-    from fcbench.techniques import get_technique, option_fields, parse_options
+    from fcbench.techniques import get_technique, names, option_fields, parse_options
 
-    known = method_names()
+    known = names("distill")
     names = [n.strip() for n in str(cfg.method).split("+")]
     if not all(names):
         raise FcbenchError(f"distill: --method '{cfg.method}' has an empty name; join methods with '+', "

@@ -107,37 +107,40 @@ class WeightOptions:
         _non_negative("weight", self.weight)
 
 
-class EmbeddingMSE(DistillMethod):
-    """The Serbian thesis: L_ArcFace(student) + lambda * MSE(norm(e_s), norm(e_t)), lambda = 100."""
+class _EmbeddingLoss(DistillMethod):
+    """``weight`` times a loss between the student's (projected) and the teacher's embedding of each image."""
 
     embeddings = True
+    loss: ClassVar[str] = ""  # its function in fcbench.distillation.losses
+
+    def terms(self, d, options, inputs):
+        from fcbench.distillation import losses
+
+        fn = getattr(losses, self.loss)
+        return {self.name: options.weight * fn(d.student_emb(inputs), d.teacher_out(inputs.x))}
+
+
+class EmbeddingMSE(_EmbeddingLoss):
+    """The Serbian thesis: L_ArcFace(student) + lambda * MSE(norm(e_s), norm(e_t)), lambda = 100."""
+
+    loss = "embedding_mse"
     paper = "master thesis 'Face recognition on mobile' (2022): IResNet-34 -> IResNet-18, lambda = 100"
 
     @dataclass
     class Options(WeightOptions):
         weight: float = 100.0
 
-    def terms(self, d, options, inputs):
-        from fcbench.distillation.losses import embedding_mse
 
-        return {self.name: options.weight * embedding_mse(d.student_emb(inputs), d.teacher_out(inputs.x))}
-
-
-class Angular(DistillMethod):
+class Angular(_EmbeddingLoss):
     """Duong et al. 2019 (ShrinkTeaNet): mean (1 - cos(e_s, e_t))^2."""
 
-    embeddings = True
+    loss = "angular_distill"
     paper = "Duong et al.: ShrinkTeaNet, million-scale lightweight face recognition via shrinking teacher-student " \
             "networks (2019), angular distillation loss"
 
     @dataclass
     class Options(WeightOptions):
         weight: float = 10.0
-
-    def terms(self, d, options, inputs):
-        from fcbench.distillation.losses import angular_distill
-
-        return {self.name: options.weight * angular_distill(d.student_emb(inputs), d.teacher_out(inputs.x))}
 
 
 class Triplet(DistillMethod):

@@ -46,11 +46,22 @@ __all__ = [
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
 
 
-def names() -> list[str]:
-    """Names of all installed techniques."""
+def names(verb: str | None = None) -> list[str]:
+    """Names of all installed techniques; with ``verb``, only those whose lineage verb it is (``distill``,
+    ``prune``), leaving out plugins that do not load or keep the contract."""
     from fcbench import plugins
 
-    return plugins.names("technique")
+    every = plugins.names("technique")
+    if verb is None:
+        return every
+    out = []
+    for name in every:
+        try:
+            if get_technique(name).verb == verb:
+                out.append(name)
+        except FcbenchError:
+            continue
+    return out
 
 
 def get_technique(name: str) -> Any:
