@@ -1,7 +1,8 @@
 """fcbench: compress vision models, convert them to edge runtimes, measure them.
 
 The Python API (see :mod:`fcbench.api`): ``fcbench.train``, ``fcbench.distill``, ``fcbench.evaluate``,
-``fcbench.convert``, ``fcbench.bench``, ``fcbench.prune``, ``fcbench.create_model``, ... each returning a result that
+``fcbench.convert``, ``fcbench.bench``, ``fcbench.prune``, ``fcbench.quantize``,
+``fcbench.create_model``, ... each returning a result that
 ``fcbench.Store.add`` can keep. Names are imported on first use, so ``import fcbench`` stays light.
 """
 
@@ -15,11 +16,12 @@ _API = {
     "create_model": "fcbench.api", "train": "fcbench.api", "distill": "fcbench.api",
     "evaluate": "fcbench.api", "convert": "fcbench.api",
     "bench": "fcbench.api", "inspect": "fcbench.api", "profile": "fcbench.api",
-    "run_recipe": "fcbench.api", "prune": "fcbench.api",
+    "run_recipe": "fcbench.api", "prune": "fcbench.api", "quantize": "fcbench.api",
     "TrainConfig": "fcbench.options", "DistillConfig": "fcbench.options",
     "EvalConfig": "fcbench.options", "ConvertConfig": "fcbench.options",
     "BenchConfig": "fcbench.options", "InspectConfig": "fcbench.options", "ProfileConfig": "fcbench.options",
     "ResultsConfig": "fcbench.options", "PruneConfig": "fcbench.options",
+    "QuantizeConfig": "fcbench.options",
     "Hooks": "fcbench.hooks", "RunContext": "fcbench.results.context", "Store": "fcbench.results.store",
     "Row": "fcbench.results.store", "FcbenchError": "fcbench.errors", "Verb": "fcbench.verbs",
 }

@@ -31,6 +31,7 @@ from fcbench.options import (
     OptionError,
     ProfileConfig,
     PruneConfig,
+    QuantizeConfig,
     TrainConfig,
     check_options,
     from_mapping,
@@ -116,6 +117,13 @@ def prune(options: PruneConfig | None = None, ctx: RunContext | None = None, hoo
     """Prune a checkpoint (``method`` channel or l1-unstructured, ``ratio``, ...); returns a ``PruneResult``
     (path-like: the pruned checkpoint) with params and MACs before and after and, unstructured, the sparsity."""
     return _run("prune", PruneConfig, options, ctx, hooks, kwargs)
+
+
+def quantize(options: QuantizeConfig | None = None, ctx: RunContext | None = None, hooks: Hooks | None = None,
+             **kwargs: Any):
+    """Quantize a checkpoint or float artifact (``method`` ort-static, ...); returns a ``QuantizeResult``
+    (path-like: the quantized artifact) with its size before and after and its fidelity to the float parent."""
+    return _run("quantize", QuantizeConfig, options, ctx, hooks, kwargs)
 
 
 def run_recipe(path: str, variables: dict[str, Any] | None = None, ctx: RunContext | None = None,

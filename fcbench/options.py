@@ -798,6 +798,52 @@ class PruneConfig(Checked):
 
 
 @dataclass
+class QuantizeConfig(Checked):
+    input: str = opt("", argument=True, help="fcbench checkpoint (.pt) or a float artifact made by convert "
+                                             "(.onnx, .xml, .tflite), each with its manifest")
+    method: str = opt("", help="ort-dynamic, ort-static, ... (fcbench plugins --kind technique lists every "
+                               "method whose verb is quantize)")
+    calib_data: str | None = opt(None, help="Calibration images (a dataset spec, as eval's --data); the methods "
+                                            "that calibrate need it, the others use it for the fidelity check")
+    calib_options: dict[str, Any] = opt(default_factory=dict, flags=("--calib-opt",), parse=parse_kv,
+                                        help="Calibration dataset option KEY=VALUE (repeatable)")
+    calib_size: int = opt(128, min=1, help="Calibration images to use at most (evenly spaced over the set)")
+    per_channel: bool | None = opt(None, help="Per-channel weight scales (default: the method's)")
+    keep_float: list[str] = opt(default_factory=list, parse=parse_list,
+                                help="Layers (node names) to leave in float, comma-separated")
+    keep_sensitive: int = opt(0, min=0, help="Find the K layers whose quantization hurts the outputs most "
+                                             "and leave them in float")
+    options: dict[str, Any] = opt(default_factory=dict, flags=("--opt",), parse=parse_kv,
+                                  help="Method option KEY=VALUE (repeatable); fcbench plugins --kind technique "
+                                       "--verbose lists them")
+    backend: str | None = opt(None, help="Backend for the fidelity check (default: the method's runtime)")
+    out: str | None = opt(None, help="Output file (default: <stem>-<method><suffix> beside the input)")
+    threads: int | None = opt(None, range=(1, MAX_THREADS))
+    seed: int = opt(0, range=(0, MAX_SEED))
+
+    def validate(self) -> QuantizeConfig:
+        check_options(self)
+        if not self.input:
+            raise FcbenchError("quantize: give the model to quantize, e.g. fcbench quantize runs/demo/model.pt "
+                               "--method ort-static --calib-data synthetic:faces")
+        from fcbench.quantization import method_names
+
+        methods = method_names()
+        if not self.method:
+            raise OptionError("method", f"is required: one of {', '.join(methods)}")
+        if self.method not in methods:
+            raise OptionError("method", f"must be one of {', '.join(methods)}, got '{self.method}'"
+                                        f"{suggest(self.method, methods)}")
+        if self.keep_float and self.keep_sensitive:
+            raise OptionError("keep_sensitive", "and --keep-float both choose the float layers: give one")
+        from fcbench.quantization import get_method
+        from fcbench.techniques import parse_options
+
+        parse_options(get_method(self.method), self.options)  # unknown or mistyped options, before any work
+        return self
+
+
+@dataclass
 class InspectConfig(Checked):
     artifact: str = opt("", argument=True, help="An artifact (with its manifest, or --infer-manifest)")
     backend: str = opt("", help="A profile or plugin:variant, e.g. tflite:xnnpack")

@@ -175,6 +175,32 @@ def prune(result, fmt: str) -> list[Any]:
     return [table, result.note + "\n"] if result.note else [table]
 
 
+def quantize(result, fmt: str) -> list[Any]:
+    if fmt == "json":
+        return [json.dumps(result.to_dict(), indent=2, default=str) + "\n"]
+    from rich.table import Table
+
+    table = Table(title=plain(f"quantize({result.method}) {result.input} -> {result.output}"))
+    for col in ("", "value"):
+        table.add_column(col, justify="left" if not col else "right")
+    table.add_row("size", f"{result.size_before / 1e6:.3f} MB -> {result.size_after / 1e6:.3f} MB "
+                          f"({result.size_ratio:.2f}x)")
+    fid = result.fidelity
+    table.add_row(f"cosine to float parent ({fid['images']} images)",
+                  f"mean {fid['cosine_mean']:.4f}, 1st pct {fid['cosine_p1']:.4f}, min {fid['cosine_min']:.4f}")
+    if "top1_agreement" in fid:
+        table.add_row("top-1 agreement", f"{fid['top1_agreement']:.1%}")
+    table.add_row("ran in", plain(fid["backend"]))
+    if result.calibration:
+        cal = result.calibration
+        table.add_row("calibration", plain(f"{cal['images']} of {cal['available']} images of {cal['source']}"))
+    if result.kept_float:
+        table.add_row("kept in float", plain(", ".join(result.kept_float)))
+    out: list[Any] = [table]
+    out += [plain(n) + "\n" for n in result.notes]
+    return out
+
+
 def bench(result, fmt: str) -> list[Any]:
     from fcbench.render.bench import cells_table
 

@@ -23,6 +23,7 @@ from fcbench.options import (
     PluginsConfig,
     ProfileConfig,
     PruneConfig,
+    QuantizeConfig,
     ResultsConfig,
     RunConfig,
     TrainConfig,
@@ -405,6 +406,10 @@ COMPRESS = Verb("compress", CompressConfig, run_compress, "Apply a compression t
 PRUNE = Verb("prune", PruneConfig, run_prune, "Prune a checkpoint: channel (structured, Torch-Pruning's dependency "
              "graph; channels removed) or l1-unstructured (weights zeroed). Shows params and MACs before and after; "
              "the new checkpoint's lineage ends with prune(<method>).", f"{_R}:prune", ("table", "json"))
+QUANTIZE = Verb("quantize", QuantizeConfig, "fcbench.quantization:quantize", "Quantize a checkpoint or float "
+                "artifact with a runtime's own tools (ORT, NNCF, LiteRT, PT2E): an artifact its runtime runs, with "
+                "its lineage ending in quantize(<method>) and its output cosine to the float parent.",
+                f"{_R}:quantize", ("table", "json"))
 INSPECT = Verb("inspect", InspectConfig, run_inspect, "Where each node of a model runs on a backend, and in which "
                "precision, as the runtime reports it.", f"{_R}:inspect", ("table", "json"), stores=False)
 RESULTS = Verb("results", ResultsConfig, run_results, "Show rows of the results store.", f"{_R}:results",
