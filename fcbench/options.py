@@ -816,6 +816,11 @@ class QuantizeConfig(Checked):
     options: dict[str, Any] = opt(default_factory=dict, flags=("--opt",), parse=parse_kv,
                                   help="Method option KEY=VALUE (repeatable); fcbench plugins --kind technique "
                                        "--verbose lists them")
+    max_drop: float | None = opt(None, min=0, help="Accuracy control (methods that have it, e.g. openvino-ptq): "
+                                                   "at most this many points below the float parent on --eval-data")
+    eval_data: str | None = opt(None, help="Validation data for --max-drop (a dataset spec, as eval's --data)")
+    eval_options: dict[str, Any] = opt(default_factory=dict, flags=("--eval-opt",), parse=parse_kv,
+                                       help="Validation dataset option KEY=VALUE (repeatable)")
     backend: str | None = opt(None, help="Backend for the fidelity check (default: the method's runtime)")
     out: str | None = opt(None, help="Output file (default: <stem>-<method><suffix> beside the input)")
     threads: int | None = opt(None, range=(1, MAX_THREADS))
@@ -839,7 +844,16 @@ class QuantizeConfig(Checked):
         from fcbench.quantization import get_method
         from fcbench.techniques import parse_options
 
-        parse_options(get_method(self.method), self.options)  # unknown or mistyped options, before any work
+        method = get_method(self.method)
+        parse_options(method, self.options)  # unknown or mistyped options, before any work
+        if self.max_drop is not None and not getattr(method, "accuracy_control", False):
+            keepers = [n for n in methods if getattr(get_method(n), "accuracy_control", False)]
+            raise OptionError("max_drop", f"is accuracy control, which {self.method} does not have; methods that do: "
+                                          f"{', '.join(keepers) or 'none installed'} (or check afterwards with "
+                                          "fcbench eval ARTIFACT --max-drop)")
+        if (self.max_drop is None) != (self.eval_data is None):
+            raise OptionError("max_drop" if self.max_drop is None else "eval_data",
+                              "is needed too: accuracy control takes --max-drop P and --eval-data D together")
         return self
 
 

@@ -289,7 +289,8 @@ def quantize(cfg: QuantizeConfig, ctx: RunContext | None = None, hooks: Any = No
     with staging(out.parent) as stage:
         source = Source(src, manifest, stage, checkpoint)
         spec = Spec(per_channel=cfg.per_channel if cfg.per_channel is not None else method.per_channel_default,
-                    keep_float=list(cfg.keep_float), calibration=calib)
+                    keep_float=list(cfg.keep_float), calibration=calib, max_drop=cfg.max_drop,
+                    eval_data=cfg.eval_data, eval_options=dict(cfg.eval_options))
         sensitivity: list[dict[str, Any]] = []
         if cfg.keep_sensitive:
             from fcbench.quantization.sensitivity import most_sensitive

@@ -12,6 +12,7 @@ runtime's artifact (an int8 ONNX model, an OpenVINO IR, a .tflite, a .pte, ...),
     calibration = "required"  # "none", "optional" or "required": whether it reads --calib-data
     min_calibration = 16      # the fewest calibration images it accepts
     keeps_float = True        # it can leave named layers in float (--keep-float, --keep-sensitive)
+    accuracy_control = False  # it honours --max-drop/--eval-data (Spec.max_drop, Spec.eval_data)
 
     def quantize(self, source: Source, options, spec: Spec, out: Path, context) -> Quantized
 
@@ -65,6 +66,9 @@ class Spec:
     per_channel: bool | None = None
     keep_float: list[str] = field(default_factory=list)
     calibration: Calibration | None = None
+    max_drop: float | None = None  # accuracy control: points below the float parent, on eval_data
+    eval_data: str | None = None
+    eval_options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -162,6 +166,7 @@ class QuantMethod(Technique):
     calibration: ClassVar[str] = "none"  # none | optional | required
     min_calibration: ClassVar[int] = 0
     keeps_float: ClassVar[bool] = False
+    accuracy_control: ClassVar[bool] = False  # honours Spec.max_drop / eval_data (quantize --max-drop)
     per_channel_default: ClassVar[bool | None] = None  # None: the method has no per-channel choice
     Options: ClassVar[type] = NoOptions
 
