@@ -822,6 +822,10 @@ class QuantizeConfig(Checked):
     eval_options: dict[str, Any] = opt(default_factory=dict, flags=("--eval-opt",), parse=parse_kv,
                                        help="Validation dataset option KEY=VALUE (repeatable)")
     backend: str | None = opt(None, help="Backend for the fidelity check (default: the method's runtime)")
+    bench: str | None = opt(None, metavar="BACKEND", help="Time the float model and the quantized one side by side "
+                                                          "on this backend (a profile or plugin:variant); when "
+                                                          "the quantized one is not faster, say why")
+    bench_seconds: float = opt(2.0, gt=0, help="With --bench: timed seconds per model")
     out: str | None = opt(None, help="Output file (default: <stem>-<method><suffix> beside the input)")
     threads: int | None = opt(None, range=(1, MAX_THREADS))
     seed: int = opt(0, range=(0, MAX_SEED))

@@ -195,3 +195,34 @@ def test_a_failing_method_leaves_nothing_behind(ckpt, tmp_path, cli, monkeypatch
     r = cli("quantize", ckpt, "--method", "ort-static", *CALIB, "--out", work / "q.onnx", "--threads", "1")
     assert r.code == 1 and "calibration exploded" in r.err
     assert not [p for p in work.iterdir() if p.name != "results"], list(work.iterdir())
+
+
+def test_bench_says_why_a_slower_artifact_is_not_faster(ckpt, tmp_path, cli):
+    """ORT's dynamic quantization of convolutions (ConvInteger, activations quantized on every call) is
+    genuinely slower than fp32 on a CPU: --bench measures both and names the reason it can read."""
+    r = cli("quantize", ckpt, "--method", "ort-dynamic", "--bench", "ort-cpu", "--bench-seconds", "0.5",
+            "--out", tmp_path / "d.onnx", "--threads", "1", "--store", tmp_path / "s.sqlite", "--format", "json")
+    assert r.code == 0, r.err
+    speed = json.loads(r.out)["speed"]
+    assert speed["float_p50_ms"] > 0 and speed["p50_ms"] > 0
+    assert speed["speedup"] < 1.0, speed
+    assert any("ConvInteger" in why for why in speed["why_not_faster"]), speed
+    assert read_manifest(tmp_path / "d.onnx").extra["speed"] == speed
+    r = cli("quantize", ckpt, "--method", "ort-dynamic", "--bench", "ort-cpu", "--bench-seconds", "0.5",
+            "--out", tmp_path / "d2.onnx", "--threads", "1", "--store", tmp_path / "s.sqlite")
+    assert r.code == 0 and "not faster: dynamic quantization of convolutions" in r.out, r.out
+
+
+def test_why_reads_cpu_flags_and_channel_counts(tmp_path):
+    from fcbench.quantization import why
+
+    x86 = tmp_path / "x86"
+    x86.write_text("processor\t: 0\nmodel name\t: Old Xeon\nflags\t\t: fpu sse avx2\n")
+    name, flags = why.cpu_flags(str(x86))
+    assert name == "Old Xeon" and why.int8_dot(flags) == [] and why.simd_width(flags) == 8
+    arm = tmp_path / "arm"
+    arm.write_text("processor\t: 0\nFeatures\t: fp asimd asimddp i8mm\nCPU part\t: 0xd0b\n")
+    assert why.int8_dot(why.cpu_flags(str(arm))[1]) == ["asimddp", "i8mm"]
+    assert why.channel_reasons([16, 32, 48], {"avx512f"}) == []
+    (line,) = why.channel_reasons([16, 20, 12], {"avx2"})
+    assert line.startswith("2 of 3 convolution(s)") and "multiple of 8" in line

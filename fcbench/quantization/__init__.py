@@ -78,6 +78,7 @@ class QuantizeResult:
     kept_float: list[str] = field(default_factory=list)
     sensitivity: list[dict[str, Any]] = field(default_factory=list)  # --keep-sensitive: every layer's score
     notes: list[str] = field(default_factory=list)
+    speed: dict[str, Any] = field(default_factory=dict)  # --bench: p50 of float and quantized, ratio, reasons
     manifest: Manifest | None = field(default=None, repr=False)
     ctx: RunContext | None = field(default=None, repr=False)
 
@@ -107,7 +108,8 @@ class QuantizeResult:
             extra={"technique": self.method, "verb": "quantize", "options": self.options,
                    "size_before_mb": self.size_before / 1e6, "parent_sha256": self.parent_sha256,
                    "input": str(self.input), "fidelity": self.fidelity, "calibration": self.calibration,
-                   "kept_float": self.kept_float, "seconds": self.seconds})]
+                   "kept_float": self.kept_float, "seconds": self.seconds,
+                   **({"speed": self.speed} if self.speed else {})})]
 
 
 def _open_input(path: Path) -> tuple[Manifest, Path | None]:
@@ -309,7 +311,7 @@ def quantize(cfg: QuantizeConfig, ctx: RunContext | None = None, hooks: Any = No
         file = made.file
         if not file.is_file():
             raise FcbenchError(f"quantize: {cfg.method} wrote no file at {file}", exit_code=1)
-        float_file = source._converted.get(method.format) or (src if manifest.format == method.format else None)
+        float_file = source.converted(method.format)
         size_before = _size(float_file, form) if float_file else src.stat().st_size
         step_options = {**options_dict(opts), **made.options, "keep_float": spec.keep_float,
                         **({"calibration": {"data": cfg.calib_data, "images": len(calib), "source": calib.source}}
@@ -326,6 +328,11 @@ def quantize(cfg: QuantizeConfig, ctx: RunContext | None = None, hooks: Any = No
         new.extra["fidelity"] = fid
         if calib is None:
             notes.append("fidelity measured on synthetic images: pass --calib-data for figures on real ones")
+        speed: dict[str, Any] = {}
+        if cfg.bench:
+            speed = bench_pair(source, method.format, file, new, cfg)
+            new.extra["speed"] = speed
+            notes += [f"not faster: {r}" for r in speed.get("why_not_faster", [])]
         published = publish(file, new, out.parent)
     seconds = time.perf_counter() - t0
     result = QuantizeResult(
@@ -334,7 +341,7 @@ def quantize(cfg: QuantizeConfig, ctx: RunContext | None = None, hooks: Any = No
         sha256=new.sha256, parent_sha256=parent_sha, size_before=size_before, size_after=new.size,
         fidelity=fid, calibration={"data": cfg.calib_data, "images": len(calib), "available": available,
                                    "source": calib.source} if calib is not None else {},
-        seconds=seconds, kept_float=spec.keep_float, sensitivity=sensitivity, notes=notes, manifest=new,
+        seconds=seconds, kept_float=spec.keep_float, sensitivity=sensitivity, notes=notes, speed=speed, manifest=new,
         ctx=ctx or RunContext())
     hooks.rows(result.to_rows())
     return result
@@ -360,6 +367,49 @@ def artifact_manifest(manifest: Manifest, made: Quantized, fmt: str, lineage: li
                "companion_files": companions,
                "companion_sha256": {c: file_sha256(file.parent / c, cache=False) for c in companions}},
     )
+
+
+def bench_pair(source: Source, fmt: str, file: Path, manifest: Manifest, cfg: QuantizeConfig) -> dict[str, Any]:
+    """``quantize --bench``: the float model in the method's format and the quantized one (both still in
+    the staging folder) timed one after the other by fcbench's bench on ``cfg.bench``; when the quantized
+    one is not faster, the reasons :func:`fcbench.quantization.why.explain` can read."""
+    from fcbench.artifact import Step, write_manifest
+    from fcbench.backends import expand
+    from fcbench.benchmark.run import bench
+    from fcbench.evaluation import _RuntimeModel
+    from fcbench.options import BenchConfig
+    from fcbench.quantization.why import explain
+
+    float_file = source.converted(fmt) or source.float_artifact(fmt)
+    if float_file != source.path:  # converted for the method: give it a manifest so bench can load it
+        made = Quantized(float_file, input_layout=source.layouts.get(fmt, "NCHW"))
+        write_manifest(artifact_manifest(source.manifest, made, fmt, lineage=[
+            *source.manifest.lineage, Step("convert", technique=fmt, parent_sha256=source.manifest.sha256)]),
+            float_file)
+    write_manifest(manifest, file)
+    (spec,) = expand([cfg.bench])
+    threads = cfg.threads or 1
+    result = bench(BenchConfig(artifacts=[str(float_file), str(file)], backends=[cfg.bench], threads=threads,
+                               warmup=10, runs=20, min_seconds=cfg.bench_seconds))
+    cells = list(result)
+    bad = [c for c in cells if c.status != "ok" or c.stats is None]
+    if bad:
+        raise FcbenchError(f"quantize --bench: {Path(bad[0].artifact).name} on {bad[0].backend}: "
+                           f"{bad[0].status}: {bad[0].reason}", exit_code=1)
+    parent_ms, ms = cells[0].stats.p50_ms, cells[1].stats.p50_ms
+    nodes: list = []
+    parent_nodes: list = []
+    for path, keep in ((file, nodes), (float_file, parent_nodes)):
+        from fcbench.artifact import read_manifest
+
+        rt = _RuntimeModel(path, read_manifest(path), cfg.bench, threads)
+        try:
+            keep += rt.session.placement()
+        finally:
+            rt.close()
+    why = explain(file, manifest, spec.plugin, ms, parent_ms, nodes, parent_nodes, threads)
+    return {"backend": spec.label, "threads": threads, "float_p50_ms": parent_ms, "p50_ms": ms,
+            "speedup": parent_ms / ms if ms else None, "why_not_faster": why}
 
 
 def _size(file: Path, form) -> int:

@@ -96,6 +96,7 @@ class Source:
         self.checkpoint = checkpoint  # the input when it is an fcbench checkpoint, else None
         self._model: torch.nn.Module | None = None
         self._converted: dict[str, Path] = {}
+        self.layouts: dict[str, str] = {}  # input layout of each converted float artifact
 
     @property
     def is_checkpoint(self) -> bool:
@@ -153,7 +154,12 @@ class Source:
         target = folder / (self.path.stem + form.suffix)
         result = cls().export(self.model(), self.example(), target, dict(options or {}))
         self._converted[fmt] = result.file
+        self.layouts[fmt] = result.input_layout
         return result.file
+
+    def converted(self, fmt: str) -> Path | None:
+        """The float ``fmt`` artifact if the input is one or one was converted for the method, else None."""
+        return self.path if self.manifest.format == fmt else self._converted.get(fmt)
 
 
 class QuantMethod(Technique):

@@ -196,6 +196,10 @@ def quantize(result, fmt: str) -> list[Any]:
         table.add_row("calibration", plain(f"{cal['images']} of {cal['available']} images of {cal['source']}"))
     if result.kept_float:
         table.add_row("kept in float", plain(", ".join(result.kept_float)))
+    if result.speed:
+        sp = result.speed
+        table.add_row(f"p50 on {sp['backend']} ({sp['threads']} thr)",
+                      f"{sp['float_p50_ms']:.3f} ms -> {sp['p50_ms']:.3f} ms (speed-up {sp['speedup']:.2f}x)")
     out: list[Any] = [table]
     out += [plain(n) + "\n" for n in result.notes]
     return out
