@@ -13,6 +13,7 @@ embedding collapsing under int8), and publishes file and manifest together.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -388,7 +389,7 @@ def bench_pair(source: Source, fmt: str, file: Path, manifest: Manifest, cfg: Qu
             float_file)
     write_manifest(manifest, file)
     (spec,) = expand([cfg.bench])
-    threads = cfg.threads or 1
+    threads = cfg.threads or os.cpu_count() or 1  # as bench: all cores unless --threads
     result = bench(BenchConfig(artifacts=[str(float_file), str(file)], backends=[cfg.bench], threads=threads,
                                warmup=10, runs=20, min_seconds=cfg.bench_seconds))
     cells = list(result)
