@@ -28,6 +28,7 @@ from fcbench.options import (
     DistillConfig,
     EvalConfig,
     InspectConfig,
+    OptimizeConfig,
     OptionError,
     ProfileConfig,
     PruneConfig,
@@ -124,6 +125,13 @@ def quantize(options: QuantizeConfig | None = None, ctx: RunContext | None = Non
     """Quantize a checkpoint or float artifact (``method`` ort-static, ...); returns a ``QuantizeResult``
     (path-like: the quantized artifact) with its size before and after and its fidelity to the float parent."""
     return _run("quantize", QuantizeConfig, options, ctx, hooks, kwargs)
+
+
+def optimize(options: OptimizeConfig | None = None, ctx: RunContext | None = None, hooks: Hooks | None = None,
+             **kwargs: Any):
+    """Search compression candidates for ``backends`` within ``max_drop``; returns an ``OptimizeResult``
+    (path-like: the chosen artifact) with every candidate measured and the Pareto frontier."""
+    return _run("optimize", OptimizeConfig, options, ctx, hooks, kwargs)
 
 
 def run_recipe(path: str, variables: dict[str, Any] | None = None, ctx: RunContext | None = None,

@@ -861,6 +861,77 @@ class QuantizeConfig(Checked):
         return self
 
 
+def parse_floats(value: Any, what: str = "option") -> list[float]:
+    items = parse_list(value, what)
+    try:
+        return [float(v) for v in items]
+    except ValueError as exc:
+        raise FcbenchError(f"--{what.replace('_', '-')}: numbers, comma-separated, e.g. 0.25,0.5; "
+                           f"got {value!r}") from exc
+
+
+@dataclass
+class OptimizeConfig(Checked):
+    checkpoint: str = opt("", argument=True, help="fcbench checkpoint (.pt with its manifest)")
+    backends: list[str] = opt(default_factory=list, flags=("--backend",), parse=parse_list,
+                              help="Target backend(s): profile or plugin:variant, comma-separated")
+    max_drop: float | None = opt(None, range=(0, 100), help="Accuracy budget: points below the float parent")
+    metric: str | None = opt(None, help="Metric the budget is on (default: the headline: accuracy, top1, rank1)")
+    data: str = opt("", help="Evaluation data (as eval's --data)")
+    data_options: dict[str, Any] = opt(default_factory=dict, flags=("--data-opt",), parse=parse_kv)
+    nfolds: int = opt(10, range=(1, 1000))
+    calib_data: str | None = opt(None, help="Calibration images (default: --data)")
+    calib_options: dict[str, Any] = opt(default_factory=dict, flags=("--calib-opt",), parse=parse_kv)
+    calib_size: int = opt(128, min=1)
+    methods: list[str] = opt(default_factory=list, parse=parse_list,
+                             help="Only these quantization methods (default: every one the backends run)")
+    keep_sensitive: int = opt(2, min=0, help="A method that misses the budget is tried again with its K most "
+                                             "sensitive layers in float (0: never)")
+    prune: list[float] = opt(default_factory=list, parse=parse_floats, metavar="RATIOS",
+                             help="Also try channel-pruned models at these ratios, e.g. 0.25,0.5")
+    round_to: int | None = opt(8, min=1, help="Pruned channel counts a multiple of N")
+    finetune_epochs: int = opt(0, min=0, help="Fine-tune each pruned model this many epochs on --train-data")
+    finetune_lr: float = opt(0.01, gt=0)
+    train_data: str | None = opt(None, help="Training data for --finetune-epochs (as train's --data)")
+    train_options: dict[str, Any] = opt(default_factory=dict, flags=("--train-opt",), parse=parse_kv)
+    budget_minutes: float = opt(60.0, gt=0, help="Stop starting candidates after this many minutes")
+    bench_seconds: float = opt(1.0, gt=0, help="Timed seconds per candidate")
+    out: str | None = opt(None, help="Folder for the candidates (default: <stem>-optimize beside the checkpoint)")
+    threads: int | None = opt(None, range=(1, MAX_THREADS))
+    seed: int = opt(0, range=(0, MAX_SEED))
+
+    def validate(self) -> OptimizeConfig:
+        check_options(self)
+        if not self.checkpoint:
+            raise FcbenchError("optimize: give the checkpoint, e.g. fcbench optimize runs/demo/model.pt --backend "
+                               "openvino --max-drop 1 --data synthetic:pairs")
+        if not self.backends:
+            raise OptionError("backends", "is required: the backend(s) to optimize for, e.g. openvino,onnxruntime")
+        if self.max_drop is None:
+            raise OptionError("max_drop", "is required: how many points below the float parent are acceptable")
+        if not self.data:
+            raise OptionError("data", "is required: the evaluation data the budget is measured on")
+        from fcbench.backends import expand
+
+        expand(self.backends)  # unknown backends, with the closest name
+        for r in self.prune:
+            if not 0 < r < 1:
+                raise OptionError("prune", f"ratios must be in (0, 1), got {r:g}")
+        if self.finetune_epochs and not self.train_data:
+            raise OptionError("train_data", "is needed for --finetune-epochs (the data to fine-tune on)")
+        if self.finetune_epochs and not self.prune:
+            raise OptionError("finetune_epochs", "fine-tunes pruned models: give --prune RATIOS too")
+        if self.methods:
+            from fcbench.quantization import method_names
+
+            known = method_names()
+            for m in self.methods:
+                if m not in known:
+                    raise OptionError("methods", f"'{m}' is not a quantization method{suggest(m, known)}; "
+                                                 f"methods: {', '.join(known)}")
+        return self
+
+
 @dataclass
 class InspectConfig(Checked):
     artifact: str = opt("", argument=True, help="An artifact (with its manifest, or --infer-manifest)")

@@ -205,6 +205,41 @@ def quantize(result, fmt: str) -> list[Any]:
     return out
 
 
+def optimize(result, fmt: str) -> list[Any]:
+    if fmt == "json":
+        return [json.dumps(result.to_dict(), indent=2, default=str) + "\n"]
+    from rich.table import Table
+
+    table = Table(title=plain(f"optimize {result.checkpoint}: {result.metric} of the float parent "
+                              f"{result.float_metric:.4f}, eager PyTorch {result.eager_p50_ms:.3f} ms "
+                              f"({result.threads} threads, {result.cpu or 'CPU unknown'})"))
+    for col in ("candidate", "backend", "p50 ms", "95% CI", "x eager", result.metric, "drop", "pareto", "note"):
+        table.add_column(col, justify="left" if col in ("candidate", "backend", "note") else "right")
+    order = sorted(result.candidates, key=lambda c: (c.status != "ok", c.p50_ms or 0))
+    for c in order:
+        mark = "chosen" if c is result.chosen else ("closest" if c is result.closest else "")
+        if c.status != "ok":
+            table.add_row(plain(c.name), plain(c.backend), "", "", "", "", "", "", plain(f"{c.status}: {c.reason}"))
+            continue
+        table.add_row(plain(c.name), plain(c.backend), f"{c.p50_ms:.3f}", f"±{c.ci_ms:.3f}",
+                      f"{c.speedup_vs_eager:.1f}", f"{c.metric:.4f}", f"{c.drop:+.2f}", "*" if c.pareto else "",
+                      mark)
+    out: list[Any] = [table]
+    if result.chosen:
+        c = result.chosen
+        line = (f"chosen: {c.name} on {c.backend}: {c.p50_ms:.3f} ms, {c.speedup_vs_eager:.1f}x eager PyTorch")
+        if result.fastest_uncompressed:
+            f = result.fastest_uncompressed
+            line += f", {f.p50_ms / c.p50_ms:.2f}x the fastest uncompressed ({f.name} on {f.backend})"
+        out.append(plain(f"{line}; {c.drop:+.2f} points (budget {result.max_drop:g}): {c.artifact}\n"))
+    elif result.closest:
+        c = result.closest
+        out.append(plain(f"no candidate within {result.max_drop:g} points; closest: {c.name} on {c.backend} at "
+                         f"{c.drop:.2f} points ({c.drop - result.max_drop:.2f} over), {c.p50_ms:.3f} ms\n"))
+    out.append(plain(f"searched {len(result.candidates)} candidates in {result.seconds:.0f} s\n"))
+    return out
+
+
 def bench(result, fmt: str) -> list[Any]:
     from fcbench.render.bench import cells_table
 

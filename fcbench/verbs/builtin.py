@@ -20,6 +20,7 @@ from fcbench.options import (
     DistillConfig,
     EvalConfig,
     InspectConfig,
+    OptimizeConfig,
     PluginsConfig,
     ProfileConfig,
     PruneConfig,
@@ -410,6 +411,11 @@ QUANTIZE = Verb("quantize", QuantizeConfig, "fcbench.quantization:quantize", "Qu
                 "artifact with a runtime's own tools (ORT, NNCF, LiteRT, PT2E): an artifact its runtime runs, with "
                 "its lineage ending in quantize(<method>) and its output cosine to the float parent.",
                 f"{_R}:quantize", ("table", "json"))
+OPTIMIZE = Verb("optimize", OptimizeConfig, "fcbench.optimize:optimize", "Search compression candidates for "
+                "target backends (precisions, every quantization method the backend runs, pruned models), measure "
+                "each one's latency on the backend and accuracy through it, print the Pareto table, and keep the "
+                "fastest within --max-drop; when none fits, say which came closest.", f"{_R}:optimize",
+                ("table", "json"))
 INSPECT = Verb("inspect", InspectConfig, run_inspect, "Where each node of a model runs on a backend, and in which "
                "precision, as the runtime reports it.", f"{_R}:inspect", ("table", "json"), stores=False)
 RESULTS = Verb("results", ResultsConfig, run_results, "Show rows of the results store.", f"{_R}:results",
