@@ -109,6 +109,11 @@ def pareto(cands: list[Candidate]) -> list[Candidate]:
     return sorted(front, key=lambda c: c.p50_ms)
 
 
+def _slug(prefix: str) -> str:
+    """A candidate family's folder: "" -> "base", "prune 0.5 + " -> "prune-0.5"."""
+    return prefix.replace("+", "").strip().replace(" ", "-") or "base"
+
+
 def choose(cands: list[Candidate], max_drop: float) -> tuple[Candidate | None, Candidate | None]:
     """(the fastest candidate within ``max_drop`` points, None) or, when none fits, (None, the one with
     the smallest drop); marks the Pareto frontier."""
@@ -233,7 +238,7 @@ class _Search:
             self.skip(name, label)
             return
         t0 = time.perf_counter()
-        folder = self.out / (ckpt.stem if prefix else "float")
+        folder = self.out / _slug(prefix) / "float"
         try:
             (outcome,) = convert(ckpt, [fmt], folder)
         except FcbenchError as exc:
@@ -274,7 +279,7 @@ class _Search:
                     self.skip(cname, label)
                     continue
                 t0 = time.perf_counter()
-                target = self.out / (ckpt.stem if prefix else "quant") / f"{name}{'-k' + str(keep) if keep else ''}"
+                target = self.out / _slug(prefix) / "quant" / f"{name}{'-k' + str(keep) if keep else ''}"
                 target.mkdir(parents=True, exist_ok=True)
                 from fcbench import formats
 
