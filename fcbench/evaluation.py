@@ -328,13 +328,15 @@ def _evaluate_artifact(cfg: EvalConfig, ctx: RunContext) -> EvalReport:
 
         nodes = runtime.session.placement()
         trust = {"placement": placement_summary(nodes), "precision": precision_summary(nodes)}
+        parent, why = float_parent(path, manifest)
+        cosine = _cosine_to_parent(runtime, parent, dataset) if parent is not None and task == "embedding" else []
     finally:
         runtime.close()
     report = EvalReport(checkpoint=str(path), model=name, dataset=str(dataset.source), protocol=protocol,
-                        metrics=[(k, float(v)) for k, v in result.to_rows()], lineage=manifest.lineage_summary(),
+                        metrics=[(k, float(v)) for k, v in result.to_rows()] + cosine,
+                        lineage=manifest.lineage_summary(),
                         flip=cfg.flip,
                         details=result, backend=runtime.label, notes=notes, trust=trust)
-    parent, why = float_parent(path, manifest)
     if parent is None:
         report.notes.append(f"no PyTorch reference: {why}")
     else:
@@ -358,6 +360,30 @@ def _evaluate_artifact(cfg: EvalConfig, ctx: RunContext) -> EvalReport:
             dataset=report.dataset, protocol=_protocol_name(protocol, cfg.flip), extra=extra,
         ))
     return report
+
+
+COSINE_IMAGES = 64
+
+
+def _cosine_to_parent(runtime: _RuntimeModel, parent: Path, dataset) -> list[tuple[str, float]]:
+    """Embedding cosine of the artifact (in its runtime) to its float parent (in PyTorch) on the first
+    images of the data: mean and 1st percentile, the figures that catch an embedding collapsing."""
+    from fcbench.quantization import cosine_rows
+    from fcbench.training.checkpoint import load_checkpoint
+
+    n = min(COSINE_IMAGES, len(dataset))
+    if n == 0:
+        return []
+    xs = []
+    for i in range(n):
+        item = dataset[i]
+        xs.append(item[0] if isinstance(item, (list, tuple)) else item)
+    x = torch.stack(xs)
+    model = load_checkpoint(parent).build_model().eval()
+    with torch.inference_mode():
+        ref = model(x).float().numpy()
+    cos = cosine_rows(ref, runtime(x))
+    return [("cosine_to_parent_mean", float(cos.mean())), ("cosine_to_parent_p1", float(np.percentile(cos, 1)))]
 
 
 @dataclass

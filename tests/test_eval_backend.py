@@ -70,12 +70,14 @@ def test_eval_through_backend_matches_pytorch(r18, cli, tmp_path, fmt, backend, 
     assert rep["backend"] == backend and rep["protocol"] == "verification"
     assert abs(rep["metrics"]["accuracy"] - rep["pytorch"]["accuracy"]) <= 0.02, rep
     assert rep["delta"]["accuracy"] == pytest.approx(rep["metrics"]["accuracy"] - rep["pytorch"]["accuracy"])
-    assert set(rep["delta"]) == set(rep["metrics"])  # every metric has its PyTorch value and difference
+    cosine = {"cosine_to_parent_mean", "cosine_to_parent_p1"}  # the embedding against the float parent's
+    assert set(rep["delta"]) == set(rep["metrics"]) - cosine  # every other metric has its PyTorch value
+    assert rep["metrics"]["cosine_to_parent_p1"] > 0.999  # a faithful conversion: the same embeddings
     with Store(store) as s:
         rows = s.query(kind="quality")
     mine = [x for x in rows if x["format"] == fmt]
     parent = [x for x in rows if x["format"] == "fcbench-ckpt"]
-    assert len(mine) == len(rep["metrics"]) and len(parent) == len(rep["metrics"])
+    assert len(mine) == len(rep["metrics"]) and len(parent) == len(rep["metrics"]) - len(cosine)
     row = next(x for x in mine if x["metric"] == "accuracy")
     assert (row["backend"], row["variant"], row["threads"], row["batch"]) == (plugin, variant, 2, 1)
     assert row["artifact"] == str(art) and row["artifact_sha256"] == sha256_file(art)
@@ -242,5 +244,6 @@ def test_dynamic_batch_artifact_gets_whole_batches(r18, cli, tmp_path, monkeypat
     monkeypatch.setattr(cls, "load", recording_load)
     r = cli("eval", dyn, *PAIRS, "--batch-size", "32", "--format", "json", "--store", tmp_path / "s.sqlite")
     assert r.code == 0, r.err
-    assert seen == [32, 32, 16]  # 80 images in the DataLoader's batches, not one by one
+    assert seen == [32, 32, 16, 64]  # 80 images in the DataLoader's batches, not one by one; then the first 64
+    # once more for the embedding cosine to the float parent
     assert abs(json.loads(r.out)["delta"]["accuracy"]) <= 0.02

@@ -65,6 +65,7 @@ def test_ort_static_artifact_runs_benches_and_evaluates_against_its_float_parent
     r = cli("eval", out, *PAIRS, "--max-drop", "50", "--store", store)
     assert r.code == 0, r.err
     assert "below the float parent" in r.err + r.out
+    assert "cosine_to_parent_mean" in r.out and "cosine_to_parent_p1" in r.out  # the embedding's fidelity
 
 
 @pytest.mark.parametrize("opts", [["--opt", "format=qoperator", "--per-channel"],
