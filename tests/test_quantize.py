@@ -141,7 +141,7 @@ def test_python_api_returns_a_path_like_result(ckpt, tmp_path):
 
 @pytest.mark.parametrize("case", ["already-quantized", "no-calib", "too-few", "unknown-method", "unknown-node",
                                   "max-drop-unsupported", "bad-suffix", "no-manifest", "calib-on-fixed-method",
-                                  "bad-option"])
+                                  "bad-option", "backend-cannot-run"])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(ckpt, tmp_path, cli, case):
     work = tmp_path / "w"
     work.mkdir()
@@ -173,6 +173,8 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(ckpt, tmp_path, cli, ca
     elif case == "calib-on-fixed-method":  # too few for static, given to a method that needs none is fine: here
         args, expect = ["--method", "ort-static", "--calib-data", "synthetic:faces", "--calib-opt", "num_classes=2",
                         "--calib-opt", "samples_per_class=2"], "gives 4 images"
+    elif case == "backend-cannot-run":
+        args, expect = [*args, "--bench", "tflite"], "cannot run what ort-static writes (onnx); methods whose"
     elif case == "bad-option":
         args, expect = [*args, "--opt", "calibrate=kl"], "calibrate"
     before = _files(work)

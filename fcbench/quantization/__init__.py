@@ -263,6 +263,8 @@ def quantize(cfg: QuantizeConfig, ctx: RunContext | None = None, hooks: Any = No
                            f"--keep-sensitive); methods that can: {', '.join(keepers) or 'none installed'}")
     if cfg.per_channel is not None and method.per_channel_default is None:
         raise FcbenchError(f"quantize: --method {cfg.method} has no per-channel choice; drop --per-channel")
+    for label in filter(None, (cfg.backend, cfg.bench)):
+        _check_backend(label, method, cfg.method)
     reference = _float_reference(src, manifest, checkpoint)
     # calibration: checked before any work
     calib: Calibration | None = None
@@ -411,6 +413,18 @@ def bench_pair(source: Source, fmt: str, file: Path, manifest: Manifest, cfg: Qu
     why = explain(file, manifest, spec.plugin, ms, parent_ms, nodes, parent_nodes, threads)
     return {"backend": spec.label, "threads": threads, "float_p50_ms": parent_ms, "p50_ms": ms,
             "speedup": parent_ms / ms if ms else None, "why_not_faster": why}
+
+
+def _check_backend(label: str, method: Any, name: str) -> None:
+    """``label`` (--backend or --bench) must load what ``method`` writes; else name the methods it can run."""
+    from fcbench.backends import expand, get_backend
+
+    (spec,) = expand([label])
+    formats = get_backend(spec.plugin).formats
+    if method.format not in formats:
+        runs = [n for n in method_names() if getattr(get_method(n), "format", "") in formats]
+        raise FcbenchError(f"quantize: {spec.label} cannot run what {name} writes ({method.format}); methods whose "
+                           f"output it runs: {', '.join(runs) or 'none installed'}")
 
 
 def _size(file: Path, form) -> int:
