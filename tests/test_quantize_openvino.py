@@ -147,6 +147,7 @@ def test_accuracy_control_reverts_layers_and_meets_a_budget(models, cli, tmp_pat
     assert res["options"]["max_drop"] == 0 and res["options"]["eval_data"] == "synthetic:pairs"
     q = read_manifest(strict).extra["quantization"]
     ac = q["accuracy_control"]
+    assert res["quantization"] == q  # --format json shows what the manifest records
     assert (ac["metric"], ac["protocol"], ac["images"]) == ("accuracy", "verification", 200)
     assert 0 <= ac["float"] <= 1 and 0 <= ac["quantized_before"] <= 1 and 0 <= ac["final"] <= 1
     assert ac["drop"] == pytest.approx(100 * (ac["float"] - ac["final"]))
@@ -160,8 +161,9 @@ def test_accuracy_control_reverts_layers_and_meets_a_budget(models, cli, tmp_pat
     # a budget the int8 model meets (in points: NNCF gets it as an absolute drop of a 0..1 metric)
     loose = tmp_path / "loose.xml"
     r = cli("quantize", models["r18"], "--method", "openvino-ptq", *calib, *control,
-            "--max-drop", str(max(before, 0) + 0.5), "--out", loose, "--format", "json")
+            "--max-drop", str(max(before, 0) + 0.5), "--out", loose)
     assert r.code == 0, r.err
+    assert "accuracy control (accuracy, 200 images)" in r.out and "met)" in r.out and "0 of 14 layers" in r.out
     ac2 = read_manifest(loose).extra["quantization"]["accuracy_control"]
     assert ac2["met"] and ac2["reverted"] == 0 and ac2["quantized_before"] == pytest.approx(ac["quantized_before"])
 

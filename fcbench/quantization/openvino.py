@@ -62,7 +62,8 @@ def float_layers(model) -> list[str]:
 def _check_names(keep: list[str], names: list[str], path: Path) -> None:
     unknown = [k for k in keep if k not in names]
     if unknown:
-        raise FcbenchError(f"--keep-float: {unknown[0]} is not a quantizable operation of {path.name}"
+        raise FcbenchError(f"quantize: --keep-float {unknown[0]} is not a quantizable operation of the OpenVINO IR of "
+                           f"{path.name}"
                            f"{suggest(unknown[0], names)}; its operations: {', '.join(names[:8])}"
                            f"{' ...' if len(names) > 8 else ''}")
 
@@ -186,7 +187,7 @@ class OpenvinoPtq(QuantMethod):
         src = source.float_artifact("openvino")
         model = _read(src)
         names = [op.get_friendly_name() for op in _ops(model)]
-        _check_names(spec.keep_float, names, src)
+        _check_names(spec.keep_float, names, source.path)
         calib = spec.calibration
         assert calib is not None  # quantize() gives it: calibration = "required"
         subset = min(options.subset_size or len(calib), len(calib))
