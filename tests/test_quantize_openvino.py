@@ -200,3 +200,26 @@ def test_bad_input_one_line_nothing_written(models, cli, tmp_path, case):
               "bad-option": "subset_size"}[case]
     assert expect in r.err, r.err
     assert _listing(folder) == set()  # no IR, no manifest, no staging folder
+
+
+def test_accuracy_control_of_a_classifier_uses_top1(cli, tmp_path):
+    opts = ["-o", "width=0.25", "-o", "num_classes=10", "-o", "cifar_stem=true", "-o", "layers=[1,1,1,1]"]
+    r = cli("train", "--model", "resnet18", *opts, "--data", "synthetic:classes", "--data-opt", "samples_per_class=8",
+            "--epochs", "1", "--batch-size", "16", "--threads", "1", "--out", tmp_path / "c")
+    assert r.code == 0, r.err
+    out = tmp_path / "c-int8.xml"
+    r = cli("quantize", tmp_path / "c" / "model.pt", "--method", "openvino-ptq", "--calib-data", "synthetic:classes",
+            "--calib-opt", "samples_per_class=1", "--max-drop", "100", "--eval-data", "synthetic:classes",
+            "--eval-opt", "split=test", "--eval-opt", "samples_per_class=4", "--out", out, "--threads", "1",
+            "--format", "json")
+    assert r.code == 0, r.err
+    res = json.loads(r.out)
+    ac = res["quantization"]["accuracy_control"]
+    assert (ac["metric"], ac["protocol"], ac["images"]) == ("top1", "classification", 40)
+    assert ac["met"] and ac["reverted"] == 0 and 0 <= ac["final"] <= 1
+    assert "top1_agreement" in res["fidelity"]
+    # a pair set cannot measure a classifier's top-1
+    r = cli("quantize", tmp_path / "c" / "model.pt", "--method", "openvino-ptq", "--calib-data", "synthetic:classes",
+            "--calib-opt", "samples_per_class=1", "--max-drop", "1", "--eval-data", "synthetic:pairs",
+            "--out", tmp_path / "no.xml")
+    assert r.code == 2 and "is a pair set" in r.err and not (tmp_path / "no.xml").exists(), r.err
