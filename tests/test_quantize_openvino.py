@@ -223,3 +223,17 @@ def test_accuracy_control_of_a_classifier_uses_top1(cli, tmp_path):
             "--calib-opt", "samples_per_class=1", "--max-drop", "1", "--eval-data", "synthetic:pairs",
             "--out", tmp_path / "no.xml")
     assert r.code == 2 and "is a pair set" in r.err and not (tmp_path / "no.xml").exists(), r.err
+
+
+@pytest.mark.slow  # one NNCF quantization and one OpenVINO run per layer (14)
+def test_keep_sensitive_with_accuracy_control(models, cli, tmp_path):
+    out = tmp_path / "ks.xml"
+    r = cli("quantize", models["r18"], "--method", "openvino-ptq", *CALIB, "--keep-sensitive", "1", "--max-drop", "100",
+            "--eval-data", "synthetic:pairs", "--eval-opt", "num_pairs=50", "--out", out, "--threads", "1",
+            "--format", "json")
+    assert r.code == 0, r.err
+    res = json.loads(r.out)
+    assert len(res["sensitivity"]) == 14 and res["kept_float"] == [res["sensitivity"][0]["layer"]]
+    q = res["quantization"]
+    assert q["float_layers"] == res["kept_float"] and q["accuracy_control"]["reverted"] == 0
+    assert not list(tmp_path.glob(".*"))  # the probes' staging is gone
