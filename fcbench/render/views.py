@@ -202,7 +202,7 @@ def quantize(result, fmt: str) -> list[Any]:
         before = "" if ac.get("quantized_before") is None else f", int8 {ac['quantized_before']:.4f}"
         table.add_row(plain(f"accuracy control ({ac['metric']}, {ac['images']} images)"),
                       plain(f"float {ac['float']:.4f}{before}, result {ac['final']:.4f}: {ac['drop']:+.2f} points "
-                            f"(budget {ac['max_drop']:g}, {'met' if ac['met'] else 'NOT met'})"))
+                            f"below float (budget {ac['max_drop']:g}, {'met' if ac['met'] else 'NOT met'})"))
         table.add_row("reverted to float", plain(f"{ac['reverted']} of {q.get('quantizable', '?')} layers"
                                                  + (f": {', '.join(ac['reverted_layers'])}" if ac['reverted'] else "")))
     out: list[Any] = [table]
