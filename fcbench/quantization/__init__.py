@@ -94,6 +94,7 @@ class QuantizeResult:
         out = {k: v for k, v in self.__dict__.items() if k not in ("manifest", "ctx")}
         out["input"], out["output"] = str(self.input), str(self.output)
         out["size_ratio"] = self.size_ratio
+        out["quantization"] = self.manifest.extra.get("quantization", {}) if self.manifest is not None else {}
         return out
 
     def to_rows(self, ctx: RunContext | None = None) -> list:

@@ -37,7 +37,8 @@ def most_sensitive(method: Any, source: Source, options: Any, spec: Spec, images
     scores = []
     for i, layer in enumerate(layers):
         hooks.log(f"sensitivity {i + 1}/{len(layers)}: {layer}")
-        one = replace(spec, keep_float=[x for x in layers if x != layer])
+        # one probe per layer: plain quantization, never the method's accuracy control
+        one = replace(spec, keep_float=[x for x in layers if x != layer], max_drop=None, eval_data=None)
         target = folder / f"{i}-{source.path.stem}{Path(source.path.name).suffix or '.bin'}"
         from fcbench import formats
 

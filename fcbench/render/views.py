@@ -200,6 +200,15 @@ def quantize(result, fmt: str) -> list[Any]:
         sp = result.speed
         table.add_row(f"p50 on {sp['backend']} ({sp['threads']} thr)",
                       f"{sp['float_p50_ms']:.3f} ms -> {sp['p50_ms']:.3f} ms (speed-up {sp['speedup']:.2f}x)")
+    q = result.manifest.extra.get("quantization", {}) if result.manifest is not None else {}
+    ac = q.get("accuracy_control")
+    if ac:  # the method's own accuracy control (openvino-ptq: NNCF's): what it measured and reverted
+        before = "" if ac.get("quantized_before") is None else f", int8 {ac['quantized_before']:.4f}"
+        table.add_row(plain(f"accuracy control ({ac['metric']}, {ac['images']} images)"),
+                      plain(f"float {ac['float']:.4f}{before}, result {ac['final']:.4f}: {ac['drop']:+.2f} points "
+                            f"below float (budget {ac['max_drop']:g}, {'met' if ac['met'] else 'NOT met'})"))
+        table.add_row("reverted to float", plain(f"{ac['reverted']} of {q.get('quantizable', '?')} layers"
+                                                 + (f": {', '.join(ac['reverted_layers'])}" if ac['reverted'] else "")))
     out: list[Any] = [table]
     out += [plain(n) + "\n" for n in result.notes]
     return out
