@@ -207,3 +207,45 @@ def test_pruned_checkpoint_fine_tunes_with_train_weights(models, tmp_path):
     assert sum(p.numel() for p in tuned.parameters()) == pruned.technique.params_after
     want = load_checkpoint(pruned.output).build_model().layer2[0].conv1.out_channels
     assert tuned.layer2[0].conv1.out_channels == want < 16
+
+
+FACES = ["--data", "synthetic:faces", "--data-opt", "num_classes=8", "--data-opt", "samples_per_class=8"]
+
+
+def test_taylor_ranks_by_the_training_loss_gradients(models, cli, tmp_path):
+    """--importance taylor takes the gradients of the checkpoint's ArcFace loss on --data: another choice of
+    channels than l2's, the same widths; the batches and the importance are in the lineage."""
+    out = tmp_path / "taylor.pt"
+    r = cli("prune", models["r18"], "--importance", "taylor", *FACES, "--batches", "2", "--out", out,
+            "--threads", "1", "--format", "json")
+    assert r.code == 0, r.err
+    res = json.loads(r.out)
+    assert res["options"]["importance"] == "taylor" and res["options"]["batches"] == 2
+    l2 = fcbench.prune(checkpoint=str(models["r18"]), ratio=0.5, out=str(tmp_path / "l2.pt"), threads=1)
+    assert res["params_after"] == l2.technique.params_after  # same widths per layer
+    a, b = load_checkpoint(out).state_dict, load_checkpoint(l2.output).state_dict
+    assert any(not torch.equal(a[k], b[k]) for k in a if a[k].shape == b[k].shape and a[k].dtype.is_floating_point)
+    step = read_manifest(out).lineage[-1]
+    assert step.options["importance"] == "taylor" and step.options["batches"] == 2
+    assert load_checkpoint(out).head is not None  # the head stays with the pruned checkpoint
+
+
+def test_taylor_bad_input(models, cli, tmp_path):
+    from fcbench.training.checkpoint import save_checkpoint
+
+    out = tmp_path / "o.pt"
+    r = cli("prune", models["r18"], "--importance", "taylor", "--out", out)
+    assert r.code == 2 and "taylor" in r.err and "needs --data" in r.err, r.err
+    assert len(r.err.strip().splitlines()) == 1
+    bare = tmp_path / "bare.pt"  # the backbone alone: no ArcFace head to take the loss of
+    save_checkpoint(bare, load_checkpoint(models["r18"]).build_model())
+    r = cli("prune", bare, "--importance", "taylor", *FACES, "--out", out)
+    assert r.code == 2 and "holds no training head" in r.err and "--importance l2" in r.err, r.err
+    assert len(r.err.strip().splitlines()) == 1 and "Traceback" not in r.err
+    r = cli("prune", models["r18"], "--importance", "taylor", "--data", "synthetic:pairs", "--out", out)
+    assert r.code == 2 and "has no class labels" in r.err, r.err
+    r = cli("prune", models["r18"], "--batches", "2", "--out", out)
+    assert r.code == 2 and "--batches is for --importance taylor" in r.err, r.err
+    r = cli("prune", models["r18"], *FACES, "--out", out)
+    assert r.code == 2 and "--data is for --importance taylor and --finetune-epochs" in r.err, r.err
+    assert not out.exists()
