@@ -249,3 +249,60 @@ def test_taylor_bad_input(models, cli, tmp_path):
     r = cli("prune", models["r18"], *FACES, "--out", out)
     assert r.code == 2 and "--data is for --importance taylor and --finetune-epochs" in r.err, r.err
     assert not out.exists()
+
+
+def test_iterative_prune_finetune(models, cli, tmp_path, monkeypatch):
+    """--iterative 2 --finetune-epochs 1: two rounds, each fine-tuned by the train loop; the widths are one-shot's,
+    the weights are not; the lineage's last step is prune(channel) naming the dense input, so eval --max-drop
+    compares with it; the rounds' checkpoints are gone."""
+    import tempfile
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    base, out, store = models["r18"], tmp_path / "it" / "iter.pt", tmp_path / "s.sqlite"
+    out.parent.mkdir()
+    r = cli("prune", base, "--iterative", "2", "--finetune-epochs", "1", *FACES, "--batch-size", "16", "--lr", "0.01",
+            "--out", out, "--store", store, "--threads", "1", "--format", "json")
+    assert r.code == 0, r.err
+    res = json.loads(r.out)
+    one = fcbench.prune(checkpoint=str(base), ratio=0.5, out=str(tmp_path / "one.pt"), threads=1)
+    assert res["params_after"] == one.technique.params_after and res["macs_after"] == one.macs_after
+    a, b = load_checkpoint(out).state_dict, load_checkpoint(one.output).state_dict
+    assert {k: v.shape for k, v in a.items()} == {k: v.shape for k, v in b.items()}
+    assert not torch.equal(a["conv1.weight"], b["conv1.weight"])  # fine-tuned
+    assert [f["round"] for f in res["finetune"]] == [1, 2] and all(len(f["loss"]) == 1 for f in res["finetune"])
+    m = read_manifest(out)
+    step = m.lineage[-1]
+    assert (step.verb, step.technique) == ("prune", "channel")
+    assert m.lineage_summary() == "train(arcface) > prune(channel)"
+    assert step.options["iterative"] == 2 and step.options["finetune_epochs"] == 1 and step.options["lr"] == 0.01
+    assert (out.parent / step.options["parent_file"]).resolve() == base.resolve()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["iter.pt", "iter.pt.manifest.json"]
+    assert list(scratch.iterdir()) == []  # the rounds' folder is removed
+    with fcbench.Store(store) as s:
+        (row,) = s.query(kind="compress")
+    assert [f["round"] for f in row["extra"]["finetune"]] == [1, 2]
+    r = cli("eval", out, "--max-drop", "100", *PAIRS, "--store", store, "--format", "json")
+    assert r.code == 0, r.err
+    assert "accuracy" in json.loads(r.out)["delta"]  # against the dense model.pt
+
+
+def test_iterative_failure_leaves_nothing(models, cli, tmp_path, monkeypatch):
+    import tempfile
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    out = tmp_path / "o" / "iter.pt"
+    out.parent.mkdir()
+    r = cli("prune", models["r18"], "--iterative", "2", "--finetune-epochs", "1", *FACES, "--batch-size", "16",
+            "--lr", "1e30", "--out", out, "--threads", "1")
+    assert r.code == 1 and "loss became" in r.err, r.err
+    assert list(out.parent.iterdir()) == [] and list(scratch.iterdir()) == []
+    for args, message in [(["--finetune-epochs", "1"], "--finetune-epochs needs --data"),
+                          (["--lr", "0.1"], "--lr is the fine-tuning learning rate"),
+                          (["--method", "l1-unstructured", "--iterative", "2"], "--iterative is for --method channel")]:
+        r = cli("prune", models["r18"], *args, "--out", out)
+        assert r.code == 2 and message in r.err, r.err
+    assert not out.exists()
