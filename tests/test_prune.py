@@ -306,3 +306,41 @@ def test_iterative_failure_leaves_nothing(models, cli, tmp_path, monkeypatch):
         r = cli("prune", models["r18"], *args, "--out", out)
         assert r.code == 2 and message in r.err, r.err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("backend", ["ort-cpu", "openvino"])
+def test_bench_before_and_after(models, cli, tmp_path, backend):
+    """--bench converts the dense and the pruned model to the backend's format and times both: p50s and their
+    ratio in the JSON, the table and the compress row; the converted files are gone."""
+    import importlib.util
+
+    runtime = {"ort-cpu": "onnxruntime", "openvino": "openvino"}[backend]
+    if importlib.util.find_spec(runtime) is None:
+        pytest.skip(f"{runtime} is not installed")
+    out, store = tmp_path / "b" / "p.pt", tmp_path / "s.sqlite"
+    out.parent.mkdir()
+    r = cli("prune", models["r18"], "--bench", backend, "--out", out, "--store", store, "--threads", "1",
+            "--format", "json")
+    assert r.code == 0, r.err
+    b = json.loads(r.out)["bench"]
+    assert b["format"] == {"ort-cpu": "onnx", "openvino": "openvino"}[backend]
+    assert b["p50_ms_before"] > 0 and b["p50_ms_after"] > 0
+    assert b["latency_ratio"] == pytest.approx(b["p50_ms_after"] / b["p50_ms_before"])
+    assert sorted(p.name for p in out.parent.iterdir()) == ["p.pt", "p.pt.manifest.json"]
+    with fcbench.Store(store) as s:
+        (row,) = s.query(kind="compress")
+    assert row["extra"]["bench"]["p50_ms_after"] == b["p50_ms_after"]
+    if backend == "ort-cpu":
+        r = cli("prune", models["r18"], "--bench", backend, "--out", tmp_path / "t.pt", "--threads", "1")
+        assert r.code == 0, r.err
+        assert "p50 ms, ort-cpu (onnx)" in r.out
+
+
+def test_bench_backend_absent(models, cli, tmp_path):
+    out = tmp_path / "o.pt"
+    r = cli("prune", models["r18"], "--bench", "onnxruntime:nnapi", "--out", out)
+    assert r.code == 2 and "--bench onnxruntime:nnapi cannot run here" in r.err, r.err
+    assert len(r.err.strip().splitlines()) == 1
+    r = cli("prune", models["r18"], "--bench", "onnxruntme", "--out", out)
+    assert r.code == 2 and "did you mean" in r.err, r.err
+    assert not out.exists()

@@ -198,6 +198,7 @@ class PruneResult:
     sparsity: float | None = None  # fraction of zero conv/linear weights (l1-unstructured)
     note: str = ""
     finetune: list[dict[str, Any]] = field(default_factory=list)  # per round: {round, epochs, loss per epoch}
+    bench: dict[str, Any] | None = None  # --bench: backend, format, p50_ms_before/after, latency_ratio, threads
 
     @property
     def output(self) -> Path:
@@ -217,7 +218,7 @@ class PruneResult:
     def to_dict(self) -> dict[str, Any]:
         return {**self.technique.to_dict(), "input_size": self.input_size, "macs_before": self.macs_before,
                 "macs_after": self.macs_after, "params_ratio": self.params_ratio, "macs_ratio": self.macs_ratio,
-                "sparsity": self.sparsity, "note": self.note, "finetune": self.finetune}
+                "sparsity": self.sparsity, "note": self.note, "finetune": self.finetune, "bench": self.bench}
 
     def to_rows(self, ctx=None) -> list:
         rows = self.technique.to_rows(ctx)
@@ -225,6 +226,8 @@ class PruneResult:
             row.extra.update(macs_before=self.macs_before, macs_after=self.macs_after, sparsity=self.sparsity)
             if self.finetune:
                 row.extra["finetune"] = self.finetune
+            if self.bench:
+                row.extra["bench"] = self.bench
         return rows
 
 
@@ -302,6 +305,59 @@ def _finetuner(cfg: PruneConfig, folder: Path, ctx: Any, hooks: Any, record: lis
     return finetune
 
 
+def _bench_target(text: str) -> tuple[Any, str]:
+    """``--bench``'s backend spec and the format it is timed in (the backend's own first format), checked before
+    any work: an unknown or absent backend, or a format convert cannot make here, is one error (exit 2)."""
+    from fcbench.backends import get_backend, resolve
+    from fcbench.conversion import exporter_class
+
+    spec = resolve(text)
+    backend = get_backend(spec.plugin)
+    ok, reason = backend.variant_available(spec.variant)
+    if not ok:
+        raise FcbenchError(f"prune: --bench {text} cannot run here: {reason}; pick another backend "
+                           "(fcbench plugins --kind backend)")
+    fmt = backend.formats[0]
+    ok, reason = exporter_class(fmt).available()
+    if not ok:
+        raise FcbenchError(f"prune: --bench {text} times {fmt} files, which convert cannot make here: {reason}")
+    return spec, fmt
+
+
+def _bench_before_after(cfg: PruneConfig, spec: Any, fmt: str, dense: Path, pruned: Path, ctx: Any,
+                        hooks: Any) -> dict[str, Any]:
+    """Convert ``dense`` and ``pruned`` to ``fmt`` in a temporary folder and time both on ``spec`` with the bench
+    library (a short run each, in a bench worker): p50 before and after, and their ratio."""
+    import shutil
+    import tempfile
+
+    from fcbench.benchmark.run import bench
+    from fcbench.conversion import convert
+
+    folder = Path(tempfile.mkdtemp(prefix="fcbench-prune-bench-"))
+    try:
+        files = []
+        for name, ckpt in (("before", dense), ("after", pruned)):
+            (outcome,) = convert(ckpt, [fmt], folder / name)
+            if outcome.status != "ok":
+                raise FcbenchError(f"prune: wrote {pruned}; --bench {spec.label}: converting the {name} model to "
+                                   f"{fmt}: {outcome.status}: {outcome.reason}", exit_code=1)
+            files.append(str(outcome.file))
+        hooks.log(f"timing the dense and the pruned {fmt} on {spec.label}")
+        bcfg = BenchConfig(artifacts=files, backends=[spec.label], threads=cfg.threads, warmup=5, runs=20,
+                           min_seconds=0.5)
+        cells = list(bench(bcfg, ctx))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    bad = [c for c in cells if c.status != "ok" or c.stats is None]
+    if bad or len(cells) != 2:
+        why = "; ".join(f"{Path(c.artifact).parent.name}: {c.status}: {c.reason}" for c in bad) or "no cells"
+        raise FcbenchError(f"prune: wrote {pruned}; --bench {spec.label} failed: {why}", exit_code=1)
+    before, after = (c.stats.p50_ms for c in cells)
+    return {"backend": spec.label, "format": fmt, "threads": cfg.threads, "p50_ms_before": before,
+            "p50_ms_after": after, "latency_ratio": after / before if before else None}
+
+
 def run_prune(cfg: PruneConfig, ctx=None, hooks=None) -> PruneResult:
     """Prune a checkpoint with a built-in ``prune`` technique: a new checkpoint whose lineage ends with
     ``prune(<method>)``. With ``--iterative``/``--finetune-epochs`` the rounds' checkpoints live in a temporary
@@ -324,6 +380,7 @@ def run_prune(cfg: PruneConfig, ctx=None, hooks=None) -> PruneResult:
     src = input_file(cfg.checkpoint, "checkpoint", verb="prune", suffixes=(".pt", ".pth"),
                      hint="train writes OUT/model.pt")
     out = Path(cfg.out) if cfg.out else src.with_name(f"{src.stem}-pruned.pt")
+    target = _bench_target(cfg.bench) if cfg.bench else None
     before = load_checkpoint(src).build_model()
     size = tuple(before.preprocessing.size)
     macs_before = profile(before, input_size=size)["macs"]
@@ -346,6 +403,12 @@ def run_prune(cfg: PruneConfig, ctx=None, hooks=None) -> PruneResult:
     pruned = PruneResult(result, list(size), int(macs_before), int(macs_after),
                          sparsity(after) if unstructured else None, UNSTRUCTURED_NOTE if unstructured else "",
                          finetune=finetuned)
+    if target is not None:
+        try:
+            pruned.bench = _bench_before_after(cfg, *target, src, result.output, ctx, hooks)
+        except FcbenchError:
+            hooks.rows(pruned.to_rows())  # the pruned checkpoint is written: its row is kept
+            raise
     hooks.rows(pruned.to_rows())
     return pruned
 
