@@ -784,7 +784,7 @@ class PruneConfig(Checked):
     finetune_epochs: int | None = opt(None, range=(0, 10000),
                                       help="channel: epochs of fine-tuning on --data (the train loop) after each "
                                            "round")
-    lr: float | None = opt(None, gt=0, help="Fine-tuning learning rate (default 0.01)")
+    lr: float | None = opt(None, gt=0, help="Fine-tuning learning rate (default 0.01; used with --finetune-epochs)")
     batch_size: int = opt(32, range=(1, MAX_BATCH), help="Batch size of fine-tuning")
     bench: str | None = opt(None, help="After pruning, convert the input and the result to this backend's format "
                                        "(a profile or plugin, e.g. ort-cpu, onnxruntime, openvino) and time both: "
@@ -829,10 +829,8 @@ class PruneConfig(Checked):
                                                  "--data synthetic:faces)")
         if self.batches is not None and not taylor:
             raise OptionError("batches", "is for --importance taylor")
-        if self.lr is not None and not self.finetune_epochs:
-            raise OptionError("lr", "is the fine-tuning learning rate: give --finetune-epochs too")
-        if self.data and not (taylor or self.finetune_epochs):
-            raise OptionError("data", "is for --importance taylor and --finetune-epochs; neither was given")
+        # --data, --lr and --batch-size without taylor or fine-tuning are left unused (a recipe's defaults give
+        # them to every step that takes them)
         return self
 
 
