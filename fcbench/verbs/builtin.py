@@ -557,8 +557,10 @@ BENCH = Verb("bench", BenchConfig, run_bench, "Time artifacts through backends (
 COMPRESS = Verb("compress", CompressConfig, run_compress, "Apply a compression technique plugin to a checkpoint; "
                 "the new checkpoint's lineage ends with its step.", f"{_R}:compress", ("table", "json"))
 PRUNE = Verb("prune", PruneConfig, run_prune, "Prune a checkpoint: channel (structured, Torch-Pruning's dependency "
-             "graph; channels removed) or l1-unstructured (weights zeroed). Shows params and MACs before and after; "
-             "the new checkpoint's lineage ends with prune(<method>).", f"{_R}:prune", ("table", "json"))
+             "graph; channels removed; importance l1, l2, bn-scale or taylor; iterative with fine-tuning) or "
+             "l1-unstructured (weights zeroed). Shows params and MACs before and after, and with --bench the "
+             "measured latency; the new checkpoint's lineage ends with prune(<method>).", f"{_R}:prune",
+             ("table", "json"))
 INSPECT = Verb("inspect", InspectConfig, run_inspect, "Where each node of a model runs on a backend, and in which "
                "precision, as the runtime reports it.", f"{_R}:inspect", ("table", "json"), stores=False)
 RESULTS = Verb("results", ResultsConfig, run_results, "Show rows of the results store.", f"{_R}:results",
