@@ -756,7 +756,7 @@ class CompressConfig(Checked):
 
 
 PRUNE_METHODS = ("l1-unstructured", "channel")
-IMPORTANCES = ("l1", "l2", "bn-scale")  # fcbench.pruning.ChannelPrune.Options.importance
+IMPORTANCES = ("l1", "l2", "bn-scale", "taylor")  # fcbench.pruning.ChannelPrune.Options.importance
 SCOPES = ("global", "layer")
 
 
@@ -767,18 +767,43 @@ class PruneConfig(Checked):
                                       "shapes kept), or another technique plugin whose verb is prune")
     ratio: float = opt(0.5, gt=0, lt=1, help="Fraction to prune: of the channels (channel) or of the weights "
                                              "(l1-unstructured)")
-    importance: str | None = opt(None, choices=IMPORTANCES, help="channel: l1, l2 (default) or bn-scale")
+    importance: str | None = opt(None, choices=IMPORTANCES, help="channel: l1, l2 (default), bn-scale or taylor "
+                                                                 "(gradients of the checkpoint's training loss on "
+                                                                 "--data)")
     round_to: int | None = opt(None, min=1, help="channel: channel counts a multiple of N (SIMD widths)")
     scope: str | None = opt(None, choices=SCOPES, help="global or layer (default: global for l1-unstructured, "
                                                         "layer for channel)")
+    data: str | None = opt(None, help="Labelled images (as train's --data, the set the checkpoint was trained on) "
+                                      "for --importance taylor and --finetune-epochs")
+    data_options: dict[str, Any] = opt(default_factory=dict, flags=("--data-opt",), parse=parse_kv,
+                                       help="Dataset option KEY=VALUE")
+    batches: int | None = opt(None, min=1, help="taylor: batches of --data whose loss gradients rank the channels "
+                                                "(default 4)")
+    iterative: int | None = opt(None, range=(1, 100), help="channel: prune in K rounds, each removing its share "
+                                                            "(the final widths are one-shot's)")
+    finetune_epochs: int | None = opt(None, range=(0, 10000),
+                                      help="channel: epochs of fine-tuning on --data (the train loop) after each "
+                                           "round")
+    lr: float | None = opt(None, gt=0, help="Fine-tuning learning rate (default 0.01; used with --finetune-epochs)")
+    batch_size: int = opt(32, range=(1, MAX_BATCH), help="Batch size of fine-tuning")
+    bench: str | None = opt(None, help="After pruning, convert the input and the result to this backend's format "
+                                       "(a profile or plugin, e.g. ort-cpu, onnxruntime, openvino) and time both: "
+                                       "p50 latency before and after")
     out: str | None = opt(None, help="Output checkpoint (default: <stem>-pruned.pt beside the input)")
     threads: int | None = opt(None, range=(1, MAX_THREADS))
     seed: int = opt(0, range=(0, MAX_SEED))
 
     def technique_options(self) -> dict[str, Any]:
         """The technique's options: the ratio and whichever of the others were given."""
-        given = {"ratio": self.ratio, "importance": self.importance, "round_to": self.round_to, "scope": self.scope}
+        given = {"ratio": self.ratio, "importance": self.importance, "round_to": self.round_to, "scope": self.scope,
+                 "batches": self.batches, "iterative": self.iterative, "finetune_epochs": self.finetune_epochs}
+        if self.finetune_epochs:
+            given["lr"] = self.lr_value
         return {k: v for k, v in given.items() if v is not None}
+
+    @property
+    def lr_value(self) -> float:
+        return 0.01 if self.lr is None else self.lr
 
     def validate(self) -> PruneConfig:
         check_options(self)
@@ -791,9 +816,21 @@ class PruneConfig(Checked):
             raise OptionError("method", f"must be one of {', '.join(methods)}, got '{self.method}'"
                                         f"{suggest(self.method, methods)}")
         if self.method == "l1-unstructured":
-            for key in ("importance", "round_to"):
+            for key in ("importance", "round_to", "batches", "iterative", "finetune_epochs"):
                 if getattr(self, key) is not None:
                     raise OptionError(key, "is for --method channel; l1-unstructured takes --ratio and --scope")
+        taylor = self.importance == "taylor"
+        if taylor and not self.data:
+            raise OptionError("importance", "taylor ranks channels by the gradients of the checkpoint's training "
+                                            "loss and needs --data (the labelled images it was trained on, e.g. "
+                                            "--data synthetic:faces); or use --importance l2, l1 or bn-scale")
+        if self.finetune_epochs and not self.data:
+            raise OptionError("finetune_epochs", "needs --data (the labelled images to fine-tune on, e.g. "
+                                                 "--data synthetic:faces)")
+        if self.batches is not None and not taylor:
+            raise OptionError("batches", "is for --importance taylor")
+        # --data, --lr and --batch-size without taylor or fine-tuning are left unused (a recipe's defaults give
+        # them to every step that takes them)
         return self
 
 

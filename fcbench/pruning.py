@@ -8,6 +8,12 @@
   consistent. The layers that produce the model's output (the embedding's linear and BatchNorm1d, a
   classifier's linear) keep their output size. ``round_to`` keeps every pruned channel count a
   multiple of N (SIMD widths); a layer too narrow to keep N channels at this ratio is left whole.
+  Importance ``taylor`` (first order: |weight x gradient|) takes the gradients of the checkpoint's own
+  training loss (its margin head, e.g. ArcFace, or a classifier's cross-entropy) over ``batches``
+  batches of the context's data. ``iterative`` K removes the channels in K rounds (Torch-Pruning's
+  schedule: after round i, i/K of ``ratio``, counted on the original widths, so the final widths are
+  one-shot's); with ``finetune_epochs`` E each round is followed by the context's ``finetune``
+  (``fcbench prune`` runs E epochs of the train loop there).
 
 Both change the model they get from :meth:`Checkpoint.build_model` and return
 ``checkpoint.with_model(model)``; :func:`fcbench.techniques.apply_technique` writes the result.
@@ -15,7 +21,7 @@ Both change the model they get from :meth:`Checkpoint.build_model` and return
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from fcbench.errors import FcbenchError
@@ -84,7 +90,7 @@ class L1Unstructured(Technique):
         return checkpoint.with_model(model)
 
 
-IMPORTANCES = ("l1", "l2", "bn-scale")
+IMPORTANCES = ("l1", "l2", "bn-scale", "taylor")
 
 
 class ChannelPrune(Technique):
@@ -96,14 +102,23 @@ class ChannelPrune(Technique):
     @dataclass
     class Options:
         ratio: float = 0.5
-        importance: Literal["l1", "l2", "bn-scale"] = "l2"
+        importance: Literal["l1", "l2", "bn-scale", "taylor"] = "l2"
         round_to: int = 1
         scope: Literal["global", "layer"] = "layer"
+        batches: int = 4  # taylor: batches of data whose loss gradients rank the channels
+        iterative: int = 1  # rounds of pruning
+        finetune_epochs: int = 0  # epochs of fine-tuning after each round (context.finetune)
+        lr: float = 0.01  # the fine-tuning learning rate (recorded; context.finetune trains with it)
 
         def __post_init__(self) -> None:
             _check_ratio(self.ratio)
-            if self.round_to < 1:
-                raise ValueError(f"round_to must be >= 1 (channel counts a multiple of it), got {self.round_to}")
+            for key in ("round_to", "batches", "iterative"):
+                if getattr(self, key) < 1:
+                    raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+            if self.finetune_epochs < 0:
+                raise ValueError(f"finetune_epochs must be >= 0, got {self.finetune_epochs}")
+            if not self.lr > 0:
+                raise ValueError(f"lr must be > 0, got {self.lr}")
 
     @classmethod
     def available(cls) -> tuple[bool, str]:
@@ -125,9 +140,16 @@ class ChannelPrune(Technique):
                 if out is not None and m not in kept and int(out * (1 - options.ratio)) < options.round_to:
                     narrow.append(m)
         ignored = kept + narrow
+        taylor = options.importance == "taylor"
+        if taylor:
+            data = context.require_data("channel --importance taylor")
+            loss_of = training_loss(checkpoint)
+        if options.finetune_epochs and context.finetune is None:
+            raise FcbenchError("prune: finetune_epochs needs data to fine-tune on (fcbench prune --data)")
         importance = {"l1": lambda: tp.importance.MagnitudeImportance(p=1),
                       "l2": lambda: tp.importance.MagnitudeImportance(p=2),
-                      "bn-scale": lambda: tp.importance.BNScaleImportance()}[options.importance]()
+                      "bn-scale": lambda: tp.importance.BNScaleImportance(),
+                      "taylor": lambda: tp.importance.TaylorImportance()}[options.importance]()
         graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
         if not any(True for _ in graph.get_all_groups(ignored_layers=ignored)):
             why = (f"every layer is kept (the output layers, and {len(narrow)} too narrow to keep --round-to "
@@ -138,14 +160,73 @@ class ChannelPrune(Technique):
         before = sum(p.numel() for p in model.parameters())
         pruner = tp.pruner.MetaPruner(model, example, importance=importance, pruning_ratio=options.ratio,
                                       global_pruning=options.scope == "global", ignored_layers=ignored,
-                                      round_to=options.round_to if options.round_to > 1 else None)
-        pruner.step()
+                                      round_to=options.round_to if options.round_to > 1 else None,
+                                      iterative_steps=options.iterative)
+        head = checkpoint.head
+        for step in range(1, options.iterative + 1):
+            if taylor:
+                _taylor_gradients(model, loss_of, data(checkpoint.preprocessing, 32), options.batches)
+            pruner.step()
+            model.zero_grad(set_to_none=True)
+            if options.iterative > 1:
+                context.report(f"channel: round {step}/{options.iterative}: params "
+                               f"{sum(p.numel() for p in model.parameters()):,}")
+            if options.finetune_epochs:
+                tuned = context.finetune(replace(checkpoint.with_model(model.eval()), head=head), step,
+                                         options.iterative)
+                model.load_state_dict(tuned.state_dict)
+                head = tuned.head
+                if taylor:
+                    loss_of = training_loss(replace(checkpoint, head=head))
         after = sum(p.numel() for p in model.parameters())
         if after >= before:
             raise FcbenchError(f"prune: no channel of {checkpoint.path.name} was removed at ratio {options.ratio}; "
                                "raise the ratio or lower --round-to")
         context.report(f"channel: params {before:,} -> {after:,}")
-        return checkpoint.with_model(model.eval())
+        return replace(checkpoint.with_model(model.eval()), head=head)
+
+
+def training_loss(checkpoint: Any) -> Any:
+    """``loss(model, images, labels)``: the checkpoint's own training loss, the cross-entropy of its margin
+    head's logits (a face model, which keeps its head: ArcFace, CosFace, softmax) or of a classifier's
+    outputs. A face checkpoint without its head (a plain backbone, or one whose embedding changed) has no
+    loss to take gradients of: one error naming the other importances."""
+    import torch
+
+    if checkpoint.task != "embedding":
+        return lambda model, x, y: torch.nn.functional.cross_entropy(model(x), y)
+    spec = checkpoint.head
+    if not spec or not spec.get("state_dict") or spec.get("embedding_size") != checkpoint.output_size:
+        raise FcbenchError(f"prune: {checkpoint.path.name} holds no training head (e.g. ArcFace) to take the loss "
+                           "of, which --importance taylor needs; use --importance l2, l1 or bn-scale")
+    from fcbench.models import create_head
+
+    head = create_head(spec["name"], spec["embedding_size"], spec["num_classes"], **spec.get("options", {}))
+    head.load_state_dict(spec["state_dict"])
+    classes = int(spec["num_classes"])
+
+    def loss(model: Any, x: Any, y: Any) -> Any:
+        if int(y.max()) >= classes:
+            raise FcbenchError(f"prune: --data has labels up to {int(y.max())} but the head of "
+                               f"{checkpoint.path.name} knows {classes} classes; give the data it was trained on")
+        return torch.nn.functional.cross_entropy(head(model(x), y), y)
+
+    return loss
+
+
+def _taylor_gradients(model: Any, loss_of: Any, batches: Any, count: int) -> None:
+    """Accumulate the loss gradients of ``count`` batches in the model's weights (eval mode: the BatchNorm
+    statistics stay as they are)."""
+    model.eval()
+    model.zero_grad(set_to_none=True)
+    seen = 0
+    for x, y in batches:
+        loss_of(model, x, y).backward()
+        seen += 1
+        if seen >= count:
+            break
+    if not seen:
+        raise FcbenchError("prune: --data gave no batch to take the loss gradients of (--importance taylor)")
 
 
 def _out_channels(module: Any) -> int | None:

@@ -207,3 +207,137 @@ def test_pruned_checkpoint_fine_tunes_with_train_weights(models, tmp_path):
     assert sum(p.numel() for p in tuned.parameters()) == pruned.technique.params_after
     want = load_checkpoint(pruned.output).build_model().layer2[0].conv1.out_channels
     assert tuned.layer2[0].conv1.out_channels == want < 16
+
+
+FACES = ["--data", "synthetic:faces", "--data-opt", "num_classes=8", "--data-opt", "samples_per_class=8"]
+
+
+def test_taylor_ranks_by_the_training_loss_gradients(models, cli, tmp_path):
+    """--importance taylor takes the gradients of the checkpoint's ArcFace loss on --data: another choice of
+    channels than l2's, the same widths; the batches and the importance are in the lineage."""
+    out = tmp_path / "taylor.pt"
+    r = cli("prune", models["r18"], "--importance", "taylor", *FACES, "--batches", "2", "--out", out,
+            "--threads", "1", "--format", "json")
+    assert r.code == 0, r.err
+    res = json.loads(r.out)
+    assert res["options"]["importance"] == "taylor" and res["options"]["batches"] == 2
+    l2 = fcbench.prune(checkpoint=str(models["r18"]), ratio=0.5, out=str(tmp_path / "l2.pt"), threads=1)
+    assert res["params_after"] == l2.technique.params_after  # same widths per layer
+    a, b = load_checkpoint(out).state_dict, load_checkpoint(l2.output).state_dict
+    assert any(not torch.equal(a[k], b[k]) for k in a if a[k].shape == b[k].shape and a[k].dtype.is_floating_point)
+    step = read_manifest(out).lineage[-1]
+    assert step.options["importance"] == "taylor" and step.options["batches"] == 2
+    assert load_checkpoint(out).head is not None  # the head stays with the pruned checkpoint
+
+
+def test_taylor_bad_input(models, cli, tmp_path):
+    from fcbench.training.checkpoint import save_checkpoint
+
+    out = tmp_path / "o.pt"
+    r = cli("prune", models["r18"], "--importance", "taylor", "--out", out)
+    assert r.code == 2 and "taylor" in r.err and "needs --data" in r.err, r.err
+    assert len(r.err.strip().splitlines()) == 1
+    bare = tmp_path / "bare.pt"  # the backbone alone: no ArcFace head to take the loss of
+    save_checkpoint(bare, load_checkpoint(models["r18"]).build_model())
+    r = cli("prune", bare, "--importance", "taylor", *FACES, "--out", out)
+    assert r.code == 2 and "holds no training head" in r.err and "--importance l2" in r.err, r.err
+    assert len(r.err.strip().splitlines()) == 1 and "Traceback" not in r.err
+    r = cli("prune", models["r18"], "--importance", "taylor", "--data", "synthetic:pairs", "--out", out)
+    assert r.code == 2 and "has no class labels" in r.err, r.err
+    r = cli("prune", models["r18"], "--batches", "2", "--out", out)
+    assert r.code == 2 and "--batches is for --importance taylor" in r.err, r.err
+    assert not out.exists()
+
+
+def test_iterative_prune_finetune(models, cli, tmp_path, monkeypatch):
+    """--iterative 2 --finetune-epochs 1: two rounds, each fine-tuned by the train loop; the widths are one-shot's,
+    the weights are not; the lineage's last step is prune(channel) naming the dense input, so eval --max-drop
+    compares with it; the rounds' checkpoints are gone."""
+    import tempfile
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    base, out, store = models["r18"], tmp_path / "it" / "iter.pt", tmp_path / "s.sqlite"
+    out.parent.mkdir()
+    r = cli("prune", base, "--iterative", "2", "--finetune-epochs", "1", *FACES, "--batch-size", "16", "--lr", "0.01",
+            "--out", out, "--store", store, "--threads", "1", "--format", "json")
+    assert r.code == 0, r.err
+    res = json.loads(r.out)
+    one = fcbench.prune(checkpoint=str(base), ratio=0.5, out=str(tmp_path / "one.pt"), threads=1)
+    assert res["params_after"] == one.technique.params_after and res["macs_after"] == one.macs_after
+    a, b = load_checkpoint(out).state_dict, load_checkpoint(one.output).state_dict
+    assert {k: v.shape for k, v in a.items()} == {k: v.shape for k, v in b.items()}
+    assert not torch.equal(a["conv1.weight"], b["conv1.weight"])  # fine-tuned
+    assert [f["round"] for f in res["finetune"]] == [1, 2] and all(len(f["loss"]) == 1 for f in res["finetune"])
+    m = read_manifest(out)
+    step = m.lineage[-1]
+    assert (step.verb, step.technique) == ("prune", "channel")
+    assert m.lineage_summary() == "train(arcface) > prune(channel)"
+    assert step.options["iterative"] == 2 and step.options["finetune_epochs"] == 1 and step.options["lr"] == 0.01
+    assert (out.parent / step.options["parent_file"]).resolve() == base.resolve()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["iter.pt", "iter.pt.manifest.json"]
+    assert list(scratch.iterdir()) == []  # the rounds' folder is removed
+    with fcbench.Store(store) as s:
+        (row,) = s.query(kind="compress")
+    assert [f["round"] for f in row["extra"]["finetune"]] == [1, 2]
+    r = cli("eval", out, "--max-drop", "100", *PAIRS, "--store", store, "--format", "json")
+    assert r.code == 0, r.err
+    assert "accuracy" in json.loads(r.out)["delta"]  # against the dense model.pt
+
+
+def test_iterative_failure_leaves_nothing(models, cli, tmp_path, monkeypatch):
+    import tempfile
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    out = tmp_path / "o" / "iter.pt"
+    out.parent.mkdir()
+    r = cli("prune", models["r18"], "--iterative", "2", "--finetune-epochs", "1", *FACES, "--batch-size", "16",
+            "--lr", "1e30", "--out", out, "--threads", "1")
+    assert r.code == 1 and "loss became" in r.err, r.err
+    assert list(out.parent.iterdir()) == [] and list(scratch.iterdir()) == []
+    for args, message in [(["--finetune-epochs", "1"], "--finetune-epochs needs --data"),
+                          (["--method", "l1-unstructured", "--iterative", "2"], "--iterative is for --method channel")]:
+        r = cli("prune", models["r18"], *args, "--out", out)
+        assert r.code == 2 and message in r.err, r.err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("backend", ["ort-cpu", "openvino"])
+def test_bench_before_and_after(models, cli, tmp_path, backend):
+    """--bench converts the dense and the pruned model to the backend's format and times both: p50s and their
+    ratio in the JSON, the table and the compress row; the converted files are gone."""
+    import importlib.util
+
+    runtime = {"ort-cpu": "onnxruntime", "openvino": "openvino"}[backend]
+    if importlib.util.find_spec(runtime) is None:
+        pytest.skip(f"{runtime} is not installed")
+    out, store = tmp_path / "b" / "p.pt", tmp_path / "s.sqlite"
+    out.parent.mkdir()
+    r = cli("prune", models["r18"], "--bench", backend, "--out", out, "--store", store, "--threads", "1",
+            "--format", "json")
+    assert r.code == 0, r.err
+    b = json.loads(r.out)["bench"]
+    assert b["format"] == {"ort-cpu": "onnx", "openvino": "openvino"}[backend]
+    assert b["p50_ms_before"] > 0 and b["p50_ms_after"] > 0
+    assert b["latency_ratio"] == pytest.approx(b["p50_ms_after"] / b["p50_ms_before"])
+    assert sorted(p.name for p in out.parent.iterdir()) == ["p.pt", "p.pt.manifest.json"]
+    with fcbench.Store(store) as s:
+        (row,) = s.query(kind="compress")
+    assert row["extra"]["bench"]["p50_ms_after"] == b["p50_ms_after"]
+    if backend == "ort-cpu":
+        r = cli("prune", models["r18"], "--bench", backend, "--out", tmp_path / "t.pt", "--threads", "1")
+        assert r.code == 0, r.err
+        assert "p50 ms, ort-cpu (onnx)" in r.out
+
+
+def test_bench_backend_absent(models, cli, tmp_path):
+    out = tmp_path / "o.pt"
+    r = cli("prune", models["r18"], "--bench", "onnxruntime:nnapi", "--out", out)
+    assert r.code == 2 and "--bench onnxruntime:nnapi cannot run here" in r.err, r.err
+    assert len(r.err.strip().splitlines()) == 1
+    r = cli("prune", models["r18"], "--bench", "onnxruntme", "--out", out)
+    assert r.code == 2 and "did you mean" in r.err, r.err
+    assert not out.exists()

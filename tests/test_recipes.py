@@ -193,6 +193,31 @@ def test_serbian_kd_recipe_at_toy_scale(cli, in_tmp):
 
 
 @pytest.mark.slow
+def test_serbian_pruning_recipe_at_toy_scale(cli, in_tmp):
+    """Seed 1's pruning table: r18 and r34, dense and 50 % channel-pruned (fine-tuned), evaluated with the flip
+    test, converted to ONNX and PTL and timed on OpenCV DNN and PyTorch Mobile; rows in the store, tables shown."""
+    r, run_id = run_ok(cli, REPO / "recipes" / "serbian-pruning.yaml", "--set", "out=runs/p", "--set", "epochs=1",
+                       "--set", "milestones=[]", "--set", "data_options={num_classes: 8, samples_per_class: 8}",
+                       "--set", "eval_data_options={num_pairs: 100}", "--set", "finetune_epochs=1",
+                       "--set", "batch_size=16", "--set", "runs=5", "--set", "min_seconds=0", "--set", "width=0.125")
+    names = {f"runs/p/{m}/{n}" for m in ("r18", "r34") for n in ("model", "pruned")}
+    with Store(in_tmp / "results" / "fcbench.sqlite") as s:
+        acc = {row["artifact"]: row for row in s.query(run_id=run_id, kind="quality", metric="accuracy")}
+        pruned = {row["artifact"]: row for row in s.query(run_id=run_id, kind="compress")}
+        speed = s.query(run_id=run_id, kind="speed")
+    assert set(acc) == {f"{n}.pt" for n in names}
+    assert acc["runs/p/r34/pruned.pt"]["lineage"] == "train(arcface) > prune(channel)"
+    assert set(pruned) == {"runs/p/r18/pruned.pt", "runs/p/r34/pruned.pt"}
+    for row in pruned.values():
+        assert row["extra"]["macs_after"] < 0.35 * row["extra"]["macs_before"]
+        assert row["extra"]["options"]["finetune_epochs"] == 1 and len(row["extra"]["finetune"]) == 1
+    assert sorted((row["artifact"], row["backend"]) for row in speed) == sorted(
+        [(f"{n}.onnx", "opencv-dnn") for n in names] + [(f"{n}.ptl", "pytorch-mobile") for n in names])
+    assert all(row["p50_ms"] > 0 for row in speed)
+    assert "LFW-style accuracy" in r.out and "runs/p/r34/pruned.ptl" in r.out
+
+
+@pytest.mark.slow
 def test_russian_adaptive_margin_recipe_at_toy_scale(cli, in_tmp):
     """Seed 2: every method of the dissertation's table and the ablation rows, one line each with LFW-style and
     AgeDB-style verification and identification rank-1."""

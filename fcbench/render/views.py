@@ -172,6 +172,13 @@ def prune(result, fmt: str) -> list[Any]:
     table.add_row(f"MACs at {size}", f"{result.macs_before:,}", f"{result.macs_after:,}", f"{result.macs_ratio:.3f}")
     if result.sparsity is not None:
         table.add_row("weight sparsity", "", f"{result.sparsity:.1%}", "")
+    b = result.bench
+    if b:
+        ratio = "" if b.get("latency_ratio") is None else f"{b['latency_ratio']:.3f}"
+        table.add_row(plain(f"p50 ms, {b['backend']} ({b['format']})"), f"{b['p50_ms_before']:.3f}",
+                      f"{b['p50_ms_after']:.3f}", ratio)
+    for f in result.finetune:
+        table.add_row(f"fine-tune round {f['round']}", "", f"{f['epochs']} epoch(s), loss {f['loss'][-1]:.3f}", "")
     return [table, result.note + "\n"] if result.note else [table]
 
 

@@ -38,13 +38,17 @@ class TechniqueContext:
     ``data(preprocessing, batch_size)`` returns an iterable of ``(images, labels)`` batches prepared
     with that preprocessing (calibration, fine-tuning, distillation), or is None when the caller
     gave no data: ask for it with :meth:`require_data`. ``progress(message, fraction)`` reports
-    progress (fraction in [0, 1], or None when unknown); techniques never print."""
+    progress (fraction in [0, 1], or None when unknown); techniques never print.
+    ``finetune(checkpoint, round, rounds)``, when the caller can train, fine-tunes a changed checkpoint
+    (``checkpoint.with_model(model)``) after round ``round`` of ``rounds`` and returns the tuned one
+    (same structure; its ``head`` trained too): iterative pruning's schedule."""
 
     data: Callable[[Preprocessing, int], Iterable[Any]] | None = None
     threads: int | None = None
     seed: int = 0
     device: str = "cpu"
     progress: Callable[[str, float | None], None] | None = None
+    finetune: Callable[[Checkpoint, int, int], Checkpoint] | None = None
 
     def report(self, message: str, fraction: float | None = None) -> None:
         if self.progress is not None:

@@ -199,6 +199,8 @@ class PruneResult:
     macs_after: int
     sparsity: float | None = None  # fraction of zero conv/linear weights (l1-unstructured)
     note: str = ""
+    finetune: list[dict[str, Any]] = field(default_factory=list)  # per round: {round, epochs, loss per epoch}
+    bench: dict[str, Any] | None = None  # --bench: backend, format, p50_ms_before/after, latency_ratio, threads
 
     @property
     def output(self) -> Path:
@@ -218,18 +220,153 @@ class PruneResult:
     def to_dict(self) -> dict[str, Any]:
         return {**self.technique.to_dict(), "input_size": self.input_size, "macs_before": self.macs_before,
                 "macs_after": self.macs_after, "params_ratio": self.params_ratio, "macs_ratio": self.macs_ratio,
-                "sparsity": self.sparsity, "note": self.note}
+                "sparsity": self.sparsity, "note": self.note, "finetune": self.finetune, "bench": self.bench}
 
     def to_rows(self, ctx=None) -> list:
         rows = self.technique.to_rows(ctx)
         for row in rows:
             row.extra.update(macs_before=self.macs_before, macs_after=self.macs_after, sparsity=self.sparsity)
+            if self.finetune:
+                row.extra["finetune"] = self.finetune
+            if self.bench:
+                row.extra["bench"] = self.bench
         return rows
+
+
+def _prune_data(cfg: PruneConfig, preprocessing: Any) -> Any:
+    """``data(preprocessing, batch_size)`` over ``--data`` (opened once here, so a bad set stops the run before
+    any work), or None without ``--data``."""
+    if not cfg.data:
+        return None
+    import torch
+    from torch.utils.data import DataLoader
+
+    from fcbench.data import open_dataset
+
+    dataset = open_dataset(cfg.data, preprocessing=preprocessing, **cfg.data_options)
+    if not hasattr(dataset, "num_classes"):
+        raise FcbenchError(f"prune: --data {cfg.data} has no class labels (is it a verification pair set?); give "
+                           "the labelled images the checkpoint was trained on, e.g. --data synthetic:faces")
+
+    def batches(pre: Any, batch_size: int) -> Any:
+        ds = dataset if pre == preprocessing else open_dataset(cfg.data, preprocessing=pre, **cfg.data_options)
+        return DataLoader(ds, batch_size=max(1, min(batch_size, len(ds))), shuffle=True,
+                          generator=torch.Generator().manual_seed(cfg.seed))
+
+    return batches
+
+
+class _KeepHead:
+    """Loss hook of prune's fine-tuning: starts the train loop's head from the pruned checkpoint's (its class
+    centres), when the data has that head's classes; adds no loss term."""
+
+    name = "prune-finetune"
+
+    def __init__(self, head_state: dict[str, Any] | None, log: Any) -> None:
+        self.head_state, self.log = head_state, log
+
+    def setup(self, model: Any, head: Any, dataset: Any, device: Any) -> None:
+        spec = self.head_state or {}
+        if head is None or not spec.get("state_dict"):
+            return None
+        if int(spec.get("num_classes", -1)) != int(dataset.num_classes):
+            self.log(f"fine-tuning: --data has {dataset.num_classes} classes, the checkpoint's head "
+                     f"{spec.get('num_classes')}; a new head is trained")
+            return None
+        head.load_state_dict(spec["state_dict"])
+        return None
+
+    def __call__(self, inputs: Any) -> dict[str, Any]:
+        return {}
+
+
+def _finetuner(cfg: PruneConfig, folder: Path, ctx: Any, hooks: Any, record: list[dict[str, Any]]) -> Any:
+    """``finetune(checkpoint, round, rounds)`` for the channel technique: ``--finetune-epochs`` epochs of the train
+    loop (``train --weights``) in ``folder``; each round's epoch losses go to ``record``."""
+    from fcbench.hooks import Hooks
+    from fcbench.options import TrainConfig
+    from fcbench.training.checkpoint import load_checkpoint, save_checkpoint
+    from fcbench.training.loop import train
+
+    def finetune(ckpt: Any, round_: int, rounds: int) -> Any:
+        start = folder / f"round-{round_}.pt"
+        save_checkpoint(start, ckpt.build_model(), head_state=ckpt.head)
+        head = ckpt.head or {}
+        tcfg = TrainConfig(model=ckpt.model_name, model_options=dict(ckpt.model_options), weights=str(start),
+                           head=head.get("name", "arcface"), head_options=dict(head.get("options") or {}),
+                           data=cfg.data, data_options=dict(cfg.data_options), epochs=cfg.finetune_epochs,
+                           batch_size=cfg.batch_size, lr=cfg.lr_value, threads=cfg.threads, seed=cfg.seed + round_,
+                           out=str(folder / f"finetune-{round_}"))
+        hooks.log(f"fine-tuning round {round_}/{rounds}: {cfg.finetune_epochs} epoch(s) on {cfg.data}")
+        result = train(tcfg, ctx, Hooks(on_log=hooks.log, on_progress=hooks.on_progress),
+                       loss_hook=_KeepHead(ckpt.head, hooks.log))
+        record.append({"round": round_, "epochs": cfg.finetune_epochs,
+                       "loss": [float(r.value) for r in result.rows]})
+        return load_checkpoint(result.checkpoint)
+
+    return finetune
+
+
+def _bench_target(text: str) -> tuple[Any, str]:
+    """``--bench``'s backend spec and the format it is timed in (the backend's own first format), checked before
+    any work: an unknown or absent backend, or a format convert cannot make here, is one error (exit 2)."""
+    from fcbench.backends import get_backend, resolve
+    from fcbench.conversion import exporter_class
+
+    spec = resolve(text)
+    backend = get_backend(spec.plugin)
+    ok, reason = backend.variant_available(spec.variant)
+    if not ok:
+        raise FcbenchError(f"prune: --bench {text} cannot run here: {reason}; pick another backend "
+                           "(fcbench plugins --kind backend)")
+    fmt = backend.formats[0]
+    ok, reason = exporter_class(fmt).available()
+    if not ok:
+        raise FcbenchError(f"prune: --bench {text} times {fmt} files, which convert cannot make here: {reason}")
+    return spec, fmt
+
+
+def _bench_before_after(cfg: PruneConfig, spec: Any, fmt: str, dense: Path, pruned: Path, ctx: Any,
+                        hooks: Any) -> dict[str, Any]:
+    """Convert ``dense`` and ``pruned`` to ``fmt`` in a temporary folder and time both on ``spec`` with the bench
+    library (a short run each, in a bench worker): p50 before and after, and their ratio."""
+    import shutil
+    import tempfile
+
+    from fcbench.benchmark.run import bench
+    from fcbench.conversion import convert
+
+    folder = Path(tempfile.mkdtemp(prefix="fcbench-prune-bench-"))
+    try:
+        files = []
+        for name, ckpt in (("before", dense), ("after", pruned)):
+            (outcome,) = convert(ckpt, [fmt], folder / name)
+            if outcome.status != "ok":
+                raise FcbenchError(f"prune: wrote {pruned}; --bench {spec.label}: converting the {name} model to "
+                                   f"{fmt}: {outcome.status}: {outcome.reason}", exit_code=1)
+            files.append(str(outcome.file))
+        hooks.log(f"timing the dense and the pruned {fmt} on {spec.label}")
+        bcfg = BenchConfig(artifacts=files, backends=[spec.label], threads=cfg.threads, warmup=5, runs=20,
+                           min_seconds=0.5)
+        cells = list(bench(bcfg, ctx))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    bad = [c for c in cells if c.status != "ok" or c.stats is None]
+    if bad or len(cells) != 2:
+        why = "; ".join(f"{Path(c.artifact).parent.name}: {c.status}: {c.reason}" for c in bad) or "no cells"
+        raise FcbenchError(f"prune: wrote {pruned}; --bench {spec.label} failed: {why}", exit_code=1)
+    before, after = (c.stats.p50_ms for c in cells)
+    return {"backend": spec.label, "format": fmt, "threads": cfg.threads, "p50_ms_before": before,
+            "p50_ms_after": after, "latency_ratio": after / before if before else None}
 
 
 def run_prune(cfg: PruneConfig, ctx=None, hooks=None) -> PruneResult:
     """Prune a checkpoint with a built-in ``prune`` technique: a new checkpoint whose lineage ends with
-    ``prune(<method>)``."""
+    ``prune(<method>)``. With ``--iterative``/``--finetune-epochs`` the rounds' checkpoints live in a temporary
+    folder removed at the end."""
+    import shutil
+    import tempfile
+
     from fcbench.hooks import or_default
     from fcbench.models import profile
     from fcbench.paths import input_file
@@ -241,22 +378,39 @@ def run_prune(cfg: PruneConfig, ctx=None, hooks=None) -> PruneResult:
 
     hooks = or_default(hooks)
     cfg.validate()
+    ctx = ctx or RunContext()
     src = input_file(cfg.checkpoint, "checkpoint", verb="prune", suffixes=(".pt", ".pth"),
                      hint="train writes OUT/model.pt")
     out = Path(cfg.out) if cfg.out else src.with_name(f"{src.stem}-pruned.pt")
+    target = _bench_target(cfg.bench) if cfg.bench else None
     before = load_checkpoint(src).build_model()
     size = tuple(before.preprocessing.size)
     macs_before = profile(before, input_size=size)["macs"]
+    data = _prune_data(cfg, before.preprocessing)
     del before
-    result = apply_technique(src, cfg.method, cfg.technique_options(), out,
-                             context=TechniqueContext(threads=cfg.threads, seed=cfg.seed,
-                                                      progress=lambda msg, frac: hooks.log(msg)))
+    finetuned: list[dict[str, Any]] = []
+    folder = Path(tempfile.mkdtemp(prefix="fcbench-prune-")) if cfg.finetune_epochs else None
+    try:
+        context = TechniqueContext(threads=cfg.threads, seed=cfg.seed, data=data,
+                                   progress=lambda msg, frac: hooks.log(msg),
+                                   finetune=_finetuner(cfg, folder, ctx, hooks, finetuned) if folder else None)
+        result = apply_technique(src, cfg.method, cfg.technique_options(), out, context=context)
+    finally:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
     after = load_checkpoint(result.output).build_model()  # measured on what was written
     macs_after = profile(after, input_size=size)["macs"]  # at the input's size, as macs_before
     unstructured = cfg.method == "l1-unstructured"
-    result.ctx = ctx or RunContext()
+    result.ctx = ctx
     pruned = PruneResult(result, list(size), int(macs_before), int(macs_after),
-                         sparsity(after) if unstructured else None, UNSTRUCTURED_NOTE if unstructured else "")
+                         sparsity(after) if unstructured else None, UNSTRUCTURED_NOTE if unstructured else "",
+                         finetune=finetuned)
+    if target is not None:
+        try:
+            pruned.bench = _bench_before_after(cfg, *target, src, result.output, ctx, hooks)
+        except FcbenchError:
+            hooks.rows(pruned.to_rows())  # the pruned checkpoint is written: its row is kept
+            raise
     hooks.rows(pruned.to_rows())
     return pruned
 
@@ -405,8 +559,10 @@ BENCH = Verb("bench", BenchConfig, run_bench, "Time artifacts through backends (
 COMPRESS = Verb("compress", CompressConfig, run_compress, "Apply a compression technique plugin to a checkpoint; "
                 "the new checkpoint's lineage ends with its step.", f"{_R}:compress", ("table", "json"))
 PRUNE = Verb("prune", PruneConfig, run_prune, "Prune a checkpoint: channel (structured, Torch-Pruning's dependency "
-             "graph; channels removed) or l1-unstructured (weights zeroed). Shows params and MACs before and after; "
-             "the new checkpoint's lineage ends with prune(<method>).", f"{_R}:prune", ("table", "json"))
+             "graph; channels removed; importance l1, l2, bn-scale or taylor; iterative with fine-tuning) or "
+             "l1-unstructured (weights zeroed). Shows params and MACs before and after, and with --bench the "
+             "measured latency; the new checkpoint's lineage ends with prune(<method>).", f"{_R}:prune",
+             ("table", "json"))
 QUANTIZE = Verb("quantize", QuantizeConfig, "fcbench.quantization:quantize", "Quantize a checkpoint or float "
                 "artifact with a runtime's own tools (ORT, NNCF, LiteRT, PT2E): an artifact its runtime runs, with "
                 "its lineage ending in quantize(<method>) and its output cosine to the float parent.",
