@@ -107,6 +107,20 @@ def test_int8_full_integer_with_float_io_from_the_float_tflite(models, cli, tmp_
     _bench_and_eval(cli, out, tmp_path / "s.sqlite")
 
 
+def test_int8_io_is_recorded_and_fed_by_the_tflite_backend(models, cli, tmp_path):
+    """--opt io=int8: the model takes and gives int8 tensors; the manifest records their scale and zero point
+    and the tflite backend quantizes the prepared float image (and dequantizes the output) with them."""
+    out = tmp_path / "r18-io8.tflite"
+    res = _quantize(cli, models["r18.tflite"], "--method", "tflite-int8", *CALIB, "--opt", "io=int8", "--out", out)
+    assert res["fidelity"]["cosine_mean"] > 0.9 and res["options"]["io"] == "int8"
+    manifest = read_manifest(out)
+    io = manifest.extra["quantization"]["io"]
+    assert io["input"]["dtype"] == "int8" and io["input"]["scale"] > 0 and io["output"]["dtype"] == "int8"
+    assert manifest.inputs[0].dtype == "float32"  # what fcbench feeds: the backend quantizes it
+    assert "QUANTIZE" not in tflite_op_counts(out)
+    _bench_and_eval(cli, out, tmp_path / "s.sqlite")
+
+
 def test_int8_on_a_depthwise_model_and_int16_activations(models, cli, tmp_path):
     res8 = _quantize(cli, models["mbf"], "--method", "tflite-int8", *CALIB, "--out", tmp_path / "a8.tflite")
     res16 = _quantize(cli, models["mbf"], "--method", "tflite-int8", *CALIB, "--opt", "activations=int16",

@@ -107,6 +107,24 @@ def _scopes(keep: list[str], path: Path) -> list[str]:
     return ["^" + re.escape(layers[k]) + ";$" for k in keep]  # ai-edge-quantizer's scope: output names, each + ';'
 
 
+def _io(path: Path) -> dict[str, Any]:
+    """The model's input and output tensors as it takes them: dtype and, for integer ones, the scale and
+    zero point the tflite backend quantizes the prepared float image with (and dequantizes the output)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interp = Interpreter(model_path=str(path),
+                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+
+    def spec(d: dict[str, Any]) -> dict[str, Any]:
+        scale, zero_point = d.get("quantization", (0.0, 0))
+        out: dict[str, Any] = {"dtype": d["dtype"].__name__}
+        if scale:
+            out.update(scale=float(scale), zero_point=int(zero_point))
+        return out
+
+    return {"input": spec(interp.get_input_details()[0]), "output": spec(interp.get_output_details()[0])}
+
+
 def _op_counts(path: Path) -> dict[str, int]:
     from fcbench.conversion.tflite import tflite_op_counts
 
@@ -154,7 +172,7 @@ class _AeqMethod(QuantMethod):
 
         recorded["quantizer"] = f"ai-edge-quantizer {package_version('ai-edge-quantizer') or 'unknown'}"
         return Quantized(out, input_layout=layout, options=recorded,
-                         extra={"tflite_ops": _op_counts(out), "recipe": self.recipe_name})
+                         extra={"tflite_ops": _op_counts(out), "recipe": self.recipe_name, "io": _io(out)})
 
     recipe_name = ""
 
@@ -207,6 +225,7 @@ class TfliteInt8(_AeqMethod):
     @dataclass
     class Options:
         activations: Literal["int8", "int16"] = "int8"  # int16: the a16w8 mode, for outputs that collapse in int8
+        io: Literal["float", "int8"] = "float"  # int8: the model takes and gives quantized tensors
 
     def configure(self, quantizer: Any, spec: Spec, options: Any) -> dict[str, Any]:
         from ai_edge_quantizer import algorithm_manager, qtyping
@@ -214,10 +233,12 @@ class TfliteInt8(_AeqMethod):
         per_channel = bool(spec.per_channel)
         bits = 16 if options.activations == "int16" else 8
         quantizer.add_static_config(".*", "*", bits, 8, _granularity(per_channel))
-        for io_op in (qtyping.TFLOperationName.INPUT, qtyping.TFLOperationName.OUTPUT):  # keep float I/O
-            quantizer.update_quantization_recipe(".*", io_op, None,
-                                                 algorithm_key=algorithm_manager.AlgorithmName.NO_QUANTIZE)
-        return {"per_channel": per_channel, "weights": "int8", "activations": options.activations, "io": "float32"}
+        if options.io == "float":
+            for io_op in (qtyping.TFLOperationName.INPUT, qtyping.TFLOperationName.OUTPUT):
+                quantizer.update_quantization_recipe(".*", io_op, None,
+                                                     algorithm_key=algorithm_manager.AlgorithmName.NO_QUANTIZE)
+        return {"per_channel": per_channel, "weights": "int8", "activations": options.activations,
+                "io": "float32" if options.io == "float" else f"int{bits}"}
 
     def calibrate(self, quantizer: Any, path: Path, spec: Spec, layout: str, context: Any) -> Any:
         from ai_edge_litert.interpreter import Interpreter
