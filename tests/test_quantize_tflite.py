@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from fcbench.artifact import read_manifest
+from fcbench.artifact import STAGE_PREFIX, read_manifest
 from fcbench.conversion.tflite import tflite_op_counts
 from fcbench.training.config import TrainConfig
 from fcbench.training.loop import train
@@ -153,7 +153,7 @@ def test_keep_float_leaves_the_named_layers_float(models, cli, tmp_path):
     r = cli("quantize", src, "--method", "tflite-int8", *CALIB, "--keep-float", "layer1.0.conv3",
             "--out", tmp_path / "bad.tflite")
     assert r.code == 2 and "layer1.0.conv3 is not a quantizable layer" in r.err and "did you mean" in r.err
-    assert not (tmp_path / "bad.tflite").exists()
+    assert not (tmp_path / "bad.tflite").exists() and not list(tmp_path.glob(STAGE_PREFIX + "*"))
 
 
 def _nothing_written(folder: Path, before: set[str]) -> None:
