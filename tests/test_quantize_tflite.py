@@ -220,6 +220,6 @@ def test_keras_converts_faithfully_and_quantizes_by_name(cli, tmp_path):
             "--out", tmp_path / "lossy", "--format", "json")
     assert r.code == 0, r.err
     (lossy,) = json.loads(r.out)
-    assert "not enforced" in lossy["reason"]
+    assert "not enforced" in lossy["reason"] and "--method tflite-dynamic" in lossy["reason"]
     r = cli("quantize", lossy["file"], "--method", "tflite-dynamic")
     assert r.code == 2 and "already quantized" in r.err

@@ -307,7 +307,8 @@ def _convert_keras_staged(source: Path, target: Path, out: Path, opts: dict[str,
     if optimize != "none" and check.get("ok") is False and "max_abs_diff" in check:
         check["ok"] = None
         check["reason"] = (f"optimize={optimize} quantizes weights (dynamic range): parity shown, not enforced "
-                           f"(cosine {check['cosine']:.4f})")
+                           f"(cosine {check['cosine']:.4f}); the faithful route: convert with the default "
+                           "(none), then fcbench quantize X.tflite --method tflite-dynamic")
     manifest.extra["parity"] = check
     file = publish(result.file, manifest, out)
     status = "ok" if check.get("ok") in (True, None) else "parity-failed"
