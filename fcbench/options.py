@@ -645,7 +645,9 @@ class ConvertConfig(Checked):
     out: str | None = opt(None, help="Output folder (default: beside the checkpoint)")
     options: dict[str, dict[str, Any]] = opt(default_factory=dict, flags=("--opt",), parse=parse_format_options,
                                              help="Exporter option FORMAT.KEY=VALUE, e.g. onnx.opset=17, "
-                                                  "tflite.optimize=latency (Keras)")
+                                                  "tflite.nhwc=true; Keras: tflite.optimize (default none: "
+                                                  "float; quantize with fcbench quantize X.tflite --method "
+                                                  "tflite-dynamic)")
     preprocessing: str | None = opt(None, choices=PREPROCESSINGS,
                                     help="Keras models: face, imagenet or cifar (default: by input size)")
     check: bool = opt(False, help="Write nothing: list, per format, every op it will not take, with where it "

@@ -244,12 +244,13 @@ def test_convert_keras_model_through_the_cli(cli, tmp_path):
     h = keras.layers.Conv2D(64, 3, padding="same", activation="relu")(h)
     model = keras.Model(inp, keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(h)))
     model.save(tmp_path / "net.keras")
-    r = cli("convert", tmp_path / "net.keras", "--to", "tflite", "--opt", "tflite.optimize=none",
+    r = cli("convert", tmp_path / "net.keras", "--to", "tflite",  # faithful by default: tflite.optimize=none
             "--preprocessing", "cifar", "--format", "json")
     assert r.code == 0, r.err
     (o,) = json.loads(r.out)
-    assert o["status"] == "ok" and o["parity"]["ok"] is True
+    assert o["status"] == "ok" and o["parity"]["ok"] is True and o["parity"]["max_abs_diff"] < 1e-5
     manifest = json.loads(Path(o["file"] + ".manifest.json").read_text())
+    assert manifest["lineage"][0]["options"]["optimize"] == "none"
     assert manifest["inputs"][0]["layout"] == "NHWC" and manifest["inputs"][0]["shape"] == [1, 32, 32, 3]
     assert manifest["preprocessing"]["mean"][0] == pytest.approx(0.4914)
     r = cli("convert", tmp_path / "net.keras", "--to", "tflite", "--opt", "tflite.optimize=latency",

@@ -162,18 +162,24 @@ def test_quickstart_learns(cli, in_tmp):
 
 @pytest.mark.slow
 def test_android_latency_recipe_at_toy_scale(cli, in_tmp):
-    """Seed 4 end to end on built-in data: four classifiers learn, convert to TFLite, and are timed on
+    """Seed 4 end to end on built-in data: four classifiers learn, convert to TFLite (float, faithful), are
+    quantized by name (tflite-dynamic, the paper's int8 weights), and float and quantized files are timed on
     TFLite's CPU kernels and XNNPACK, with load time stored apart from inference."""
     r, run_id = run_ok(cli, REPO / "recipes" / "android-latency.yaml", "--set", "out=runs/a")
     with Store(in_tmp / "results" / "fcbench.sqlite") as s:
         top1 = {row["model"]: row["value"] for row in s.query(run_id=run_id, kind="quality", metric="top1")}
         speed = s.query(run_id=run_id, kind="speed")
+        compress = s.query(run_id=run_id, kind="compress")
     assert set(top1) == {"alexnet", "alexnet_separable", "mobilenet_v1", "mobilenet_v2"}
     assert all(v > 0.85 for v in top1.values()), top1  # chance is 0.5
-    assert sorted((row["model"], row["variant"]) for row in speed) == sorted(
-        (m, v) for m in top1 for v in ("cpu", "xnnpack"))
+    cells = sorted((row["model"], row["variant"], row["lineage"].endswith("quantize(tflite-dynamic)")) for row in speed)
+    assert cells == sorted((m, v, q) for m in top1 for v in ("cpu", "xnnpack") for q in (False, True)), cells
     assert all(row["format"] == "tflite" and row["init_ms"] > 0 and row["p50_ms"] > 0 for row in speed)
+    assert sorted(row["model"] for row in compress) == sorted(top1)
+    assert all(row["extra"]["technique"] == "tflite-dynamic" and row["extra"]["fidelity"]["cosine_mean"] > 0.99
+               for row in compress)
     assert "alexnet_separable/model.tflite" in r.out  # the table tells the four model.tflite files apart
+    assert "alexnet_separable/model-tflite-dynamic.tflite" in r.out
 
 
 @pytest.mark.slow

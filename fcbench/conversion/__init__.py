@@ -252,8 +252,9 @@ def convert_keras_source(
     """Keras/SavedModel -> .tflite through tf.lite.TFLiteConverter (the only format this path makes).
 
     The manifest is inferred from the .tflite (input shape, NHWC) and the assumptions are
-    returned; parity is checked against the Keras model on the same prepared input. With an
-    optimize mode that quantizes weights the figures are recorded and shown but not enforced.
+    returned; parity is checked against the Keras model on the same prepared input and enforced
+    (the default ``tflite.optimize=none`` keeps the model float). With an optimize mode asked for
+    explicitly, which quantizes weights, the figures are recorded and shown but not enforced.
     """
     source = Path(source)
     if formats != ["tflite"]:
@@ -274,7 +275,7 @@ def _convert_keras_staged(source: Path, target: Path, out: Path, opts: dict[str,
     from fcbench.conversion.tflite import convert_keras
     from fcbench.infer import infer_manifest
 
-    optimize = str(opts.get("optimize", "latency"))
+    optimize = str(opts.get("optimize", "none"))  # faithful by default; lossy modes only when asked
     try:
         result = convert_keras(source, target, optimize, allow_select_tf_ops=bool(opts.get("allow_select_tf_ops")))
     except FcbenchError as exc:
@@ -288,7 +289,9 @@ def _convert_keras_staged(source: Path, target: Path, out: Path, opts: dict[str,
             sha256_file(source) if source.is_file() else ""))],
         extra={**manifest.extra, **result.extra, "companion_files": [], "companion_sha256": {}},
     )
-    manifest.lineage[0].options["parent_file"] = str(source)
+    from fcbench.lineage import relative_path
+
+    manifest.lineage[0].options["parent_file"] = relative_path(source, out)  # as every step records it
     from fcbench.benchmark.run import prepared_input
 
     x = prepared_input(manifest, batch=1)
@@ -304,7 +307,8 @@ def _convert_keras_staged(source: Path, target: Path, out: Path, opts: dict[str,
     if optimize != "none" and check.get("ok") is False and "max_abs_diff" in check:
         check["ok"] = None
         check["reason"] = (f"optimize={optimize} quantizes weights (dynamic range): parity shown, not enforced "
-                           f"(cosine {check['cosine']:.4f})")
+                           f"(cosine {check['cosine']:.4f}); the faithful route: convert with the default "
+                           "(none), then fcbench quantize X.tflite --method tflite-dynamic")
     manifest.extra["parity"] = check
     file = publish(result.file, manifest, out)
     status = "ok" if check.get("ok") in (True, None) else "parity-failed"

@@ -7,7 +7,10 @@
 NHWC input, the layout TFLite kernels use natively; the manifest then says ``NHWC``.
 
 ``convert_keras`` is for users who bring Keras models (``.keras``, ``.h5`` or a SavedModel
-folder). It runs ``tf.lite.TFLiteConverter``; Keras models take NHWC input.
+folder). It runs ``tf.lite.TFLiteConverter``; Keras models take NHWC input. By default it keeps
+the model float (``optimize=none``): a conversion reproduces its source, and its parity is
+enforced. The other modes stay for explicit use; the maintained lossy route is a quantize step
+on the float result (``fcbench quantize X.tflite --method tflite-dynamic``, ai-edge-quantizer).
 
 Optimize modes of ``convert_keras`` and what they really do in TensorFlow 2.21
 (``tensorflow/lite/python/lite.py``, class ``Optimize``):
@@ -50,7 +53,8 @@ TFLITE_OPTIONS = {
 OPTIMIZE_MODES = ("latency", "size", "default", "none")
 # a Keras model's conversion (TFLiteConverter) takes these instead
 KERAS_OPTIONS = {
-    "optimize": OptionSpec(str, "latency", "TFLiteConverter optimizations", choices=OPTIMIZE_MODES),
+    "optimize": OptionSpec(str, "none", "TFLiteConverter optimizations (lossy unless none; for int8 weights "
+                           "prefer fcbench quantize X.tflite --method tflite-dynamic)", choices=OPTIMIZE_MODES),
     "allow_select_tf_ops": OptionSpec(bool, False, "allow TensorFlow ops the builtin kernels lack"),
 }
 # what each optimize mode passes to TFLiteConverter.optimizations, and what it amounts to in TF 2.21
@@ -185,14 +189,16 @@ def _keras_source(path: Path) -> str:
     raise FcbenchError(f"{path}: not a Keras model; expected a .keras or .h5 file or a SavedModel folder")
 
 
-def convert_keras(path: str | Path, out: str | Path, optimize: str = "latency", *,
+def convert_keras(path: str | Path, out: str | Path, optimize: str = "none", *,
                   allow_select_tf_ops: bool = False) -> ExportResult:
     """Keras (``.keras``, ``.h5``) or SavedModel -> ``.tflite`` with ``tf.lite.TFLiteConverter``.
 
-    ``optimize``: ``latency`` | ``size`` | ``default`` | ``none``. In TF 2.21 ``latency`` and
+    ``optimize``: ``none`` (the default: float32, faithful) | ``latency`` | ``size`` | ``default``.
+    In TF 2.21 ``latency`` and
     ``size`` are deprecated aliases of ``default`` (``Optimize.DEFAULT``), which without a
     representative dataset means dynamic-range quantization: int8 weights (tensors of at least
-    1024 elements), float32 activations. Only ``none`` keeps the model float32.
+    1024 elements), float32 activations. Only ``none`` keeps the model float32; for quantized
+    weights prefer ``fcbench quantize X.tflite --method tflite-dynamic`` on the float result.
     ``allow_select_tf_ops``: also allow TensorFlow ops (Flex); the result then needs the Flex
     delegate at run time, which ai-edge-litert does not ship. Input layout is NHWC.
     """

@@ -131,16 +131,19 @@ def _open_input(path: Path) -> tuple[Manifest, Path | None]:
     return manifest, (path if manifest.format == CHECKPOINT_FORMAT else None)
 
 
-def _float_reference(path: Path, manifest: Manifest, checkpoint: Path | None) -> Path:
+def _float_reference(path: Path, manifest: Manifest, checkpoint: Path | None) -> tuple[Path, str]:
+    """The float model the result is compared with, and a note when it is not a checkpoint: the
+    float checkpoint the input came from, else the float input artifact itself (a model that never
+    had one, e.g. a .tflite converted from Keras), run in the method's backend."""
     from fcbench.lineage import float_parent
 
     if checkpoint is not None:
-        return checkpoint
+        return checkpoint, ""
     parent, why = float_parent(path, manifest)
     if parent is None:
-        raise FcbenchError(f"quantize: cannot find the float checkpoint {path.name} was made from ({why}); quantize "
-                           "the checkpoint itself, or put its parent back")
-    return parent
+        return path, (f"fidelity measured against the float input {path.name} in the same runtime (no float "
+                      f"checkpoint in its lineage: {why})")
+    return parent, ""
 
 
 def load_calibration(spec: str, options: dict[str, Any], manifest: Manifest, size: int) -> tuple[Calibration, int]:
@@ -198,16 +201,27 @@ def fidelity(artifact: Path, manifest: Manifest, reference_ckpt: Path, images: C
              threads: int | None) -> dict[str, Any]:
     """The quantized artifact in ``backend`` beside the float checkpoint in PyTorch on ``images``:
     per-image cosine of the outputs (mean, 1st percentile, min), max abs difference and, for
-    classifiers, how often the top class agrees."""
+    classifiers, how often the top class agrees. A float artifact as ``reference_ckpt`` (one with
+    no checkpoint behind it) runs in ``backend`` too."""
     import torch
 
+    from fcbench.artifact import read_manifest
     from fcbench.evaluation import _RuntimeModel
+    from fcbench.lineage import CHECKPOINT_FORMAT
     from fcbench.training.checkpoint import load_checkpoint
 
-    model = load_checkpoint(reference_ckpt).build_model().eval()
     x = torch.from_numpy(images.images)
-    with torch.inference_mode():
-        ref = torch.cat([model(x[i:i + 16]) for i in range(0, len(x), 16)]).float().numpy()
+    ref_manifest = read_manifest(reference_ckpt)
+    if ref_manifest.format != CHECKPOINT_FORMAT:
+        floating = _RuntimeModel(reference_ckpt, ref_manifest, backend, threads)
+        try:
+            ref = floating(x)
+        finally:
+            floating.close()
+    else:
+        model = load_checkpoint(reference_ckpt).build_model().eval()
+        with torch.inference_mode():
+            ref = torch.cat([model(x[i:i + 16]) for i in range(0, len(x), 16)]).float().numpy()
     runtime = _RuntimeModel(artifact, manifest, backend, threads)
     try:
         out = runtime(x)
@@ -266,7 +280,7 @@ def quantize(cfg: QuantizeConfig, ctx: RunContext | None = None, hooks: Any = No
         raise FcbenchError(f"quantize: --method {cfg.method} has no per-channel choice; drop --per-channel")
     for label in filter(None, (cfg.backend, cfg.bench)):
         _check_backend(label, method, cfg.method)
-    reference = _float_reference(src, manifest, checkpoint)
+    reference, reference_note = _float_reference(src, manifest, checkpoint)
     # calibration: checked before any work
     calib: Calibration | None = None
     available = 0
@@ -290,7 +304,7 @@ def quantize(cfg: QuantizeConfig, ctx: RunContext | None = None, hooks: Any = No
 
         torch.set_num_threads(cfg.threads)
     parent_sha = sha256_file(src)
-    notes: list[str] = []
+    notes: list[str] = [reference_note] if reference_note else []
     t0 = time.perf_counter()
     with staging(out.parent) as stage:
         source = Source(src, manifest, stage, checkpoint)
