@@ -245,3 +245,29 @@ def test_russian_adaptive_margin_recipe_at_toy_scale(cli, in_tmp):
         assert col in r.out
     lineage = {row["artifact"]: row["lineage"] for row in rows}
     assert lineage["runs/r/am-mi/model.pt"] == "distill(adaptive-margin)"
+
+
+@pytest.mark.slow
+def test_croatian_cifar_quant_recipe_at_toy_scale(cli, in_tmp):
+    """Seed 3: fp32, dynamic, static and QAT int8 ResNet18 (CIFAR stem) on CIFAR-10 python batches, as .ptl:
+    size, top-1 with its delta against fp32, and PyTorch Mobile latency, in the recipe's tables."""
+    from formats import write_cifar10
+
+    write_cifar10(in_tmp / "cifar-10-batches-py", per_batch=8)
+    data = f"cifar10:{in_tmp / 'cifar-10-batches-py'}"
+    r, run_id = run_ok(cli, REPO / "recipes" / "croatian-cifar-quant.yaml", "--set", "out=runs/c",
+                       "--set", f"data={data}", "--set", "data_options={}", "--set", f"eval_data={data}",
+                       "--set", "eval_data_options={split: test}", "--set", "width=0.125",
+                       "--set", "layers=[1, 1, 1, 1]", "--set", "epochs=1", "--set", "calib_size=32")
+    with Store(in_tmp / "results" / "fcbench.sqlite") as s:
+        sizes = {row["extra"]["technique"]: row for row in s.query(run_id=run_id, kind="compress")}
+        top1 = {row["artifact"]: row for row in s.query(run_id=run_id, kind="quality", metric="top1")}
+        speed = s.query(run_id=run_id, kind="speed")
+    assert set(sizes) == {"torch-dynamic", "torch-static", "torch-qat"}
+    assert all(row["value"] < row["extra"]["size_before_mb"] for row in sizes.values())
+    names = {f"runs/c/fp32/{n}" for n in ("model.pt", "model.ptl", "dynamic.ptl", "static.ptl", "qat.ptl")}
+    assert set(top1) == names, set(top1)
+    assert sorted(row["artifact"].rsplit("/", 1)[-1] for row in speed) == [
+        "dynamic.ptl", "model.ptl", "qat.ptl", "static.ptl"]
+    assert all(row["backend"] == "pytorch-mobile" and row["p50_ms"] > 0 for row in speed)
+    assert "static.ptl" in r.out and "quantize(torch-qat)" in r.out

@@ -104,7 +104,7 @@ class PteExporter(Exporter):
 
         delegate = exporter_options("pte", PTE_OPTIONS, options)["delegate"]
         try:
-            from executorch.exir import to_edge_transform_and_lower
+            import executorch.exir  # noqa: F401  (a clear message before any work)
         except ImportError as exc:
             raise FcbenchError(f"pte: executorch cannot be imported ({exc}); install it with: {self.install_hint}",
                                exit_code=1) from exc
@@ -118,28 +118,40 @@ class PteExporter(Exporter):
                     exported = torch.export.export(model, (example.float(),))
             except Exception as exc:
                 raise _conversion_error("torch.export", exc) from exc
-            partitioners = []
-            if delegate == "xnnpack":
-                from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+        return lower_to_pte(exported, delegate, out)
 
-                partitioners = [XnnpackPartitioner()]
-            try:
-                edge = to_edge_transform_and_lower(exported, partitioner=partitioners)
-                info = delegation_info(edge.exported_program().graph_module)
-                program = edge.to_executorch()
-            except Exception as exc:
-                raise _conversion_error("lowering to ExecuTorch", exc) from exc
-        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=out.name + ".", suffix=".tmp")
+
+def lower_to_pte(exported: Any, delegate: str, out: Path) -> ExportResult:
+    """An exported program (``torch.export``) lowered to ExecuTorch (XNNPACK delegate or portable
+    kernels) and written atomically at ``out``; quantize's ``executorch-int8`` lowers through it too."""
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        partitioners = []
+        if delegate == "xnnpack":
+            from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+
+            partitioners = [XnnpackPartitioner()]
         try:
-            with os.fdopen(fd, "wb") as f:
-                program.write_to_file(f)
-            os.replace(tmp, out)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-        return ExportResult(
-            file=out, input_layout="NCHW",
-            options={"delegate": delegate, "executorch": package_version("executorch") or "unknown",
-                     "torch": torch.__version__},
-            extra={"pte_delegate": delegate, "backend_variant": VARIANT_OF[delegate], **info},
-        )
+            from executorch.exir import to_edge_transform_and_lower
+
+            edge = to_edge_transform_and_lower(exported, partitioner=partitioners)
+            info = delegation_info(edge.exported_program().graph_module)
+            program = edge.to_executorch()
+        except Exception as exc:
+            raise _conversion_error("lowering to ExecuTorch", exc) from exc
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=out.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            program.write_to_file(f)
+        os.replace(tmp, out)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    return ExportResult(
+        file=out, input_layout="NCHW",
+        options={"delegate": delegate, "executorch": package_version("executorch") or "unknown",
+                 "torch": torch.__version__},
+        extra={"pte_delegate": delegate, "backend_variant": VARIANT_OF[delegate], **info},
+    )
