@@ -11,6 +11,34 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("COLUMNS", "200")
 
 
+# the tiny models the technique tests train once per module (r18 and a depthwise mbf, 32x32, one epoch)
+TINY_DATA = dict(data="synthetic:faces", data_options={"num_classes": 8, "samples_per_class": 8})
+TINY_R18 = dict(model="r18", model_options={"width": 0.125, "layers": [1, 1, 1, 1], "input_size": [32, 32]})
+TINY_MBF = dict(model="mbf", model_options={"width": 0.25, "input_size": [32, 32]})
+
+
+def train_tiny(root: Path, spec: dict) -> Path:
+    """Train ``spec`` (TINY_R18, TINY_MBF) one epoch on TINY_DATA into ``root/<model>``; its model.pt."""
+    from fcbench.training.config import TrainConfig
+    from fcbench.training.loop import train
+
+    return Path(train(TrainConfig(**spec, **TINY_DATA, epochs=1, batch_size=16, lr=0.01, threads=1,
+                                  out=str(root / spec["model"]))))
+
+
+def save_small_keras(path: Path) -> Path:
+    """A small Keras classifier (32x32x3 -> 10 logits, two convolutions) saved at ``path``."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((32, 32, 3))
+    h = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inp)
+    h = keras.layers.Conv2D(64, 3, padding="same", activation="relu")(h)
+    model = keras.Model(inp, keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(h)))
+    model.save(path)
+    return path
+
+
 @dataclass
 class CliResult:
     code: int

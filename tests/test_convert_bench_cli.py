@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import converted_file, manifest_for
+from conftest import converted_file, manifest_for, save_small_keras
 
 from fcbench.backends import get_backend
 from fcbench.conversion import EXPORTERS, exporter_class
@@ -237,13 +237,8 @@ def test_convert_usage_errors(converted, cli):
 
 
 def test_convert_keras_model_through_the_cli(cli, tmp_path):
-    keras = pytest.importorskip("keras")
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((32, 32, 3))
-    h = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inp)
-    h = keras.layers.Conv2D(64, 3, padding="same", activation="relu")(h)
-    model = keras.Model(inp, keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(h)))
-    model.save(tmp_path / "net.keras")
+    pytest.importorskip("keras")
+    save_small_keras(tmp_path / "net.keras")
     r = cli("convert", tmp_path / "net.keras", "--to", "tflite",  # faithful by default: tflite.optimize=none
             "--preprocessing", "cifar", "--format", "json")
     assert r.code == 0, r.err

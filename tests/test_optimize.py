@@ -7,22 +7,20 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import TINY_R18 as R18
+from conftest import train_tiny
 
 from fcbench.optimize import Candidate, choose, pareto
-from fcbench.training.config import TrainConfig
-from fcbench.training.loop import train
 
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install 'fcbench[onnx]')")
 
-DATA = dict(data="synthetic:faces", data_options={"num_classes": 8, "samples_per_class": 8})
-R18 = dict(model="r18", model_options={"width": 0.125, "layers": [1, 1, 1, 1], "input_size": [32, 32]})
 EVAL = ["--data", "synthetic:pairs", "--data-opt", "num_pairs=50", "--nfolds", "2", "--threads", "1"]
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("opt")
-    return Path(train(TrainConfig(**R18, **DATA, epochs=1, batch_size=16, lr=0.01, threads=1, out=str(root / "r18"))))
+    return train_tiny(root, R18)
 
 
 def test_optimize_measures_every_candidate_and_keeps_the_fastest_within_budget(ckpt, tmp_path, cli):

@@ -11,6 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY_DATA as DATA
+from conftest import TINY_MBF as MBF
+from conftest import TINY_R18 as R18
+from conftest import train_tiny
 
 import fcbench
 from fcbench.artifact import read_manifest
@@ -18,22 +22,15 @@ from fcbench.training.checkpoint import load_checkpoint
 from fcbench.training.config import TrainConfig
 from fcbench.training.loop import train
 
-DATA = dict(data="synthetic:faces", data_options={"num_classes": 8, "samples_per_class": 8})
-R18 = dict(model="r18", model_options={"width": 0.125, "layers": [1, 1, 1, 1], "input_size": [32, 32]})
-MBF = dict(model="mbf", model_options={"width": 0.25, "input_size": [32, 32]})
 PAIRS = ["--data", "synthetic:pairs", "--data-opt", "num_pairs=100", "--threads", "1"]
 
-
-def _train(root: Path, spec: dict) -> Path:
-    return Path(train(TrainConfig(**spec, **DATA, epochs=1, batch_size=16, lr=0.01, threads=1,
-                                  out=str(root / spec["model"]))))
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, Path]:
     pytest.importorskip("torch_pruning")
     root = tmp_path_factory.mktemp("prune")
-    return {"r18": _train(root, R18), "mbf": _train(root, MBF)}
+    return {"r18": train_tiny(root, R18), "mbf": train_tiny(root, MBF)}
 
 
 def _convs(model: torch.nn.Module) -> dict[str, torch.nn.Conv2d]:

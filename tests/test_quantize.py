@@ -11,16 +11,14 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import TINY_R18 as R18
+from conftest import train_tiny
 
 import fcbench
 from fcbench.artifact import read_manifest
-from fcbench.training.config import TrainConfig
-from fcbench.training.loop import train
 
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install 'fcbench[onnx]')")
 
-DATA = dict(data="synthetic:faces", data_options={"num_classes": 8, "samples_per_class": 8})
-R18 = dict(model="r18", model_options={"width": 0.125, "layers": [1, 1, 1, 1], "input_size": [32, 32]})
 CALIB = ["--calib-data", "synthetic:faces", "--calib-opt", "num_classes=8", "--calib-opt", "samples_per_class=4"]
 PAIRS = ["--data", "synthetic:pairs", "--data-opt", "num_pairs=50", "--threads", "1"]
 
@@ -28,7 +26,7 @@ PAIRS = ["--data", "synthetic:pairs", "--data-opt", "num_pairs=50", "--threads",
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("quant")
-    return Path(train(TrainConfig(**R18, **DATA, epochs=1, batch_size=16, lr=0.01, threads=1, out=str(root / "r18"))))
+    return train_tiny(root, R18)
 
 
 def _files(folder: Path) -> set[str]:

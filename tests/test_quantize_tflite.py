@@ -13,27 +13,21 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import TINY_MBF as MBF
+from conftest import TINY_R18 as R18
+from conftest import converted_file, save_small_keras, train_tiny
 
 from fcbench.artifact import STAGE_PREFIX, read_manifest
 from fcbench.conversion.tflite import tflite_op_counts
-from fcbench.training.config import TrainConfig
-from fcbench.training.loop import train
 
 pytest.importorskip("ai_edge_quantizer")
 pytest.importorskip("ai_edge_litert")
 pytest.importorskip("litert_torch")
 
-DATA = dict(data="synthetic:faces", data_options={"num_classes": 8, "samples_per_class": 8})
-R18 = dict(model="r18", model_options={"width": 0.125, "layers": [1, 1, 1, 1], "input_size": [32, 32]})
-MBF = dict(model="mbf", model_options={"width": 0.25, "input_size": [32, 32]})
 CALIB = ["--calib-data", "synthetic:faces", "--calib-opt", "num_classes=8", "--calib-opt", "samples_per_class=2"]
 FAST = ["--runs", "3", "--warmup", "1", "--min-seconds", "0", "--threads", "1"]
 PAIRS = ["--data", "synthetic:pairs", "--data-opt", "num_pairs=50", "--threads", "1"]
 
-
-def _train(root: Path, spec: dict) -> Path:
-    return Path(train(TrainConfig(**spec, **DATA, epochs=1, batch_size=16, lr=0.01, threads=1,
-                                  out=str(root / spec["model"]))))
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +35,7 @@ def models(tmp_path_factory) -> dict[str, Path]:
     from fcbench.conversion import convert
 
     root = tmp_path_factory.mktemp("qtfl")
-    out = {"r18": _train(root, R18), "mbf": _train(root, MBF)}
+    out = {"r18": train_tiny(root, R18), "mbf": train_tiny(root, MBF)}
     (outcome,) = convert(out["r18"], ["tflite"])
     assert outcome.status == "ok", outcome.reason
     out["r18.tflite"] = Path(outcome.file)
@@ -175,10 +169,8 @@ def test_bad_input_is_one_line_and_writes_nothing(models, cli, tmp_path):
     # an ONNX artifact is not what these methods read
     from fcbench.conversion import convert
 
-    (onnx,) = convert(models["mbf"], ["onnx"], out_dir=tmp_path / "onnx")
-    if onnx.status != "ok":
-        pytest.skip(f"onnx export unavailable: {onnx.reason}")
-    r = cli("quantize", onnx.file, "--method", "tflite-dynamic")
+    onnx_file = converted_file(convert(models["mbf"], ["onnx"], out_dir=tmp_path / "onnx"), "onnx")
+    r = cli("quantize", onnx_file, "--method", "tflite-dynamic")
     assert r.code == 2 and "quantizes tflite models" in r.err and len(r.err.strip().splitlines()) == 1
     # an already quantized .tflite
     q = _quantize(cli, src, "--method", "tflite-fp16", "--out", tmp_path / "q.tflite")
@@ -189,13 +181,8 @@ def test_bad_input_is_one_line_and_writes_nothing(models, cli, tmp_path):
 
 
 def test_keras_converts_faithfully_and_quantizes_by_name(cli, tmp_path):
-    keras = pytest.importorskip("keras")
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((32, 32, 3))
-    h = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inp)
-    h = keras.layers.Conv2D(64, 3, padding="same", activation="relu")(h)
-    model = keras.Model(inp, keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(h)))
-    model.save(tmp_path / "net.keras")
+    pytest.importorskip("keras")
+    save_small_keras(tmp_path / "net.keras")
     r = cli("convert", tmp_path / "net.keras", "--to", "tflite", "--preprocessing", "cifar", "--format", "json")
     assert r.code == 0, r.err
     (o,) = json.loads(r.out)

@@ -11,28 +11,22 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import TINY_MBF as MBF
+from conftest import TINY_R18 as R18
+from conftest import train_tiny
 
 from fcbench.artifact import read_manifest
-from fcbench.training.config import TrainConfig
-from fcbench.training.loop import train
 
-DATA = dict(data="synthetic:faces", data_options={"num_classes": 8, "samples_per_class": 8})
-R18 = dict(model="r18", model_options={"width": 0.125, "layers": [1, 1, 1, 1], "input_size": [32, 32]})
-MBF = dict(model="mbf", model_options={"width": 0.25, "input_size": [32, 32]})
 CALIB = ["--calib-data", "synthetic:faces", "--calib-opt", "num_classes=8", "--calib-opt", "samples_per_class=4"]
 FAST = ["--warmup", "1", "--runs", "3", "--min-seconds", "0"]
 PAIRS = ["--data", "synthetic:pairs", "--data-opt", "num_pairs=50"]
 
 
-def _train(root: Path, spec: dict) -> Path:
-    return Path(train(TrainConfig(**spec, **DATA, epochs=1, batch_size=16, lr=0.01, threads=1,
-                                  out=str(root / spec["model"]))))
-
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("qtorch")
-    return {"r18": _train(root, R18), "mbf": _train(root, MBF)}
+    return {"r18": train_tiny(root, R18), "mbf": train_tiny(root, MBF)}
 
 
 def _quantize(cli, model: Path, method: str, out: Path, *extra: str) -> dict:

@@ -69,22 +69,14 @@ def _node_counts(path: Path) -> dict[str, int]:
     return counts
 
 
-class OrtDynamic(QuantMethod):
-    """Weights int8 ahead, activations quantized at run time (no calibration)."""
+class _OrtMethod(QuantMethod):
+    """What both ONNX Runtime methods share: they read the float ONNX model and write one ORT runs."""
 
-    name = "ort-dynamic"
     format = "onnx"
     backend = "onnxruntime"
     source = "onnx"
-    calibration = "optional"  # only for the fidelity check
     keeps_float = True
     per_channel_default = False
-
-    @dataclass
-    class Options:
-        weight_type: Literal["int8", "uint8"] = "int8"
-        reduce_range: bool = False  # 7-bit weights: for CPUs without VNNI, where 8 bits can saturate
-        preprocess: bool = True  # onnxruntime's quant_pre_process first
 
     @classmethod
     def available(cls) -> tuple[bool, str]:
@@ -93,30 +85,41 @@ class OrtDynamic(QuantMethod):
     def layers(self, source: Source, options: Any) -> list[str]:
         return _layer_names(source.float_artifact("onnx"))
 
+    def float_onnx(self, source: Source, options: Any, spec: Spec) -> Path:
+        """The float ONNX model to quantize: ``--keep-float`` names checked, pre-processed when asked."""
+        src = source.float_artifact("onnx")
+        _check_names(spec.keep_float, src)
+        return _preprocess(src, source.stage) if options.preprocess else src
+
+
+class OrtDynamic(_OrtMethod):
+    """Weights int8 ahead, activations quantized at run time (no calibration)."""
+
+    name = "ort-dynamic"
+    calibration = "optional"  # only for the fidelity check
+
+    @dataclass
+    class Options:
+        weight_type: Literal["int8", "uint8"] = "int8"
+        reduce_range: bool = False  # 7-bit weights: for CPUs without VNNI, where 8 bits can saturate
+        preprocess: bool = True  # onnxruntime's quant_pre_process first
+
     def quantize(self, source: Source, options: Any, spec: Spec, out: Path, context: Any) -> Quantized:
         from onnxruntime.quantization import quantize_dynamic
 
-        src = source.float_artifact("onnx")
-        _check_names(spec.keep_float, src)
-        if options.preprocess:
-            src = _preprocess(src, source.stage)
+        src = self.float_onnx(source, options, spec)
         per_channel = bool(spec.per_channel)
         quantize_dynamic(str(src), str(out), per_channel=per_channel, reduce_range=options.reduce_range,
                          weight_type=_quant_type(options.weight_type), nodes_to_exclude=list(spec.keep_float))
         return Quantized(out, options={"per_channel": per_channel}, extra={"nodes": _node_counts(out)})
 
 
-class OrtStatic(QuantMethod):
+class OrtStatic(_OrtMethod):
     """Weights and activations int8, activation ranges calibrated ahead (QDQ or QOperator format)."""
 
     name = "ort-static"
-    format = "onnx"
-    backend = "onnxruntime"
-    source = "onnx"
     calibration = "required"
     min_calibration = 8
-    keeps_float = True
-    per_channel_default = False
 
     @dataclass
     class Options:
@@ -132,21 +135,11 @@ class OrtStatic(QuantMethod):
             if not 50.0 < self.percentile <= 100.0:
                 raise ValueError(f"percentile must be in (50, 100], got {self.percentile}")
 
-    @classmethod
-    def available(cls) -> tuple[bool, str]:
-        return _available()
-
-    def layers(self, source: Source, options: Any) -> list[str]:
-        return _layer_names(source.float_artifact("onnx"))
-
     def quantize(self, source: Source, options: Any, spec: Spec, out: Path, context: Any) -> Quantized:
         import onnx
         from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, quantize_static
 
-        src = source.float_artifact("onnx")
-        _check_names(spec.keep_float, src)
-        if options.preprocess:
-            src = _preprocess(src, source.stage)
+        src = self.float_onnx(source, options, spec)
         calib = spec.calibration
         assert calib is not None  # quantize() gives it: calibration = "required"
         model = onnx.load(str(src), load_external_data=False)
