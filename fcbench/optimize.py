@@ -309,33 +309,21 @@ class _Search:
                            "fcbench converts to")
 
     def pruned(self, ratio: float) -> Path:
+        """The checkpoint pruned to ``ratio`` (channel, ``--round-to``), fine-tuned by prune's own loop when
+        ``--finetune-epochs`` is given: the pruned model keeps its class centres (the head) and trains on."""
         from fcbench.options import PruneConfig
         from fcbench.verbs.builtin import run_prune
 
         folder = self.out / f"prune-{ratio:g}"
         folder.mkdir(parents=True, exist_ok=True)
+        tune = {}
+        if self.cfg.finetune_epochs:
+            tune = {"finetune_epochs": self.cfg.finetune_epochs, "lr": self.cfg.finetune_lr,
+                    "data": self.cfg.train_data, "data_options": dict(self.cfg.train_options)}
         res = run_prune(PruneConfig(checkpoint=self.cfg.checkpoint, method="channel", ratio=ratio,
                                     round_to=self.cfg.round_to, out=str(folder / "pruned.pt"), threads=self.threads,
-                                    seed=self.cfg.seed), self.ctx, self.hooks)
-        path = Path(res.output)
-        if self.cfg.finetune_epochs:
-            path = self.finetune(path, folder)
-        return path
-
-    def finetune(self, pruned: Path, folder: Path) -> Path:
-        from fcbench.training.checkpoint import load_checkpoint
-        from fcbench.training.config import TrainConfig
-        from fcbench.training.loop import train
-
-        ck = load_checkpoint(pruned)
-        head = ck.head or {}
-        res = train(TrainConfig(model=ck.model_name, model_options=dict(ck.manifest.model.get("options", {})),
-                                weights=str(pruned), data=self.cfg.train_data,
-                                data_options=dict(self.cfg.train_options),
-                                epochs=self.cfg.finetune_epochs, lr=self.cfg.finetune_lr, threads=self.threads,
-                                head=head.get("name", "arcface"), head_options=dict(head.get("options", {})),
-                                out=str(folder / "finetuned"), seed=self.cfg.seed), ctx=self.ctx)
-        return Path(res)
+                                    seed=self.cfg.seed, **tune), self.ctx, self.hooks)
+        return Path(res.output)
 
 
 def optimize(cfg: OptimizeConfig, ctx=None, hooks=None) -> OptimizeResult:

@@ -91,7 +91,9 @@ def test_every_registered_verb_is_a_recipe_step_with_its_commands_option_names(t
     minimal = {"train": {}, "eval": {"checkpoint": "m.pt"}, "convert": {"checkpoint": "m.pt", "to": "onnx"},
                "bench": {"artifacts": "m.onnx"}, "compress": {"checkpoint": "m.pt", "technique": "x"},
                "inspect": {"artifact": "m.onnx", "backend": "ort-cpu"}, "profile": {"model": "r18"},
-               "results": {}, "distill": {"teacher": "r34"}, "prune": {"checkpoint": "m.pt"}}
+               "results": {}, "distill": {"teacher": "r34"}, "prune": {"checkpoint": "m.pt"},
+               "quantize": {"input": "m.pt", "method": "ort-dynamic"},
+               "optimize": {"checkpoint": "m.pt", "backends": "ort-cpu", "max_drop": 1, "data": "synthetic:pairs"}}
     usable = recipe_verbs()
     assert set(minimal) <= set(usable)
     for name in usable:

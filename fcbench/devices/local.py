@@ -32,6 +32,15 @@ class LocalDevice:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="fcbench-local-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
 
+    @classmethod
+    def from_profile(cls, profile: Any) -> LocalDevice:
+        """From an inventory profile (``driver = "local"``): its ``workdir`` and ``python``, when given."""
+        dev = cls(workdir=profile.workdir)
+        if profile.python:
+            dev.python = [str(Path(profile.python).expanduser())]
+        dev.name = profile.name
+        return dev
+
     @staticmethod
     def available() -> tuple[bool, str]:
         return True, ""
