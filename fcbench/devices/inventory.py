@@ -111,6 +111,11 @@ def parse_profile(name: str, doc: dict[str, Any], location: str = "", origin: st
     driver = doc.get("driver")
     if not isinstance(driver, str) or not driver:
         raise _bad(loc, "'driver' is required: local, ssh or adb")
+    from fcbench.plugins import names as plugin_names
+
+    drivers = sorted({*DRIVERS_BUILTIN, *plugin_names("device")})
+    if driver not in drivers:
+        raise _bad(loc, f"unknown device driver '{driver}'{suggest(driver, drivers)}; drivers: {', '.join(drivers)}")
     prof = DeviceProfile(name=name, driver=driver, location=loc, origin=origin)
     for k in ("description", "host", "user", "key", "serial", "arch", "workdir", "python"):
         if k in doc:
