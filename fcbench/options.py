@@ -615,6 +615,8 @@ class EvalConfig(Checked):
                                  "embedding plus its mirror's, L2-normalised (verification, identification)")
     label: str = opt("", help="A short name for the data in tables (e.g. LFW-style), kept in the rows' extra.label: "
                               "results --pivot then shows one line per artifact, a column per label and metric")
+    device: str | None = opt(None, help="Run the artifact on this device of the inventory (fcbench devices list): "
+                                        "the inputs go there, the outputs come back and are scored here")
     checkpoint: str = opt("", cli=False)
     backend: str | None = opt(None, cli=False)
 
@@ -638,6 +640,13 @@ class EvalConfig(Checked):
                 raise FcbenchError(f"--roc needs the verification protocol (pairs); --protocol is {self.protocol}")
             if not Path(self.roc).parent.exists():
                 raise FcbenchError(f"--roc: folder {Path(self.roc).parent} does not exist")
+        if self.device:
+            from fcbench.devices.inventory import load_device_profile
+
+            load_device_profile(self.device)  # an unknown name lists the known ones
+            if any(Path(c).suffix in (".pt", ".pth") for c in self.checkpoints):
+                raise FcbenchError("eval --device runs converted artifacts (.onnx .tflite .xml .ptl .pte) on the "
+                                   "device; a checkpoint runs here: convert it first, or leave out --device")
         return self
 
 

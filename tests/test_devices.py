@@ -139,3 +139,27 @@ def test_bench_on_two_local_devices_lands_rows_per_device(cli, in_tmp, tiny_onnx
     broken = [row for row in rows if row.device == "broken"]
     assert broken and all(row.extra["status"] == "failed" for row in broken)
     assert "exit 127" in broken[0].extra["reason"] or "python not found" in broken[0].extra["reason"]
+
+
+def test_eval_on_a_device_scores_the_devices_outputs(cli, in_tmp, tiny_onnx):
+    """eval --device: the inputs go to the device in one job, the outputs come back and are scored here; the
+    rows name the device. On this machine the scores equal the in-process eval's."""
+    data = ["--data", "synthetic:pairs", "--data-opt", "num_pairs=30", "--nfolds", "2"]
+    r = cli("eval", tiny_onnx, "--backend", "ort-cpu", "--device", "localhost", *data, "--store", "s.sqlite",
+            "--format", "json")
+    assert r.code == 0, r.err
+    assert "ran on device localhost" in r.err
+    r2 = cli("eval", tiny_onnx, "--backend", "ort-cpu", *data, "--store", "s.sqlite", "--format", "json")
+    assert r2.code == 0, r2.err
+    from fcbench.results.store import Store
+
+    with Store(in_tmp / "s.sqlite") as s:
+        rows = s.query(kind="quality")
+    on_dev = {r["metric"]: r for r in rows if r["device"] == "localhost"}
+    here = {r["metric"]: r for r in rows if r["device"] != "localhost"}
+    assert {"accuracy", "auc", "cosine_to_parent_mean"} <= set(on_dev)
+    for metric in ("accuracy", "auc", "eer"):
+        assert on_dev[metric]["value"] == pytest.approx(here[metric]["value"], abs=1e-6)
+    assert on_dev["accuracy"]["device_fingerprint"]
+    r = cli("eval", tiny_onnx.parent.parent / "r18" / "model.pt", "--device", "localhost", *data)
+    assert r.code == 2 and "convert it first" in r.err

@@ -64,12 +64,6 @@ class _DeviceLost(Exception):
     pass
 
 
-def _offers(profile: Any, spec: Any) -> bool:
-    offered = set(profile.backends)
-    return not offered or spec.label in offered or spec.plugin in offered or (
-        spec.profile and spec.profile in offered)
-
-
 def device_cell(device: Any, profile: Any, info: dict[str, Any], path: Path, manifest: Any, spec: Any, cfg: Any,
                 threads: int, hooks: Any) -> Any:
     """One cell on ``device`` (see the module doc); returns the filled ``Cell``."""
@@ -85,7 +79,7 @@ def device_cell(device: Any, profile: Any, info: dict[str, Any], path: Path, man
     if manifest.format not in backend.formats:
         cell.reason = f"{spec.label} does not load {manifest.format} files (it loads {', '.join(backend.formats)})"
         return cell
-    if not _offers(profile, spec):
+    if not profile.offers(spec):
         cell.reason = f"device {profile.name} does not offer {spec.label} (its profile's backends: " \
                       f"{', '.join(profile.backends)})"
         return cell
