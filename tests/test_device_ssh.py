@@ -232,3 +232,39 @@ def test_a_server_killed_mid_job_fails_the_cell_with_a_reason(onnx, tmp_path):
         dev.cleanup()  # the server is gone: cleanup gives up quietly
         if server.proc.poll() is None:
             server.kill()
+
+
+def test_a_device_python_without_the_runtime_fails_the_cell_naming_the_install_command(sshd_server, onnx):
+    """A python with numpy but no onnxruntime (the interpreter this venv was made from, when it is one)."""
+    base = Path(sys.base_prefix) / "bin" / "python3"
+    probe = subprocess.run([str(base), "-c", "import numpy, importlib.util as u; "
+                            "raise SystemExit(u.find_spec('onnxruntime') is not None)"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"needs a python with numpy and without onnxruntime at {base} (this venv's base interpreter)")
+    dev = SshDevice.from_profile(sshd_server.profile(python=str(base)))
+    try:
+        raw = run_job(dev, _job(onnx), [onnx])
+    finally:
+        dev.cleanup()
+    assert raw["status"] == "failed"
+    assert raw["reason"] == (f"python package 'onnxruntime' is not installed for {base} on this device; install it "
+                             f"there with: {base} -m pip install onnxruntime")
+
+
+def test_a_full_disk_on_the_device_is_one_line(sshd_server, tmp_path):
+    """The work dir on a 64 KiB tmpfs: pushing fcbench (a few hundred KiB) runs out of space."""
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.decode().strip()}")
+    try:
+        prof = sshd_server.profile(python=sys.executable, workdir=str(small / "work"))
+        dev = SshDevice.from_profile(prof)
+        msg = _one_line_within(10, lambda: dev.python, "no space left on the device")
+        assert "fcbench-" in msg and "workdir" in msg
+        assert [p.name for p in (small / "work" / "lib").iterdir()] == []  # no half-written zip left behind
+        dev.cleanup()
+        assert list((small / "work").iterdir()) == [small / "work" / "lib"]  # the session's folder is gone
+    finally:
+        subprocess.run(["umount", str(small)], capture_output=True)

@@ -166,6 +166,7 @@ class SshDevice:
         self.session_dir = f"{self.workdir.rstrip('/')}/session-{uuid.uuid4().hex[:12]}"
         self._abs_session = ""
         self._python: list[str] | None = None
+        self._made = False  # the session's work dir exists on the device
         self._control: Path | None = None
         self._master: subprocess.Popen | None = None
 
@@ -264,7 +265,7 @@ class SshDevice:
             return
         if self.multiplex and self._control is None:
             self._start_master()
-        path, digest = package_zip()
+        path, _ = package_zip()
         lib = f"{self.workdir.rstrip('/')}/lib"
         zip_rel = f"{lib}/{path.name}"
         py = _home_path(self.python_cmd)
@@ -278,8 +279,9 @@ class SshDevice:
         if p.returncode == 255 or (p.returncode != 0 and self._problem(err)):
             raise self._error(self._problem(err) or f"ssh failed: {_last(err)}")
         if p.returncode == 3:
-            raise self._error(f"cannot make the work dir ~/{self.session_dir} ({_last(err)}); set workdir in the "
+            raise self._error(f"cannot make the work dir {_show(self.session_dir)} ({_last(err)}); set workdir in the "
                               "profile to a writable folder")
+        self._made = True
         found = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
         home = found.get("home", "")
         fix = f"set python = \"/path/to/python3\" in {self.location or 'the profile'}"
@@ -344,9 +346,10 @@ class SshDevice:
         if rc != 0:
             err = err_b.decode(errors="replace")
             if "No space left" in err or "Disk quota exceeded" in err:
-                raise self._error(f"no space left on the device while copying {src.name} to ~/{dst}; free space "
+                raise self._error(f"no space left on the device while copying {src.name} to {_show(dst)}; free space "
                                   "there or set workdir in the profile to a bigger disk")
-            raise self._error(f"cannot copy {src} to ~/{dst}: " + (self._problem(err) or _last(err) or f"exit {rc}"))
+            why = self._problem(err) or _last(err) or f"exit {rc}"
+            raise self._error(f"cannot copy {src} to {_show(dst)}: {why}")
 
     def pull(self, remote: str, local: str) -> None:
         self._ensure()
@@ -369,11 +372,11 @@ class SshDevice:
         _, err_b = proc.communicate()
         err = err_b.decode(errors="replace")
         if proc.returncode == 3:
-            raise FileNotFoundError(f"ssh device {self.name}: no file ~/{src} on the device")
+            raise FileNotFoundError(f"ssh device {self.name}: no file {_show(src)} on the device")
         if proc.returncode != 0 or kind not in (b"F", b"D"):
             if kind == b"F":
                 part.unlink(missing_ok=True)
-            raise self._error(f"cannot copy ~/{src} from the device: "
+            raise self._error(f"cannot copy {_show(src)} from the device: "
                               + (self._problem(err) or _last(err) or f"exit {proc.returncode}"))
         if kind == b"F":
             part.replace(dst)
@@ -421,12 +424,13 @@ class SshDevice:
     def cleanup(self) -> None:
         """Remove this session's work dir on the device and close the connection (the fcbench zip stays in
         ``<workdir>/lib`` for the next session)."""
-        if self._python is not None:
+        if self._made:
             try:
                 self._run(f"rm -rf {shlex.quote(self.session_dir)}", timeout=self.connect_timeout + 30)
             except subprocess.TimeoutExpired:
                 pass
-            self._python = None
+            self._made = False
+        self._python = None
         self._stop_master()
         if self._control is not None:
             shutil.rmtree(self._control, ignore_errors=True)
@@ -437,6 +441,11 @@ class SshDevice:
             self._stop_master()
         except Exception:
             pass
+
+
+def _show(path: str) -> str:
+    """A path on the device as a user would type it (relative ones are in the login's home)."""
+    return path if path.startswith("/") else f"~/{path}"
 
 
 def _text(b: bytes | str | None) -> str:
