@@ -32,6 +32,7 @@ import tarfile
 import tempfile
 import time
 import uuid
+import weakref
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -226,6 +227,8 @@ class SshDevice:
         with open(err, "wb") as errf:
             self._master = subprocess.Popen([*self._args(master=True)[:-1], "-N", self.host],
                                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errf)
+        # a device dropped or left at exit without cleanup() must not leave its connection running
+        weakref.finalize(self, _end_master, self._master, self._control)
         deadline = time.monotonic() + self.connect_timeout + 5
         while not (self._control / "c").exists():
             if self._master.poll() is not None or time.monotonic() > deadline:
@@ -436,11 +439,13 @@ class SshDevice:
             shutil.rmtree(self._control, ignore_errors=True)
             self._control = None
 
-    def __del__(self) -> None:  # a device never cleaned up still must not leave its master connection running
-        try:
-            self._stop_master()
-        except Exception:
-            pass
+
+
+def _end_master(proc: subprocess.Popen, control: Path) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    shutil.rmtree(control, ignore_errors=True)
 
 
 def _show(path: str) -> str:
