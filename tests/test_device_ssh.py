@@ -169,6 +169,11 @@ def test_bad_input_is_one_line_each_within_seconds(sshd_server, tmp_path):
     prof = sshd_server.profile(ssh_options=sshd_server.options(known_hosts=wrong))
     msg = _one_line_within(5, lambda: SshDevice.from_profile(prof).python, "does not match")
     assert "ssh-keygen -R" in msg
+    empty = tmp_path / "empty_known_hosts"
+    empty.write_text("")
+    prof = sshd_server.profile(ssh_options=sshd_server.options(known_hosts=empty))
+    msg = _one_line_within(5, lambda: SshDevice.from_profile(prof).info(), "is not in known_hosts")
+    assert "StrictHostKeyChecking=accept-new" in msg
     prof = sshd_server.profile(python="/opt/no-such-python/bin/python3")
     msg = _one_line_within(5, lambda: SshDevice.from_profile(prof).python, "not found on the device (exit 127)")
     assert "/opt/no-such-python/bin/python3" in msg and "test-sshd.toml" in msg
