@@ -61,7 +61,10 @@ def device(sshd_server):
     dev.cleanup()
 
 
-def test_push_exec_pull_and_cleanup_over_a_real_sshd(device, sshd_server, tmp_path):
+@pytest.mark.parametrize("multiplex", [True, False], ids=["master-connection", "a-connection-per-call"])
+def test_push_exec_pull_and_cleanup_over_a_real_sshd(sshd_server, tmp_path, multiplex):
+    device = SshDevice.from_profile(sshd_server.profile(python=sys.executable))
+    device.multiplex = multiplex
     assert isinstance(device, Device) and device.name == "test-sshd"
     src = tmp_path / "in.txt"
     src.write_text("hello")
@@ -87,8 +90,10 @@ def test_push_exec_pull_and_cleanup_over_a_real_sshd(device, sshd_server, tmp_pa
     assert device.exec(["definitely-not-a-command-xyz"])[0] == 127
     session = Path(device._abs_session)
     assert session.is_dir() and session.parent == sshd_server.dir / "work"
+    assert (device._master is not None) == multiplex
     device.cleanup()
     assert not session.exists() and (sshd_server.dir / "work" / "lib").is_dir()  # the fcbench zip stays cached
+    assert device._master is None and device._control is None
 
 
 def test_bench_and_run_jobs_end_to_end_with_fcbench_from_the_pushed_zip(device, sshd_server, onnx, tmp_path):

@@ -162,7 +162,9 @@ class SshDevice:
         self.python_cmd = python or "python3"
         self.name = name or host
         self.connect_timeout = connect_timeout
-        self.multiplex = multiplex
+        # the profile's own ControlMaster/ControlPath win (ssh takes an option's first value): no master of ours
+        self.multiplex = multiplex and not any(o.lower().startswith(("controlmaster", "controlpath"))
+                                               for o in self.ssh_options)
         self.location = ""  # the profile file, for messages
         self.session_dir = f"{self.workdir.rstrip('/')}/session-{uuid.uuid4().hex[:12]}"
         self._abs_session = ""
@@ -229,7 +231,7 @@ class SshDevice:
                                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errf)
         # a device dropped or left at exit without cleanup() must not leave its connection running
         weakref.finalize(self, _end_master, self._master, self._control)
-        deadline = time.monotonic() + self.connect_timeout + 5
+        deadline = time.monotonic() + self.connect_timeout + 30  # the handshake after the TCP connect
         while not (self._control / "c").exists():
             if self._master.poll() is not None or time.monotonic() > deadline:
                 self._stop_master()
