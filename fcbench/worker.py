@@ -182,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     result["job_dir"] = str(job_path.parent.resolve())
     result["machine"] = machine_info()
     result["worker"] = {"pid": os.getpid(), "python": sys.executable, "fcbench": fcbench.__version__,
+                        "fcbench_path": os.path.dirname(fcbench.__file__),
                         "wall_ms": (time.perf_counter() - start) * 1e3,
                         "imported": [m for m in _HEAVY if m in sys.modules]}
     _write(out_path, result)

@@ -48,10 +48,14 @@ def _sysctl(*names: str) -> dict[str, str]:
 
 
 def _cpuinfo() -> tuple[str, set[str]]:
-    """(CPU model, ISA flags) from /proc/cpuinfo: x86 'model name' and 'flags'; arm 'Hardware' or
-    'CPU implementer'/'CPU part' and 'Features'."""
+    return parse_cpuinfo(_read("/proc/cpuinfo"))
+
+
+def parse_cpuinfo(text: str) -> tuple[str, set[str]]:
+    """(CPU model, ISA flags) from the text of /proc/cpuinfo (this machine's, or a device's read over
+    ssh): x86 'model name' and 'flags'; arm 'Hardware' or 'CPU implementer'/'CPU part' and 'Features'."""
     model, flags, implementer, part = "", set(), "", ""
-    for line in _read("/proc/cpuinfo").splitlines():
+    for line in text.splitlines():
         key, _, value = line.partition(":")
         key, value = key.strip().lower(), value.strip()
         if key in ("model name", "hardware", "cpu model") and not model:
@@ -74,20 +78,36 @@ def cpu_model() -> str:
     return model or platform.processor() or platform.machine() or "unknown CPU"
 
 
-def _memory_gb() -> float | None:
-    for line in _read("/proc/meminfo").splitlines():
+def parse_meminfo(text: str) -> float | None:
+    """MemTotal in GiB (one decimal) from the text of /proc/meminfo."""
+    for line in text.splitlines():
         if line.startswith("MemTotal:"):
             return round(int(line.split()[1]) / 2**20, 1)
+    return None
+
+
+def _memory_gb() -> float | None:
+    found = parse_meminfo(_read("/proc/meminfo"))
+    if found is not None:
+        return found
     try:
         return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
     except (AttributeError, ValueError, OSError):
         return None
 
 
-def _os_name() -> str:
-    for line in _read("/etc/os-release").splitlines():
+def parse_os_release(text: str) -> str:
+    """PRETTY_NAME from the text of /etc/os-release ('' when absent)."""
+    for line in text.splitlines():
         if line.startswith("PRETTY_NAME="):
             return line.split("=", 1)[1].strip().strip('"')
+    return ""
+
+
+def _os_name() -> str:
+    found = parse_os_release(_read("/etc/os-release"))
+    if found:
+        return found
     if platform.system() == "Darwin":
         return f"macOS {platform.mac_ver()[0]}"
     return f"{platform.system()} {platform.release()}"
