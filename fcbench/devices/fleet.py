@@ -107,15 +107,19 @@ def device_cell(device: Any, profile: Any, info: dict[str, Any], path: Path, man
     timeout = cfg.worker_timeout or m.timeout_s or None
     while attempts <= m.retries:
         attempts += 1
-        if hasattr(device, "bench_native"):
-            raw = device.bench_native(path, manifest, spec.plugin, spec.variant, threads, cfg.warmup, cfg.runs,
-                                      cfg.min_seconds, mask, _logs(cfg, profile.name, path, spec), timeout=timeout)
-            raw.setdefault("machine", info)
-            raw.setdefault("isolation", "native")
-            raw.setdefault("device", profile.name)
-        else:
-            cfg_t = cfg if cfg.worker_timeout == timeout else _with_timeout(cfg, timeout)
-            raw = _measure_on_device(path, manifest, spec, options, cfg_t, threads, device)
+        try:
+            if hasattr(device, "bench_native"):
+                raw = device.bench_native(path, manifest, spec.plugin, spec.variant, threads, cfg.warmup, cfg.runs,
+                                          cfg.min_seconds, mask, _logs(cfg, profile.name, path, spec),
+                                          timeout=timeout)
+                raw.setdefault("machine", info)
+                raw.setdefault("isolation", "native")
+                raw.setdefault("device", profile.name)
+            else:
+                cfg_t = cfg if cfg.worker_timeout == timeout else _with_timeout(cfg, timeout)
+                raw = _measure_on_device(path, manifest, spec, options, cfg_t, threads, device)
+        except (FcbenchError, OSError) as exc:  # the driver could not push, run or pull
+            raw = {"status": "failed", "reason": first_line(exc)}
         if raw.get("status") in ("ok", "skipped"):
             break
         if not _alive(device):
