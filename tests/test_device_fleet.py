@@ -81,3 +81,34 @@ def test_two_ssh_hosts_at_once_and_one_killed_mid_run(tmp_path, monkeypatch, art
         a.kill()
         if b.proc.poll() is None:
             b.kill()
+
+
+def test_devices_check_and_bench_over_ssh_through_the_cli(cli, in_tmp, artifacts, tmp_path_factory):
+    """`fcbench devices check` and `bench --device` against a real sshd: the device's own answer for each
+    backend, rows named after the device with its fingerprint; an unreachable one is one line, exit 1."""
+    import json
+
+    server = start_sshd(tmp_path_factory.mktemp("sshd-cli"))
+    try:
+        (in_tmp / "devices").mkdir()
+        profile = _profile(server, in_tmp / "work")
+        (in_tmp / "devices" / "box.toml").write_text(
+            profile.replace("[measure]", 'backends = ["ort-cpu", "openvino-f32"]\n[measure]'))
+        r = cli("devices", "check", "box", "--format", "json")
+        assert r.code == 0, r.err
+        (check,) = json.loads(r.out)
+        assert check["reachable"] and check["info"]["arch"] == "x86_64" and check["driver"] == "ssh"
+        runs = {b["backend"]: b for b in check["backends"]}
+        assert runs["ort-cpu"]["runs"] and runs["ort-cpu"]["versions"].get("onnxruntime")
+        r = cli("bench", artifacts[0], "--backend", "ort-cpu", "--device", "box", "--runs", "3", "--warmup", "1",
+                "--min-seconds", "0", "--threads", "1", "--store", "s.sqlite")
+        assert r.code == 0, r.err
+        from fcbench.results.store import Store
+
+        with Store(in_tmp / "s.sqlite") as s:
+            (row,) = s.query(kind="speed")
+        assert row["device"] == "box" and row["device_fingerprint"] and len(row["samples_ms"]) >= 3
+    finally:
+        server.kill()
+    r = cli("devices", "check", "box")
+    assert r.code == 1 and "Connection refused" in r.err and f"port {server.port}" in r.err
