@@ -109,9 +109,11 @@ def device_cell(device: Any, profile: Any, info: dict[str, Any], path: Path, man
         attempts += 1
         try:
             if hasattr(device, "bench_native"):
-                raw = device.bench_native(path, manifest, spec.plugin, spec.variant, threads, cfg.warmup, cfg.runs,
+                raw = device.bench_native(path, spec.plugin, spec.variant, threads, cfg.warmup, cfg.runs,
                                           cfg.min_seconds, mask, _logs(cfg, profile.name, path, spec),
-                                          timeout=timeout)
+                                          input_shape=list(manifest.inputs[0].shape), timeout=timeout)
+                if raw.get("tool") and raw.get("status") == "ok":
+                    raw["stats_from_tool"] = raw["tool"]
                 raw.setdefault("machine", info)
                 raw.setdefault("isolation", "native")
                 raw.setdefault("device", profile.name)
