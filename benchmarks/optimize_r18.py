@@ -2,9 +2,9 @@
 and over the fastest uncompressed candidate, within 1 point of verification accuracy.
 
 r18 is trained on built-in synthetic faces (``--epochs``); ``fcbench optimize --backend openvino,onnxruntime
---max-drop 1 --prune 0.5 --finetune-epochs E`` then measures every candidate (each runtime's float model at
-each precision, every installed quantization method of those runtimes, the 50 % channel-pruned model
-fine-tuned and quantized) on this machine in one run, and prints its table. Reported: the chosen candidate's
+--max-drop 1 --prune 0.25,0.5 --finetune-epochs E`` then measures every candidate (each runtime's float model
+at each precision, every installed quantization method of those runtimes, the 25 % and 50 % channel-pruned
+models fine-tuned and quantized) on this machine in one run, and prints its table. Reported: the chosen candidate's
 speed-up over eager PyTorch (target >= 15x) and over the fastest uncompressed candidate (target >= 2.5x), its
 accuracy drop (<= 1 point), the frontier, and the search's duration, with the CPU.
 """
@@ -22,7 +22,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--finetune-epochs", type=int, default=1)
+    p.add_argument("--finetune-epochs", type=int, default=2)
+    p.add_argument("--prune", default="0.25,0.5", help="channel-pruning ratios to search (comma-separated)")
     p.add_argument("--pairs", type=int, default=300)
     p.add_argument("--max-drop", type=float, default=1.0)
     p.add_argument("--backends", default="openvino,onnxruntime")
@@ -49,7 +50,7 @@ def main() -> None:
     print(f"CPU: {name}; int8 dot-product: {', '.join(int8_dot(flags)) or 'none'}; threads {args.threads}")
     res = fcbench.optimize(checkpoint=str(ckpt), backends=args.backends.split(","), max_drop=args.max_drop,
                            data="synthetic:pairs", data_options={"num_pairs": 50 if args.quick else args.pairs},
-                           calib_data="synthetic:faces", prune=[0.5],
+                           calib_data="synthetic:faces", prune=[float(r) for r in args.prune.split(",") if r],
                            finetune_epochs=args.finetune_epochs, train_data="synthetic:faces",
                            train_options=train_data, bench_seconds=0.3 if args.quick else args.seconds,
                            threads=args.threads, out=str(root / "optimize"))

@@ -321,14 +321,34 @@ def _evaluate_artifact(cfg: EvalConfig, ctx: RunContext) -> EvalReport:
     protocol = _pick_protocol(cfg, dataset, task, name)
     _check_flip(cfg, protocol)
     _check_input_size(dataset, manifest, path)
-    runtime = _RuntimeModel(path, manifest, label, cfg.threads)
+    parent, why = float_parent(path, manifest)
+    if cfg.device:  # on a device of the inventory: one pass records the inputs, the device runs them, one scores
+        from dataclasses import replace as ctx_replace
+
+        from fcbench.devices.remote_eval import DeviceRuntimeModel
+
+        runtime = DeviceRuntimeModel(path, manifest, label, cfg.threads, cfg.device)
+        try:
+            _metrics(runtime, dataset, protocol, cfg)
+            if parent is not None and task == "embedding":
+                _cosine_to_parent(runtime, parent, dataset)
+            runtime.run_on_device()
+        except BaseException:
+            runtime.close()
+            raise
+        info = runtime.raw.get("machine") or runtime.info
+        from fcbench.devices.fingerprint import fingerprint
+
+        ctx = ctx_replace(ctx, device=cfg.device, device_info=info, device_fingerprint=fingerprint(info))
+        notes.append(f"ran on device {cfg.device} ({runtime.profile_.where()}): {runtime.images()} inputs")
+    else:
+        runtime = _RuntimeModel(path, manifest, label, cfg.threads)
     try:
         result = _metrics(runtime, dataset, protocol, cfg)
         from fcbench.benchmark.placement import placement_summary, precision_summary
 
         nodes = runtime.session.placement()
         trust = {"placement": placement_summary(nodes), "precision": precision_summary(nodes)}
-        parent, why = float_parent(path, manifest)
         cosine = _cosine_to_parent(runtime, parent, dataset) if parent is not None and task == "embedding" else []
     finally:
         runtime.close()

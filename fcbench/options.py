@@ -566,6 +566,12 @@ class PluginsConfig(Checked):
 
 
 @dataclass
+class DevicesConfig(Checked):
+    words: list[str] = opt(default_factory=list, argument=True, parse=parse_list,
+                           help="list, or check NAME[,NAME...|all]")
+
+
+@dataclass
 class ProfileConfig(Checked):
     model: str = opt("", argument=True, help="Model name, e.g. r18, mbf, resnet18")
     model_options: dict[str, Any] = opt(default_factory=dict, flags=("-o", "--model-opt"), parse=parse_model_options,
@@ -609,6 +615,8 @@ class EvalConfig(Checked):
                                  "embedding plus its mirror's, L2-normalised (verification, identification)")
     label: str = opt("", help="A short name for the data in tables (e.g. LFW-style), kept in the rows' extra.label: "
                               "results --pivot then shows one line per artifact, a column per label and metric")
+    device: str | None = opt(None, help="Run the artifact on this device of the inventory (fcbench devices list): "
+                                        "the inputs go there, the outputs come back and are scored here")
     checkpoint: str = opt("", cli=False)
     backend: str | None = opt(None, cli=False)
 
@@ -632,6 +640,13 @@ class EvalConfig(Checked):
                 raise FcbenchError(f"--roc needs the verification protocol (pairs); --protocol is {self.protocol}")
             if not Path(self.roc).parent.exists():
                 raise FcbenchError(f"--roc: folder {Path(self.roc).parent} does not exist")
+        if self.device:
+            from fcbench.devices.inventory import load_device_profile
+
+            load_device_profile(self.device)  # an unknown name lists the known ones
+            if any(Path(c).suffix in (".pt", ".pth") for c in self.checkpoints):
+                raise FcbenchError("eval --device runs converted artifacts (.onnx .tflite .xml .ptl .pte) on the "
+                                   "device; a checkpoint runs here: convert it first, or leave out --device")
         return self
 
 
@@ -716,6 +731,11 @@ class BenchConfig(Checked):
                                              "(default: results/worker-logs)")
     worker_timeout: float | None = opt(None, gt=0, help="Fail a cell whose bench worker runs longer than this many "
                                                   "seconds (load, warm-up and timing together); default: no limit")
+    device: list[str] = opt(default_factory=list, parse=parse_list,
+                            help="Bench on these devices of the inventory (./devices/NAME.toml; fcbench devices "
+                                 "list), comma-separated, or all: devices at once, cells of one device in turn")
+    affinity: str | None = opt(None, help="With --device: CPU mask (hex, e.g. f0), auto (the big cores) or none; "
+                                          "default: the device profile's")
     _images: Any = field(default=None, repr=False)  # --images, read once by bench()
 
     def __post_init__(self) -> None:
@@ -729,9 +749,24 @@ class BenchConfig(Checked):
             check_sizes([self.batch, *self.input_shape[1:]], "batch", "--batch 1 with --input-shape 1x3x112x112")
         for ok, msg in [(bool(self.artifacts), "give at least one artifact"),
                         (not self.pipeline or bool(self.images), "--pipeline needs --images DIR (JPEG/PNG files)"),
-                        (self.pipeline or not self.images, "--images is for --pipeline")]:
+                        (self.pipeline or not self.images, "--images is for --pipeline"),
+                        (not (self.device and self.pipeline), "--pipeline times this machine's image reading: "
+                                                              "leave out --device"),
+                        (not (self.device and self.isolation == "inprocess"), "--device runs cells on the "
+                                                                              "device: leave out --in-process"),
+                        (not self.affinity or bool(self.device), "--affinity is for --device")]:
             if not ok:
                 raise FcbenchError(f"bench: {msg}")
+        if self.affinity and self.affinity not in ("auto", "none"):
+            try:
+                int(self.affinity.lower().removeprefix("0x"), 16)
+            except ValueError:
+                raise OptionError("affinity", f"must be auto, none or a hex CPU mask (e.g. f0), got "
+                                              f"'{self.affinity}'") from None
+        if self.device:
+            from fcbench.devices.inventory import expand_devices
+
+            expand_devices(self.device)  # unknown names, listing the known ones
         return self
 
 

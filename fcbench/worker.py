@@ -33,7 +33,8 @@ from fcbench.benchmark.timing import PeakMemory, time_queries
 from fcbench.devices.fingerprint import machine_info
 from fcbench.errors import FcbenchError, first_line
 
-USAGE = "usage: python -m fcbench.worker JOB.json OUT.json"
+USAGE = ("usage: python -m fcbench.worker JOB.json OUT.json\n"
+         "       python -m fcbench.worker --probe [PLUGIN:VARIANT ...]   (JSON on stdout)")
 _HEAVY = ("torch", "tensorflow", "typer", "rich")  # reported, so a test can tell the worker stayed light
 
 
@@ -137,10 +138,34 @@ def _write(out_path: Path, result: dict[str, Any]) -> None:
     os.replace(tmp, out_path)  # the host never reads half a file
 
 
+def probe(specs: list[str]) -> dict[str, Any]:
+    """What this device can run: its machine and, per ``plugin:variant``, whether the runtime is installed and
+    the variant usable here (with the reason when not) and the runtime's versions. Imports each runtime."""
+    from fcbench.backends import get_backend
+
+    out: dict[str, Any] = {}
+    for text in specs:
+        plugin, _, variant = text.partition(":")
+        try:
+            backend = get_backend(plugin)
+            ok, reason = backend.available()
+            if ok:
+                ok, reason = backend.variant_available(variant)
+            out[text] = {"ok": bool(ok), "reason": reason, "versions": backend.versions() if ok else {}}
+        except Exception as exc:  # a runtime that fails to import is a reason, not a crash
+            out[text] = {"ok": False, "reason": f"{type(exc).__name__}: {first_line(exc)}", "versions": {}}
+    return {"machine": machine_info(), "backends": out, "python": sys.version.split()[0]}
+
+
 def main(argv: list[str] | None = None) -> int:
     import fcbench
 
     args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["--probe"]:
+        import json
+
+        print(json.dumps(probe(args[1:])))
+        return 0
     if len(args) != 2:
         print(USAGE, file=sys.stderr)
         return 2

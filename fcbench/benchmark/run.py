@@ -185,17 +185,21 @@ def _cell_from_raw(cell: Cell, raw: dict[str, Any], manifest: Manifest, spec: Ba
         if raw.get("logs"):
             cell.extra["worker_logs"] = raw["logs"]
         return cell
-    placement = [NodePlacement(**r) for r in raw["placement"]]
+    placement = [NodePlacement(**r) for r in raw.get("placement") or []]
     cell.status = "ok"
-    cell.stats = Stats.of(raw["samples_ms"])
-    cell.init_ms = raw["init_ms"]
-    cell.first_run_ms = raw["first_run_ms"]
-    cell.peak_mem_mb = raw["peak_mem_mb"]
+    samples = raw.get("samples_ms") or []
+    cell.stats = Stats.of(samples) if samples else _tool_stats(raw.get("stats") or {})
+    if cell.stats is None:
+        cell.status, cell.reason = "failed", f"{spec.label}: the result has neither samples nor statistics"
+        return cell
+    cell.init_ms = raw.get("init_ms")
+    cell.first_run_ms = raw.get("first_run_ms")
+    cell.peak_mem_mb = raw.get("peak_mem_mb")
     cell.output = raw.get("output")
     precisions = {p.precision for p in placement if p.precision}
-    cell.extra = {"samples_ms": [round(s, 4) for s in raw["samples_ms"]], "mem_delta_mb": raw["mem_delta_mb"],
-                  "import_ms": round(raw["import_ms"], 3),
-                  "versions": raw["versions"], "precisions": sorted(precisions),
+    cell.extra = {"samples_ms": [round(s, 4) for s in samples], "mem_delta_mb": raw.get("mem_delta_mb"),
+                  "import_ms": round(raw["import_ms"], 3) if raw.get("import_ms") is not None else None,
+                  "versions": raw.get("versions") or {}, "precisions": sorted(precisions),
                   "placement_nodes": len(placement), "placement": placement_summary(placement),
                   "precision": precision_summary(placement), "isolation": raw["isolation"], "device": raw["device"],
                   "device_info": raw["machine"], "device_fingerprint": fingerprint(raw["machine"])}
@@ -225,6 +229,21 @@ def _cell_from_raw(cell: Cell, raw: dict[str, Any], manifest: Manifest, spec: Ba
             cell.extra["peak_gflops"] = peak
             cell.extra["peak_precision"] = prec
     return cell
+
+
+def _tool_stats(stats: dict[str, Any]) -> Stats | None:
+    """Statistics a device's native tool printed (it gives aggregates, not every sample): what it did not
+    print stays unknown (NaN), never 0."""
+    if not stats or stats.get("runs") is None or stats.get("p50_ms", stats.get("mean_ms")) is None:
+        return None
+    nan = float("nan")
+
+    def get(key: str) -> float:
+        v = stats.get(key)
+        return float(v) if v is not None else nan
+
+    p50 = get("p50_ms") if stats.get("p50_ms") is not None else get("mean_ms")
+    return Stats(get("mean_ms"), get("std_ms"), get("min_ms"), p50, get("p90_ms"), get("p99_ms"), int(stats["runs"]))
 
 
 def load_artifact(a: str | Path, cfg: BenchConfig,
@@ -276,6 +295,7 @@ class BenchResult:
 
     cells: list[Cell] = field(default_factory=list)
     rows: list[Row] = field(default_factory=list)
+    devices: list[dict[str, Any]] = field(default_factory=list)  # --device: per device, cells done and seconds
 
     def to_rows(self) -> list[Row]:
         return list(self.rows)
@@ -315,6 +335,10 @@ def bench(cfg: BenchConfig, ctx: RunContext | None = None, hooks: Hooks | None =
     specs = expand(cfg.backends)
     loaded = [load_artifact(a, cfg, lambda p, what: hooks.event("assumed", (p, what))) for a in cfg.artifacts]
     result = BenchResult()
+    if cfg.device:
+        from fcbench.devices.fleet import bench_on_devices
+
+        return bench_on_devices(cfg, loaded, specs, ctx, hooks, result, threads)
     for path, manifest in loaded:
         warning = parity_warning(manifest)
         if warning:

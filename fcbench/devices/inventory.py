@@ -86,6 +86,23 @@ class DeviceProfile:
             return f"{at}{self.host}" + (f":{self.port}" if self.port else "")
         return "this machine"
 
+    def offers(self, spec: Any) -> bool:
+        """Whether the profile offers backend ``spec`` (a BackendSpec): listed by its profile name, its plugin, or
+        a name that resolves to the same plugin and variant; an empty list offers everything."""
+        if not self.backends:
+            return True
+        from fcbench.backends import expand
+
+        for name in self.backends:
+            if name in (spec.label, spec.plugin):
+                return True
+            try:
+                if any((s.plugin, s.variant) == (spec.plugin, spec.variant) for s in expand([name])):
+                    return True
+            except FcbenchError:
+                continue
+        return False
+
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("measure", "location", "origin")}
         out["measure"] = vars(self.measure).copy()
@@ -111,6 +128,11 @@ def parse_profile(name: str, doc: dict[str, Any], location: str = "", origin: st
     driver = doc.get("driver")
     if not isinstance(driver, str) or not driver:
         raise _bad(loc, "'driver' is required: local, ssh or adb")
+    from fcbench.plugins import names as plugin_names
+
+    drivers = sorted({*DRIVERS_BUILTIN, *plugin_names("device")})
+    if driver not in drivers:
+        raise _bad(loc, f"unknown device driver '{driver}'{suggest(driver, drivers)}; drivers: {', '.join(drivers)}")
     prof = DeviceProfile(name=name, driver=driver, location=loc, origin=origin)
     for k in ("description", "host", "user", "key", "serial", "arch", "workdir", "python"):
         if k in doc:

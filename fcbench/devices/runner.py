@@ -34,7 +34,11 @@ def device_python(device: Device) -> list[str]:
 
 
 def worker_command(device: Device, job_file: str, out_file: str) -> list[str]:
-    return [*device_python(device), "-m", WORKER_MODULE, job_file, out_file]
+    """``python -m fcbench.worker JOB OUT`` on the device, under ``taskset MASK`` when the device has an
+    ``affinity`` (a hex CPU mask) set."""
+    mask = getattr(device, "affinity", None)
+    pin = ["taskset", mask] if mask else []
+    return [*pin, *device_python(device), "-m", WORKER_MODULE, job_file, out_file]
 
 
 def _exit_text(rc: int) -> str:

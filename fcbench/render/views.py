@@ -290,3 +290,59 @@ def results(result, fmt: str) -> list[Any]:
 
 def recipe(result, fmt: str) -> list[Any]:
     return []  # each step is shown as it finishes; the closing line goes to the log
+
+
+def devices(result, fmt: str) -> list[Any]:
+    """``fcbench devices list`` (the inventory) and ``check`` (one table per device, then its backends)."""
+    if fmt == "json":
+        body = result.devices if result.action == "list" else result.checks
+        return [json.dumps(body, indent=2, default=str) + "\n"]
+    from rich.table import Table
+
+    if result.action == "list":
+        table = Table(title="devices (./devices/NAME.toml overrides the built-in examples)")
+        for col in ("name", "driver", "where", "from", "description", "backends"):
+            table.add_column(col, overflow="fold")
+        for d in result.devices:
+            table.add_row(plain(d["name"]), plain(d["driver"]), plain(d["where"]),
+                          plain("example" if d["origin"] == "builtin" else d["profile"]), plain(d["description"]),
+                          plain(", ".join(d["backends"])))
+        return [table]
+    out: list[Any] = []
+    for c in result.checks:
+        table = Table(title=f"device {c['name']} ({c['driver']}, {c['where']})", show_header=False)
+        table.add_column("what")
+        table.add_column("value", overflow="fold")
+        if not c.get("reachable"):
+            table.add_row("reachable", literal("no", "red"))
+            table.add_row("why", plain(c["reason"]))
+            out.append(table)
+            continue
+        info = c["info"]
+        table.add_row("reachable", literal("yes"))
+        for key, label in (("model", "model"), ("soc", "SoC"), ("hostname", "hostname"), ("arch", "arch"),
+                           ("abi", "ABI"), ("os", "OS"), ("cpu", "CPU")):
+            if info.get(key):
+                table.add_row(label, plain(str(info[key])))
+        table.add_row("cores", plain(c["cores"]))
+        for key, label, unit in (("governor", "governor", ""), ("temperature_c", "temperature", " C"),
+                                 ("battery_level", "battery", " %"), ("battery_temp_c", "battery temperature", " C")):
+            if info.get(key) is not None:
+                table.add_row(label, plain(f"{info[key]}{unit}"))
+        if info.get("fingerprint"):
+            table.add_row("fingerprint", plain(info["fingerprint"]))
+        for tool, where in (c.get("tools") or {}).items():
+            table.add_row(f"tool {tool}", plain(str(where)))
+        for p in c.get("problems", []):
+            table.add_row(literal("problem", "red"), plain(p))
+        out.append(table)
+        if c.get("backends"):
+            bt = Table(title=f"backends on {c['name']}")
+            for col in ("backend", "runs", "version", "why not"):
+                bt.add_column(col, overflow="fold")
+            for b in c["backends"]:
+                versions = ", ".join(f"{k} {v}" for k, v in b["versions"].items())
+                bt.add_row(plain(b["backend"]), literal("yes") if b["runs"] else literal("no", "red"),
+                           plain(versions), plain(b["reason"]))
+            out.append(bt)
+    return out

@@ -17,6 +17,7 @@ from fcbench.options import (
     BenchConfig,
     CompressConfig,
     ConvertConfig,
+    DevicesConfig,
     DistillConfig,
     EvalConfig,
     InspectConfig,
@@ -572,6 +573,10 @@ OPTIMIZE = Verb("optimize", OptimizeConfig, "fcbench.optimize:optimize", "Search
                 "each one's latency on the backend and accuracy through it, print the Pareto table, and keep the "
                 "fastest within --max-drop; when none fits, say which came closest.", f"{_R}:optimize",
                 ("table", "json"))
+DEVICES = Verb("devices", DevicesConfig, "fcbench.devices.check:run_devices", "The device inventory (./devices/"
+               "NAME.toml and the examples fcbench ships): 'list' shows them; 'check NAME' connects and reports arch, "
+               "OS, cores (big and little), governor, temperature, battery, and which backends can run there and why "
+               "not.", f"{_R}:devices", ("table", "json"), stores=False, in_recipes=False)
 INSPECT = Verb("inspect", InspectConfig, run_inspect, "Where each node of a model runs on a backend, and in which "
                "precision, as the runtime reports it.", f"{_R}:inspect", ("table", "json"), stores=False)
 RESULTS = Verb("results", ResultsConfig, run_results, "Show rows of the results store.", f"{_R}:results",
