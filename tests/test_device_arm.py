@@ -127,3 +127,33 @@ def test_bench_device_lands_aarch64_rows(cli, in_tmp, arm_host, models):
         if platform.machine() in ("x86_64", "AMD64"):
             assert row["extra"]["emulated"] == "qemu-user"  # its times are labelled as meaningless
     print(f"bench --device arm, 2 cells under qemu-user: {took:.1f} s")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("plugin", "backend"), [("onnxruntime", "ort-cpu"), ("tflite", "tflite-xnnpack")])
+def test_eval_device_scores_equal_the_hosts(cli, in_tmp, arm_host, models, plugin, backend):
+    """``fcbench eval --device arm``: the inputs run on the aarch64 runtime, are scored here, and give this
+    machine's scores."""
+    (in_tmp / "devices").mkdir()
+    prof = arm_host.profile()
+    (in_tmp / "devices" / "arm.toml").write_text(_toml({
+        "driver": "ssh", "host": prof.host, "port": prof.port, "user": prof.user, "key": prof.key,
+        "ssh_options": list(prof.ssh_options), "arch": "aarch64", "workdir": prof.workdir, "python": prof.python}))
+    data = ["--data", "synthetic:pairs", "--data-opt", "num_pairs=30", "--nfolds", "2"]
+    r = cli("eval", models[plugin], "--backend", backend, "--device", "arm", *data, "--store", "s.sqlite",
+            "--format", "json")
+    assert r.code == 0, r.err
+    assert "ran on device arm" in r.err
+    r2 = cli("eval", models[plugin], "--backend", backend, *data, "--store", "s.sqlite", "--format", "json")
+    assert r2.code == 0, r2.err
+    from fcbench.results.store import Store
+
+    with Store(in_tmp / "s.sqlite") as s:
+        rows = s.query(kind="quality")
+    on_arm = {r["metric"]: r for r in rows if r["device"] == "arm"}
+    here = {r["metric"]: r for r in rows if r["device"] != "arm"}
+    for metric in ("accuracy", "auc", "eer"):
+        assert on_arm[metric]["value"] == pytest.approx(here[metric]["value"], abs=1e-4), metric
+    assert on_arm["accuracy"]["device_info"]["arch"] == "aarch64"
+    if platform.machine() in ("x86_64", "AMD64"):
+        assert on_arm["accuracy"]["device_info"]["emulated"] == "qemu-user"
