@@ -336,7 +336,9 @@ def _evaluate_artifact(cfg: EvalConfig, ctx: RunContext) -> EvalReport:
         except BaseException:
             runtime.close()
             raise
-        info = runtime.raw.get("machine") or runtime.info
+        info = dict(runtime.raw.get("machine") or runtime.info)
+        if runtime.info.get("emulated"):  # e.g. qemu-user (the driver's info() tells; the worker cannot)
+            info["emulated"] = runtime.info["emulated"]
         from fcbench.devices.fingerprint import fingerprint
 
         ctx = ctx_replace(ctx, device=cfg.device, device_info=info, device_fingerprint=fingerprint(info))

@@ -53,9 +53,8 @@ class Preprocessing:
         return cls(**d)
 
     def apply(self, image: np.ndarray) -> np.ndarray:
-        """RGB uint8 HWC image -> float32 CHW (or HWC for NHWC) array, resized and normalised."""
-        from PIL import Image
-
+        """RGB uint8 HWC image -> float32 CHW (or HWC for NHWC) array, resized and normalised (Pillow only
+        when it must resize: a device's bench worker, given an image of the right size, needs numpy only)."""
         if image.ndim == 3 and image.shape[-1] == 1:
             image = image[..., 0]
         if image.ndim == 2:
@@ -67,6 +66,8 @@ class Preprocessing:
             raise ValueError(f"expected a uint8 image, got {image.dtype}")
         h, w = self.size
         if image.shape[0] != h or image.shape[1] != w:
+            from PIL import Image
+
             resample = getattr(Image.Resampling, _RESAMPLE[self.resize])
             image = np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize((w, h), resample))
         x = image.astype(np.float32) / 255.0

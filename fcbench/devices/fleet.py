@@ -189,6 +189,8 @@ def bench_on_devices(cfg: Any, loaded: list[tuple[Path, Any]], specs: list[Any],
         if cell.status != "skipped":
             row = cell_row(ctx, cell, manifest, spec, cfg, threads)
             row.device = profile.name
+            if info.get("emulated"):  # e.g. qemu-user: the times mean nothing
+                row.extra["emulated"] = info["emulated"]
             if not row.device_info and info:
                 row.device_info = {k: v for k, v in info.items() if k != "fingerprint"}
                 row.device_fingerprint = info.get("fingerprint") or fingerprint(info)

@@ -518,6 +518,9 @@ def parse_probe(text: str, driver: str = "ssh") -> dict[str, Any]:
     model = " ".join(section("model")).strip()
     if model:
         info["model"] = model
+    emulated = _emulation(uname[0], "\n".join(parts.get("cpuinfo", [])))
+    if emulated:
+        info["emulated"] = emulated  # its times mean nothing
     khz: dict[int, int] = {}
     for line in section("maxfreq"):
         m = re.search(r"cpu(\d+)/cpufreq/cpuinfo_max_freq (\d+)", line)
@@ -533,3 +536,17 @@ def parse_probe(text: str, driver: str = "ssh") -> dict[str, Any]:
         info["temperature_c"] = max(temps)
     info["fingerprint"] = fingerprint(info)
     return info
+
+
+def _emulation(arch: str, cpuinfo: str) -> str | None:
+    """``"qemu-user"`` when the kernel's /proc/cpuinfo describes another ISA than the one ``uname -m``
+    runs (qemu-user passes the host's file through: an aarch64 guest on an x86 host reads x86 'vendor_id'
+    and 'flags'; an x86 guest on an ARM host reads 'CPU implementer')."""
+    keys = {line.partition(":")[0].strip().lower() for line in cpuinfo.splitlines() if ":" in line}
+    x86_text = "vendor_id" in keys or "flags" in keys
+    arm_text = "cpu implementer" in keys or "features" in keys
+    x86_arch = arch in ("x86_64", "i386", "i486", "i586", "i686")
+    arm_arch = arch.startswith(("aarch64", "arm"))
+    if (arm_arch and x86_text and not arm_text) or (x86_arch and arm_text and not x86_text):
+        return "qemu-user"
+    return None
