@@ -65,8 +65,8 @@ def main(argv: list[str]) -> None:
         if target in known:
             print(f"already connected to {target}")
             return
-        print(f"failed to connect to '{target}': Connection refused")
-        sys.exit(1)
+        print(f"failed to connect to '{target}': Connection refused")  # real adb exits 0 here
+        return
     # every other command needs one device
     if serial is None:
         if not known:

@@ -384,3 +384,23 @@ def test_adb_over_tcp_connects_first(phone, monkeypatch):
     dev = open_device(parse_profile("tcp", {"driver": "adb", "serial": "10.0.0.9:5555"}))
     with pytest.raises(FcbenchError, match="adb connect 10.0.0.9:5555 failed: failed to connect"):
         dev.exec(["true"])
+
+
+def test_the_real_adb_client_names_a_serial_that_is_not_attached(tmp_path, monkeypatch):
+    """The real adb client (its own server on a private port, stopped afterwards): no phone is attached here,
+    so the driver must report adb's own line."""
+    import shutil
+    import subprocess
+
+    real = shutil.which("adb")
+    if real is None:
+        pytest.skip("the adb client (Android platform-tools) is not installed")
+    monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", "5149")
+    monkeypatch.setenv("ADB_MDNS", "0")
+    try:
+        dev = AdbDevice(serial="fcbench-no-such-phone", adb=real)
+        with pytest.raises(FcbenchError) as exc:
+            dev.exec(["true"])
+        assert "error: device 'fcbench-no-such-phone' not found" in str(exc.value)
+    finally:
+        subprocess.run([real, "kill-server"], capture_output=True, timeout=30)

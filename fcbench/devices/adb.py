@@ -143,9 +143,12 @@ class AdbDevice:
         low = line.lower()
         if "not found" in low and self.serial:
             attached = self.attached()
-            listed = ", ".join(f"{s} ({st})" for s, st in attached.items()) or "none"
+            if not attached:
+                raise FcbenchError(f"{where}: {line}; no device is attached (plug the phone in, enable USB debugging, "
+                                   "and check with adb devices -l)")
+            listed = ", ".join(f"{s} ({st})" for s, st in attached.items())
             raise FcbenchError(f"{where}: {line}; attached: {listed} (set serial in the device profile to one of "
-                               "them: adb devices -l)")
+                               "them)")
         if "no devices" in low:
             raise FcbenchError(f"{where}: {line} (plug the phone in and enable USB debugging in Developer options)")
         if "more than one" in low:
