@@ -246,8 +246,10 @@ def device(**kw) -> AdbDevice:
 
 
 def test_open_device_makes_an_adb_driver_from_a_profile(phone):
+    from fcbench.plugins import Device
+
     dev = device()
-    assert isinstance(dev, AdbDevice) and dev.name == "pixel" and dev.serial == SERIAL
+    assert isinstance(dev, AdbDevice) and isinstance(dev, Device) and dev.name == "pixel" and dev.serial == SERIAL
     assert dev.workdir == "/data/local/tmp/fcbench" and dev.tools["benchmark_model"].endswith("benchmark_model")
     with pytest.raises(FcbenchError, match="must be absolute"):
         device(workdir="fcbench-work")
