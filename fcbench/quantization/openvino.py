@@ -182,7 +182,11 @@ class OpenvinoPtq(QuantMethod):
     def quantize(self, source: Source, options: Any, spec: Spec, out: Path, context: Any) -> Quantized:
         import nncf
         import openvino as ov
-        from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, QuantizationParameters
+        from nncf.quantization.advanced_parameters import (
+            AdvancedAccuracyRestorerParameters,
+            AdvancedQuantizationParameters,
+            QuantizationParameters,
+        )
 
         src = source.float_artifact("openvino")
         model = _read(src)
@@ -208,9 +212,14 @@ class OpenvinoPtq(QuantMethod):
         extra: dict[str, Any] = {}
         if spec.max_drop is not None and spec.eval_data:
             validation = _validation(source, spec)
+            # one ranking worker: NNCF picks the count from how long a compile took, and with two or more it
+            # compiles models in threads while this one runs inference (the test process once died of
+            # SIGSEGV in CI around this step, on a loaded machine); sequential is deterministic
             quantized = nncf.quantize_with_accuracy_control(
                 model, calibration, nncf.Dataset(validation.items()), validation, max_drop=spec.max_drop / 100.0,
-                drop_type=nncf.DropType.ABSOLUTE, **kwargs)
+                drop_type=nncf.DropType.ABSOLUTE,
+                advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(num_ranking_workers=1),
+                **kwargs)
             # f32 inference, as NNCF measured the float and int8 models
             compiled = ov.Core().compile_model(quantized, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
             final = validation.metric(validation.run(compiled, validation.items()))
