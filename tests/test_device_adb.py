@@ -406,3 +406,51 @@ def test_the_real_adb_client_names_a_serial_that_is_not_attached(tmp_path, monke
         assert "error: device 'fcbench-no-such-phone' not found" in str(exc.value)
     finally:
         subprocess.run([real, "kill-server"], capture_output=True, timeout=30)
+
+
+# --- through the CLI: devices check and bench --device on the stand-in phone ------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_onnx_model(tmp_path_factory):
+    pytest.importorskip("onnxruntime")
+    from conftest import TINY_R18, train_tiny
+
+    import fcbench
+
+    root = tmp_path_factory.mktemp("adb-model")
+    fcbench.convert(checkpoint=str(train_tiny(root, TINY_R18)), to=["onnx"], out=str(root / "onnx"))
+    (onnx,) = (root / "onnx").glob("*.onnx")
+    return onnx
+
+
+def test_devices_check_and_bench_device_on_the_standin_phone(phone, cli, in_tmp, tiny_onnx_model):
+    """`devices check` says which backends the phone's tools run; `bench --device` runs the native tool there
+    and stores a row from the tool's own statistics (no samples), with the phone's fingerprint; a backend with
+    no tool (OpenCV DNN) is a failed cell saying so."""
+    tools = phone / "data" / "local" / "tmp"
+    (tools / "onnxruntime_perf_test.out").write_text(fixture("onnxruntime_perf_test-cpu"))
+    _script(tools / "onnxruntime_perf_test", f'#!/bin/sh\ncat "{tools}/onnxruntime_perf_test.out"\n')
+    (in_tmp / "devices").mkdir()
+    (in_tmp / "devices" / "pixel.toml").write_text(
+        f'driver = "adb"\nserial = "{SERIAL}"\nbackends = ["ort-cpu", "tflite-gpu", "opencv-cpu"]\n'
+        '[tools]\nonnxruntime_perf_test = "/data/local/tmp/onnxruntime_perf_test"\n'
+        'benchmark_model = "/data/local/tmp/nothing_here"\n[measure]\nretries = 0\n')
+    r = cli("devices", "check", "pixel", "--format", "json")
+    assert r.code == 0, r.err
+    (check,) = json.loads(r.out)
+    assert check["info"]["model"] == "Pixel 4a" and check["info"]["battery"]["level"] == 87
+    runs = {b["backend"]: b for b in check["backends"]}
+    assert runs["ort-cpu"]["runs"] and runs["ort-cpu"]["tool"] == "onnxruntime_perf_test"
+    assert not runs["tflite-gpu"]["runs"] and "nothing_here" in runs["tflite-gpu"]["reason"]
+    assert not runs["opencv-cpu"]["runs"] and "OpenCV" in runs["opencv-cpu"]["reason"]
+    r = cli("bench", tiny_onnx_model, "--backend", "ort-cpu,opencv-cpu", "--device", "pixel", "--store", "s.sqlite")
+    assert r.code == 1, r.err  # opencv-cpu has no tool on Android: a failed cell
+    from fcbench.results.store import Store
+
+    with Store(in_tmp / "s.sqlite") as s:
+        rows = {row["backend"]: row for row in s.query(kind="speed")}
+    ort = rows["onnxruntime"]
+    assert ort["device"] == "pixel" and ort["extra"]["status"] == "ok" and ort["samples_ms"] == []
+    assert ort["extra"]["stats_from"] == "onnxruntime_perf_test" and ort["p50_ms"] > 0 and ort["runs"] > 0
+    assert ort["device_fingerprint"] and ort["device_info"].get("model") == "Pixel 4a"
+    assert rows["opencv-dnn"]["extra"]["status"] == "failed" and "OpenCV" in rows["opencv-dnn"]["extra"]["reason"]

@@ -64,6 +64,8 @@ def probe(device: Any, specs: list[str], timeout: float = 300) -> dict[str, Any]
     """The device's answer to ``fcbench.worker --probe`` (or the driver's own ``probe``)."""
     if hasattr(device, "probe"):
         return device.probe(specs)
+    if hasattr(device, "bench_native"):
+        return _probe_native(device, specs, timeout)
     from fcbench.devices.runner import device_python
 
     rc, out, err = device.exec([*device_python(device), "-m", "fcbench.worker", "--probe", *specs], timeout=timeout)
@@ -71,6 +73,35 @@ def probe(device: Any, specs: list[str], timeout: float = 300) -> dict[str, Any]
         last = [ln for ln in (err or out or "").splitlines() if ln.strip()]
         raise FcbenchError(f"the probe exited {rc} on the device: {last[-1] if last else 'no output'}")
     return json.loads(out.strip().splitlines()[-1])
+
+
+def _probe_native(device: Any, specs: list[str], timeout: float) -> dict[str, Any]:
+    """A device without Python (adb): each backend runs through its runtime's native tool; is the tool the
+    profile names there and executable?"""
+    import shlex
+
+    from fcbench.devices import native
+
+    tools = getattr(device, "tools", {}) or {}
+    found: dict[str, str] = {}
+    for tool, path in tools.items():
+        rc, _, _ = device.exec(["sh", "-c", f"test -x {shlex.quote(path)}"], timeout=timeout)
+        found[tool] = f"{path} ({'found' if rc == 0 else 'missing'})"
+    out: dict[str, Any] = {}
+    for text in specs:
+        plugin, _, variant = text.partition(":")
+        tool, why = native.tool_for(plugin, variant)
+        if tool is None:
+            out[text] = {"ok": False, "reason": why}
+        elif tool not in tools:
+            out[text] = {"ok": False, "tool": tool, "reason": f"needs {tool}: add [tools] {tool} = \"PATH\" to the "
+                                                              "profile and push the binary there"}
+        elif found[tool].endswith("(missing)"):
+            out[text] = {"ok": False, "tool": tool, "reason": f"{tool} is not at {tools[tool]} on the device (or not "
+                                                              "executable): push it there and chmod +x it"}
+        else:
+            out[text] = {"ok": True, "tool": tool, "reason": ""}
+    return {"backends": out, "tools": found}
 
 
 def check_device(name: str) -> dict[str, Any]:

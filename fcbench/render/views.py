@@ -325,10 +325,17 @@ def devices(result, fmt: str) -> list[Any]:
             if info.get(key):
                 table.add_row(label, plain(str(info[key])))
         table.add_row("cores", plain(c["cores"]))
-        for key, label, unit in (("governor", "governor", ""), ("temperature_c", "temperature", " C"),
-                                 ("battery_level", "battery", " %"), ("battery_temp_c", "battery temperature", " C")):
+        for key, label, unit in (("governor", "governor", ""), ("temperature_c", "temperature", " C")):
             if info.get(key) is not None:
                 table.add_row(label, plain(f"{info[key]}{unit}"))
+        battery = info.get("battery") or {}
+        if battery:
+            parts = [f"{battery['level']} %" if "level" in battery else "",
+                     f"{battery['temperature_c']} C" if "temperature_c" in battery else "",
+                     "charging" if battery.get("charging") else ""]
+            table.add_row("battery", plain(", ".join(p for p in parts if p)))
+        if info.get("emulated"):
+            table.add_row("emulated", plain(f"{info['emulated']} (its times mean nothing)"))
         if info.get("fingerprint"):
             table.add_row("fingerprint", plain(info["fingerprint"]))
         for tool, where in (c.get("tools") or {}).items():
