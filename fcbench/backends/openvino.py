@@ -162,8 +162,9 @@ class _OvSession(Session):
         return out
 
     def close(self) -> None:
-        self.request = None
-        self.compiled = None
+        with keep_sigaltstack():  # releasing a compiled model swaps the thread's signal stack too
+            self.request = None
+            self.compiled = None
 
 
 @functools.lru_cache(maxsize=1)

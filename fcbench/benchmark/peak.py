@@ -66,12 +66,16 @@ def _openvino_gemm(n: int, threads: int) -> dict[str, float]:
     out = {}
     caps = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     precisions = ["f32"] + (["bf16"] if "BF16" in caps else []) + (["f16"] if "FP16" in caps else [])
+    from fcbench.backends.openvino import keep_sigaltstack
+
     for prec in precisions:
-        compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": prec,
-                                                     "INFERENCE_NUM_THREADS": threads,
-                                                     "PERFORMANCE_HINT": "LATENCY"})
-        req = compiled.create_infer_request()
-        out[prec] = 2 * n**3 / _best_seconds(lambda r=req: r.infer({0: a})) / 1e9
+        with keep_sigaltstack():  # OpenVINO swaps the thread's signal stack as it compiles and releases
+            compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": prec,
+                                                         "INFERENCE_NUM_THREADS": threads,
+                                                         "PERFORMANCE_HINT": "LATENCY"})
+            req = compiled.create_infer_request()
+            out[prec] = 2 * n**3 / _best_seconds(lambda r=req: r.infer({0: a})) / 1e9
+            del req, compiled
     return out
 
 

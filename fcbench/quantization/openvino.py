@@ -180,6 +180,21 @@ class OpenvinoPtq(QuantMethod):
         return [op.get_friendly_name() for op in _ops(_read(source.float_artifact("openvino")))]
 
     def quantize(self, source: Source, options: Any, spec: Spec, out: Path, context: Any) -> Quantized:
+        """NNCF compiles and releases many OpenVINO models (in threads, too); OpenVINO's CPU plugin swaps the
+        calling thread's alternate signal stack as it does, and a model released out of order leaves it
+        pointing at freed memory, so the next signal (SIGCHLD from any subprocess) crashed the process with
+        SIGSEGV. Everything OpenVINO made here is released inside ``keep_sigaltstack``."""
+        import gc
+
+        from fcbench.backends.openvino import keep_sigaltstack
+
+        with keep_sigaltstack():
+            try:
+                return self._quantize(source, options, spec, out, context)
+            finally:
+                gc.collect()
+
+    def _quantize(self, source: Source, options: Any, spec: Spec, out: Path, context: Any) -> Quantized:
         import nncf
         import openvino as ov
         from nncf.quantization.advanced_parameters import (
@@ -213,8 +228,7 @@ class OpenvinoPtq(QuantMethod):
         if spec.max_drop is not None and spec.eval_data:
             validation = _validation(source, spec)
             # one ranking worker: NNCF picks the count from how long a compile took, and with two or more it
-            # compiles models in threads while this one runs inference (the test process once died of
-            # SIGSEGV in CI around this step, on a loaded machine); sequential is deterministic
+            # compiles models in threads while this one runs inference; sequential is deterministic
             quantized = nncf.quantize_with_accuracy_control(
                 model, calibration, nncf.Dataset(validation.items()), validation, max_drop=spec.max_drop / 100.0,
                 drop_type=nncf.DropType.ABSOLUTE,
@@ -223,6 +237,7 @@ class OpenvinoPtq(QuantMethod):
             # f32 inference, as NNCF measured the float and int8 models
             compiled = ov.Core().compile_model(quantized, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
             final = validation.metric(validation.run(compiled, validation.items()))
+            del compiled
             left = float_layers(quantized)
             reverted = [n for n in left if n not in spec.keep_float]
             drop = 100.0 * (validation.seen[0] - final)
