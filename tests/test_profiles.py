@@ -90,11 +90,15 @@ def test_bad_profiles_name_the_file(cwd):
 
 
 def test_device_profiles_use_the_same_lookup(cwd, monkeypatch):
-    assert profile_files.find("devices") == {}  # none built in yet
+    builtin = profile_files.find("devices")
+    assert {"localhost", "poco-x3", "rpi4"} <= set(builtin) and {f.origin for f in builtin.values()} == {"builtin"}
     _write(cwd / "devices", "pixel", 'driver = "adb"\n')
+    _write(cwd / "devices", "poco-x3", 'driver = "adb"\nserial = "mine"\n')
     _write(cwd / "env-devices", "pixel", 'driver = "ssh"\n')
     found = profile_files.find("devices")
     assert found["pixel"].origin == "cwd" and found["pixel"].read() == {"driver": "adb"}
+    assert found["poco-x3"].origin == "cwd" and found["poco-x3"].shadows  # the working dir's file wins
+    assert found["rpi4"].origin == "builtin"
     monkeypatch.setenv("FCBENCH_DEVICES", str(cwd / "env-devices"))
     found = profile_files.find("devices")
     assert found["pixel"].origin == "env" and found["pixel"].read() == {"driver": "ssh"}
