@@ -1,19 +1,26 @@
-"""The results store: one SQLite table of measurements, owned by this module alone.
+"""The results store: one table of measurements, owned by this module (and :mod:`fcbench.results.sql`
+for PostgreSQL) alone.
 
 Every figure becomes a row the moment it exists (one transaction per row), so a crash
 mid-run loses nothing already measured. The schema follows ARCHITECTURE.md; fields a
 row does not use stay NULL. ``extra`` holds JSON for what does not fit a column yet
 (placement, failure reasons, ...), so readers added later need no migration.
 
-The schema has a version (SQLite's ``user_version``). Opening an older store migrates it
-in place, in one transaction, through ``MIGRATIONS`` (version n -> n + 1, in order); a
-newer store is refused.
+Two backends keep the same table and the same guarantees: an SQLite file (a path: the embedded
+default, through the standard library's ``sqlite3``) and a PostgreSQL database (a
+``postgresql://user@host:port/db`` URL, through SQLAlchemy Core and psycopg, see
+:mod:`fcbench.results.sql`) that several CI runners and device hosts write at once.
+
+The schema has a version (SQLite's ``user_version``; on PostgreSQL the row ``schema_version`` of
+the table ``fcbench_meta``). Opening an older store migrates it in place, in one transaction,
+through ``MIGRATIONS`` (version n -> n + 1, in order); a newer store is refused.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -93,6 +100,8 @@ def options_hash(options: dict[str, Any]) -> str:
 
 
 def _sql_type(f) -> str:
+    """The column's type as SQLite spells it (a backend maps it to its own: REAL is DOUBLE PRECISION on
+    PostgreSQL)."""
     if f.type in ("int | None",):
         return "INTEGER"
     if f.type in ("float | None",):
@@ -100,45 +109,196 @@ def _sql_type(f) -> str:
     return "TEXT"
 
 
-_DDL = (
-    "CREATE TABLE IF NOT EXISTS results (id INTEGER PRIMARY KEY AUTOINCREMENT, "
-    + ", ".join(f"{f.name} {_sql_type(f)}" for f in fields(Row))
-    + ")"
-)
+_TEXT_COLUMNS = {f.name for f in fields(Row) if _sql_type(f) == "TEXT"}
+_URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*):/(?P<rest>.*)$")  # also a URL that went through Path
 
 
-# --- migrations: MIGRATIONS[n] takes a store from version n to n + 1, inside the caller's transaction.
-# Each names its columns literally: it must do the same thing however Row changes later.
+def is_url(store: str | Path | None) -> bool:
+    """Whether a ``--store`` value is a database URL (``postgresql://...``) rather than an SQLite file path.
+    A URL that went through ``Path`` (which folds ``//`` into ``/``) still counts."""
+    m = _URL.match(str(store or ""))
+    return bool(m) and len(m["scheme"]) > 1  # a one-letter scheme is a Windows drive (C:/...)
 
-def _add_columns(db: sqlite3.Connection, columns: dict[str, tuple[str, Any]]) -> None:
+
+def _url_text(store: str | Path) -> str:
+    """The URL as given, with the ``//`` that ``Path`` folded away put back."""
+    m = _URL.match(str(store))
+    assert m is not None
+    rest = m["rest"]
+    if not rest.startswith("/"):
+        rest = "/" + rest
+    return f"{m['scheme']}:/{rest}"
+
+
+def _sqlite_url_path(url: str) -> Path | None:
+    """The file an ``sqlite:///path`` URL names (four slashes: an absolute path), else None."""
+    m = re.match(r"^sqlite:///(?P<path>.+)$", url)
+    return Path(m["path"]) if m else None
+
+
+def local_dir(store: str | Path | None) -> Path:
+    """The folder that keeps a run's local files (``logs/``, ``worker-logs/``): the SQLite store's folder,
+    or ``results/`` in the working directory for a database URL."""
+    if is_url(store):
+        path = _sqlite_url_path(_url_text(store))  # type: ignore[arg-type]
+        return path.parent if path else DEFAULT_STORE.parent
+    return Path(store or DEFAULT_STORE).parent
+
+
+def check_store(store: str | Path, option: str = "--store") -> str | Path:
+    """A results store checked before a verb runs. A path: as :func:`fcbench.paths.store_file` (nothing is
+    created). A URL: the server is reached and the schema version read (a newer one is refused), so an
+    unreachable database fails with one line before any work. Returns the path, or the URL as given."""
+    from fcbench.paths import store_file
+
+    if not is_url(store):
+        return store_file(store, option)
+    url = _url_text(store)
+    path = _sqlite_url_path(url)
+    if path is not None:
+        return store_file(path, option)
+    from fcbench.results.sql import open_database
+
+    db = open_database(url, option)
+    try:
+        version = db.version()  # read only: the tables are made when rows first come
+        if version > SCHEMA_VERSION:
+            raise _newer(db.where, version)
+    finally:
+        db.close()
+    return url
+
+
+def _newer(where: str | Path, version: int) -> FcbenchError:
+    return FcbenchError(f"results store {where} has schema version {version}, newer than this fcbench "
+                        f"({SCHEMA_VERSION}); upgrade fcbench or use another --store")
+
+
+class Database(Protocol):
+    """What a backend gives :class:`Store`: SQL with ``:name`` parameters in, rows as tuples out.
+
+    ``execute`` outside :meth:`exclusive` runs in a transaction of its own; inside it, in the exclusive one."""
+
+    where: str  # the store as messages name it: the path, or the URL without its password
+    kind: str  # 'SQLite' or 'PostgreSQL'
+    errors: tuple[type[BaseException], ...]  # the driver's errors (a failed migration is reported, not raised)
+
+    def execute(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple]: ...
+
+    def executemany(self, sql: str, params: list[dict[str, Any]]) -> None: ...
+
+    def insert(self, sql: str, params: dict[str, Any]) -> int: ...
+
+    def columns(self) -> set[str]: ...
+
+    def has_table(self) -> bool: ...
+
+    def version(self) -> int: ...
+
+    def set_version(self, version: int) -> None: ...
+
+    def exclusive(self) -> Any: ...  # a context manager: one transaction, one process at a time
+
+    def sql_type(self, generic: str) -> str: ...
+
+    def id_column(self) -> str: ...
+
+    def close(self) -> None: ...
+
+
+class _Sqlite:
+    """The embedded backend: one SQLite file in WAL mode through :mod:`sqlite3`."""
+
+    kind = "SQLite"
+    errors: tuple[type[BaseException], ...] = (sqlite3.DatabaseError,)
+
+    def __init__(self, path: Path) -> None:
+        self.where = str(path)
+        self.db = sqlite3.connect(str(path), timeout=30.0)
+
+    def execute(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple]:
+        return self.db.execute(sql, params or {}).fetchall()  # a SELECT outside a transaction opens none
+
+    def executemany(self, sql: str, params: list[dict[str, Any]]) -> None:
+        self.db.executemany(sql, params)
+
+    def insert(self, sql: str, params: dict[str, Any]) -> int:
+        with self.db:
+            cur = self.db.execute(sql, params)
+        return int(cur.lastrowid)
+
+    def columns(self) -> set[str]:
+        return {r[1] for r in self.db.execute("PRAGMA table_info(results)")}
+
+    def has_table(self) -> bool:
+        found = self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'results'").fetchone()
+        return found is not None
+
+    def version(self) -> int:
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+
+    def set_version(self, version: int) -> None:
+        self.db.execute(f"PRAGMA user_version={int(version)}")
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        self.db.execute("BEGIN IMMEDIATE")  # one writer: a second process opening the file waits, then finds it done
+        try:
+            yield
+            self.db.commit()
+        except BaseException:
+            self.db.rollback()
+            raise
+
+    def sql_type(self, generic: str) -> str:
+        return generic
+
+    def id_column(self) -> str:
+        return "id INTEGER PRIMARY KEY AUTOINCREMENT"
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def _ddl(db: Database) -> str:
+    return (f"CREATE TABLE IF NOT EXISTS results ({db.id_column()}, "
+            + ", ".join(f"{f.name} {db.sql_type(_sql_type(f))}" for f in fields(Row)) + ")")
+
+
+# --- migrations: MIGRATIONS[n] takes a store from version n to n + 1, inside the caller's transaction, on
+# either backend (SQL with :name parameters through ``Database.execute``; types as SQLite spells them, which
+# ``_add_columns`` maps). Each names its columns literally: it must do the same thing however Row changes later.
+
+def _add_columns(db: Database, columns: dict[str, tuple[str, Any]]) -> None:
     """Add each column (name: (SQL type, value for the rows already there)) the table lacks."""
-    have = {r[1] for r in db.execute("PRAGMA table_info(results)")}
+    have = db.columns()
     for name, (sql_type, value) in columns.items():
         if name not in have:
-            db.execute(f"ALTER TABLE results ADD COLUMN {name} {sql_type}")
+            db.execute(f"ALTER TABLE results ADD COLUMN {name} {db.sql_type(sql_type)}")
             if value is not None:
-                db.execute(f"UPDATE results SET {name} = ?", (value,))
+                db.execute(f"UPDATE results SET {name} = :value", {"value": value})
 
 
-def _v1_to_v2(db: sqlite3.Connection) -> None:
+def _v1_to_v2(db: Database) -> None:
     """Row identity columns; per-run timings leave ``extra`` for their own column; checkpoints are
     ``fcbench-ckpt`` in every row (quality rows said ``pytorch``)."""
     _add_columns(db, {"profile": ("TEXT", ""), "options_hash": ("TEXT", ""), "device_fingerprint": ("TEXT", ""),
                       "device_info": ("TEXT", "{}"), "samples_ms": ("TEXT", "[]")})
     moved = []
-    for row_id, text in db.execute("SELECT id, extra FROM results WHERE extra LIKE '%samples_ms%'").fetchall():
+    for row_id, text in db.execute("SELECT id, extra FROM results WHERE extra LIKE '%samples_ms%' ORDER BY id"):
         try:
             extra = json.loads(text)
         except (TypeError, ValueError):
             continue  # not JSON: left as it is
         if isinstance(extra, dict) and isinstance(extra.get("samples_ms"), list):
             samples = extra.pop("samples_ms")
-            moved.append((json.dumps(samples), json.dumps(extra, sort_keys=True), row_id))
-    db.executemany("UPDATE results SET samples_ms = ?, extra = ? WHERE id = ?", moved)
+            moved.append({"samples": json.dumps(samples), "extra": json.dumps(extra, sort_keys=True), "id": row_id})
+    if moved:
+        db.executemany("UPDATE results SET samples_ms = :samples, extra = :extra WHERE id = :id", moved)
     db.execute("UPDATE results SET format = 'fcbench-ckpt' WHERE format = 'pytorch'")
 
 
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2}
+MIGRATIONS: dict[int, Callable[[Database], None]] = {1: _v1_to_v2}
 
 
 def _empty_value(f) -> Any:
@@ -153,26 +313,48 @@ class HasRows(Protocol):
     def to_rows(self) -> Iterable[Row]: ...
 
 
+_INSERT = f"INSERT INTO results ({', '.join(COLUMNS)}) VALUES ({', '.join(':' + c for c in COLUMNS)})"
+
+
 class Store:
-    """SQLite results store. Use as a context manager or call ``close()``."""
+    """The results store: an SQLite file (a path; the default) or a PostgreSQL database (a
+    ``postgresql://user@host:port/db`` URL). Use as a context manager or call ``close()``.
+
+    ``path`` names the store in messages: the file's path, or the URL without its password;
+    ``backend`` is ``'sqlite'`` or ``'postgresql'``."""
 
     def __init__(self, path: str | Path = DEFAULT_STORE) -> None:
         from fcbench.paths import store_file
 
-        self.path = store_file(path)  # a directory or a file of another kind: one line, before SQLite's
+        url_path = _sqlite_url_path(_url_text(path)) if is_url(path) else None
+        if is_url(path) and url_path is None:
+            from fcbench.results.sql import open_database
+
+            self._db: Database = open_database(_url_text(path))
+            self.path: Path | str = self._db.where
+            self.backend = "postgresql"
+            try:
+                self._upgrade()
+            except BaseException:
+                self._db.close()
+                raise
+            return
+        self.backend = "sqlite"
+        # a directory or a file of another kind: one line, before SQLite's
+        self.path = path = store_file(url_path if url_path is not None else path)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(self.path), timeout=30.0)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = db = _Sqlite(path)
         except sqlite3.DatabaseError as exc:
             raise self._not_sqlite(exc) from exc
         try:
-            self._db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA journal_mode=WAL")
             self._upgrade()
         except sqlite3.DatabaseError as exc:
-            self._db.close()
+            db.close()
             raise self._not_sqlite(exc) from exc
         except BaseException:
-            self._db.close()
+            db.close()
             raise
 
     def _not_sqlite(self, exc: Exception) -> FcbenchError:
@@ -180,43 +362,35 @@ class Store:
                             "point --store at another file")
 
     def _version(self) -> int:
-        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        version = self._db.version()
         if version > SCHEMA_VERSION:
-            raise FcbenchError(
-                f"results store {self.path} has schema version {version}, newer than this fcbench "
-                f"({SCHEMA_VERSION}); upgrade fcbench or use another --store"
-            )
+            raise _newer(self.path, version)
         return version
 
-    def _has_table(self) -> bool:
-        found = self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'results'").fetchone()
-        return found is not None
-
     def _upgrade(self) -> None:
-        """Create the table in a new file; migrate an older store in place, all in one transaction
+        """Create the table in a new store; migrate an older store in place, all in one transaction
         (a failure leaves it as it was); leave a current one untouched."""
-        if self._version() == SCHEMA_VERSION and self._has_table():
-            return
         db = self._db
-        db.execute("BEGIN IMMEDIATE")  # one writer: a second process opening the file waits, then finds it done
-        try:
+        if self._version() == SCHEMA_VERSION and db.has_table():
+            return
+        with db.exclusive():  # a second process opening the store waits, then finds it done
             version = self._version()  # again, under the lock
-            if not self._has_table():
-                db.execute(_DDL)
+            if not db.has_table():
+                db.execute(_ddl(db))
             elif version < SCHEMA_VERSION:
                 for v in range(max(version, 1), SCHEMA_VERSION):  # 0 with a table: written before versions
                     try:
                         MIGRATIONS[v](db)
-                    except sqlite3.DatabaseError as exc:
+                    except db.errors as exc:
+                        from fcbench.errors import first_line
+
                         raise FcbenchError(f"results store {self.path}: migrating schema version {v} to {v + 1} "
-                                           f"failed ({exc}); the file is unchanged") from exc
-                # files from before versions were stamped may lack columns of any version
+                                           f"failed ({first_line(exc)}); the "
+                                           f"{'file' if self.backend == 'sqlite' else 'database'} is unchanged"
+                                           ) from exc
+                # stores from before versions were stamped may lack columns of any version
                 _add_columns(db, {f.name: (_sql_type(f), _empty_value(f)) for f in fields(Row)})
-            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            db.commit()
-        except BaseException:
-            db.rollback()
-            raise
+            db.set_version(SCHEMA_VERSION)
 
     def __enter__(self) -> Store:
         return self
@@ -249,16 +423,11 @@ class Store:
         return ids
 
     def _insert(self, row: Row) -> int:
-        values = []
+        values = {}
         for name in COLUMNS:
             v = getattr(row, name)
-            values.append(json.dumps(v, sort_keys=True) if name in _JSON_COLUMNS else v)
-        with self._db:
-            cur = self._db.execute(
-                f"INSERT INTO results ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
-                values,
-            )
-        return int(cur.lastrowid)
+            values[name] = json.dumps(v, sort_keys=True) if name in _JSON_COLUMNS else v
+        return self._db.insert(_INSERT, values)
 
     def add_many(self, rows: Iterable[Row]) -> None:
         for row in rows:
@@ -276,16 +445,16 @@ class Store:
     ) -> list[dict[str, Any]]:
         """Rows as dicts, oldest first, filtered by the given fields. JSON columns come decoded
         (``samples_ms`` a list, ``device_info`` a dict)."""
-        where, args = [], []
+        where, args = [], {}
         if last_run:
-            latest = self._db.execute("SELECT run_id FROM results ORDER BY id DESC LIMIT 1").fetchone()
-            if latest is None:
+            latest = self._db.execute("SELECT run_id FROM results ORDER BY id DESC LIMIT 1")
+            if not latest:
                 return []
-            run_id = latest[0]
+            run_id = latest[0][0]
         for col, val in (("run_id", run_id), ("kind", kind), ("model", model), ("metric", metric)):
             if val is not None:
-                where.append(f"{col} = ?")
-                args.append(val)
+                where.append(f"{col} = :{col}")
+                args[col] = val
         sql = "SELECT id, " + ", ".join(COLUMNS) + " FROM results"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -297,8 +466,8 @@ class Store:
         """The distinct non-empty values of ``column`` (a Row field), in the order they first appear."""
         if column not in COLUMNS:
             raise ValueError(f"no column {column!r}")
-        sql = f"SELECT {column} FROM results WHERE {column} IS NOT NULL AND {column} != '' GROUP BY {column} " \
-              "ORDER BY MIN(id)"
+        empty = f" AND {column} != ''" if column in _TEXT_COLUMNS else ""
+        sql = f"SELECT {column} FROM results WHERE {column} IS NOT NULL{empty} GROUP BY {column} ORDER BY MIN(id)"
         return [str(r[0]) for r in self._db.execute(sql)]
 
     def why_empty(self, filters: dict[str, str | None]) -> str:
@@ -306,7 +475,7 @@ class Store:
         (with the closest one and those the store holds), or values that exist but never together."""
         from fcbench.errors import suggest
 
-        if self._db.execute("SELECT 1 FROM results LIMIT 1").fetchone() is None:
+        if not self._db.execute("SELECT 1 FROM results LIMIT 1"):
             return (f"results store {self.path} is empty (no rows yet); run train, eval, bench or compress with "
                     f"--store {self.path} first")
         given = {col: val for col, val in filters.items() if val is not None}

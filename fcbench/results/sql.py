@@ -1,0 +1,197 @@
+"""The results store on PostgreSQL, through SQLAlchemy Core and psycopg 3 (``pip install 'fcbench[postgres]'``).
+
+:class:`fcbench.results.store.Store` chooses this backend for a ``postgresql://`` (or ``postgresql+psycopg://``,
+``postgres://``) URL and keeps everything else (rows, JSON columns, migrations) in one place; this module only
+connects, runs SQL and keeps the schema version. Imported only for a URL, so an SQLite store never pays for
+SQLAlchemy's import.
+
+* Tables: ``results`` (the same columns as SQLite's, REAL as DOUBLE PRECISION, JSON columns as TEXT holding the
+  same JSON, ``id`` an identity column) and ``fcbench_meta`` (``key``, ``value``) whose row ``schema_version`` is
+  the schema version. A ``results`` table without ``fcbench_meta`` is somebody else's and is refused.
+* Transactions: one per row written; every read is a transaction of its own, so no connection sits idle in a
+  transaction holding locks; creating or migrating the schema takes a transaction-scoped advisory lock, so two
+  processes opening a new database at once create it once.
+* Credentials: the URL's, else libpq's own (``PGPASSFILE``, ``~/.pgpass``, ``PGPASSWORD``, ``PGUSER``,
+  ``PGHOST``, ``PGPORT`` ...); nothing is read from a file of this repository. Messages show the URL with its
+  password masked.
+* A connect timeout (``FCBENCH_PG_CONNECT_TIMEOUT`` seconds, default 5; ``?connect_timeout=`` in the URL or
+  ``PGCONNECT_TIMEOUT`` win) makes an unreachable server one line, quickly.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from fcbench.errors import FcbenchError
+
+_LOCK_KEY = 0x6663_6265_6E63_68  # pg_advisory_xact_lock key of schema changes ('fcbench' in hex)
+DEFAULT_CONNECT_TIMEOUT_S = 5
+_TYPES = {"INTEGER": "BIGINT", "REAL": "DOUBLE PRECISION", "TEXT": "TEXT"}
+_INSTALL = "pip install 'fcbench[postgres]'"
+
+
+def _reason(exc: BaseException) -> str:
+    """What libpq said, on one line, without its 'connection to server at ... failed:' preamble."""
+    orig = getattr(exc, "orig", None) or exc
+    lines = [ln.strip() for ln in str(orig).splitlines() if ln.strip()]
+    text = lines[0] if lines else type(orig).__name__
+    text = re.sub(r"^connection failed:\s*", "", text)
+    text = re.sub(r"^connection to server (at|on) .*? failed:\s*", "", text)
+    text = re.sub(r"^(FATAL|ERROR):\s+", "", text)
+    return text.rstrip(".") or type(orig).__name__
+
+
+def _hint(reason: str, database: str) -> str:
+    low = reason.lower()
+    if "password" in low or "authentication" in low:
+        return "give the password in the URL (postgresql://user:PASSWORD@host:port/db), a PGPASSFILE or PGPASSWORD"
+    if "database" in low and "does not exist" in low:
+        return f"create it (createdb {database}) or name another database in the URL"
+    if "role" in low and "does not exist" in low:
+        return "name an existing user in the URL (postgresql://USER@host:port/db) or PGUSER"
+    if "permission denied" in low:
+        return "grant the user CREATE on the database's schema (or connect as its owner)"
+    return "is the server running there? check the URL's host and port"
+
+
+class Postgres:
+    """One connection to a PostgreSQL database, kept for the Store's life (see the module's docstring)."""
+
+    kind = "PostgreSQL"
+
+    def __init__(self, url: str, option: str = "--store") -> None:
+        try:
+            import sqlalchemy as sa
+            from sqlalchemy import exc as sa_exc
+            from sqlalchemy.engine import make_url
+            from sqlalchemy.pool import NullPool
+        except ImportError:
+            raise FcbenchError(f"results store {_masked(url)}: a PostgreSQL store needs SQLAlchemy and psycopg, "
+                               f"which are not installed; {_INSTALL}") from None
+        self._sa = sa
+        self.errors: tuple[type[BaseException], ...] = (sa_exc.DBAPIError,)
+        try:
+            given = make_url(url)
+        except (sa_exc.ArgumentError, ValueError) as exc:
+            raise FcbenchError(f"results store {_masked(url)}: not a database URL ({exc}); "
+                               f"{option} takes postgresql://user@host:port/database or an SQLite file path") from None
+        self.where = given.render_as_string(hide_password=True)
+        driver = given.drivername
+        if driver in ("postgresql", "postgres"):
+            given = given.set(drivername="postgresql+psycopg")
+        elif not driver.startswith("postgresql+"):
+            raise FcbenchError(f"results store {self.where}: '{driver}' databases are not supported; {option} takes "
+                               "postgresql://user@host:port/database or an SQLite file path")
+        query = dict(given.query)
+        self.host = str(query.get("host") or given.host or os.environ.get("PGHOST") or "localhost")
+        self.port = str(given.port or query.get("port") or os.environ.get("PGPORT") or 5432)
+        self.database = given.database or os.environ.get("PGDATABASE") or given.username or "postgres"
+        connect_args: dict[str, Any] = {}
+        if "connect_timeout" not in query and not os.environ.get("PGCONNECT_TIMEOUT"):
+            connect_args["connect_timeout"] = int(os.environ.get("FCBENCH_PG_CONNECT_TIMEOUT")
+                                                  or DEFAULT_CONNECT_TIMEOUT_S)
+        if "application_name" not in query:
+            connect_args["application_name"] = "fcbench"
+        try:
+            self.engine = sa.create_engine(given, poolclass=NullPool, connect_args=connect_args)
+        except (ImportError, sa_exc.NoSuchModuleError) as exc:
+            raise FcbenchError(f"results store {self.where}: cannot load the driver '{given.drivername}' "
+                               f"({exc}); {_INSTALL}") from None
+        try:
+            self.conn = self.engine.connect()
+        except sa_exc.DBAPIError as exc:
+            self.engine.dispose()
+            raise self._unreachable(exc) from None
+
+    def _unreachable(self, exc: BaseException) -> FcbenchError:
+        reason = _reason(exc)
+        at = f"socket {self.host} port {self.port}" if self.host.startswith("/") else f"{self.host}:{self.port}"
+        return FcbenchError(f"results store {self.where}: cannot connect to PostgreSQL at {at} ({reason}); "
+                            f"{_hint(reason, self.database)}")
+
+    def _run(self, sql: str, params: Any) -> list[tuple]:
+        result = self.conn.execute(self._sa.text(sql), params)
+        return [tuple(r) for r in result.fetchall()] if result.returns_rows else []
+
+    def _alone(self, sql: str, params: Any) -> list[tuple]:
+        """``sql`` in the exclusive transaction when one is open, else in a transaction of its own."""
+        if self.conn.in_transaction():
+            return self._run(sql, params)
+        try:
+            with self.conn.begin():
+                return self._run(sql, params)
+        except self.errors as exc:
+            if getattr(exc, "connection_invalidated", False) or self.conn.invalidated:
+                raise FcbenchError(f"results store {self.where}: lost the connection to PostgreSQL at "
+                                   f"{self.host}:{self.port} ({_reason(exc)}); rows written before are kept, "
+                                   "run again when the server is back") from None
+            raise
+
+    def execute(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple]:
+        return self._alone(sql, params or {})
+
+    def executemany(self, sql: str, params: list[dict[str, Any]]) -> None:
+        self._alone(sql, params)
+
+    def insert(self, sql: str, params: dict[str, Any]) -> int:
+        return int(self._alone(sql + " RETURNING id", params)[0][0])
+
+    def _has(self, table: str) -> bool:
+        found = self.execute("SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() "
+                             "AND table_name = :t", {"t": table})
+        return bool(found)
+
+    def has_table(self) -> bool:
+        return self._has("results")
+
+    def columns(self) -> set[str]:
+        return {r[0] for r in self.execute("SELECT column_name FROM information_schema.columns "
+                                           "WHERE table_schema = current_schema() AND table_name = 'results'")}
+
+    def version(self) -> int:
+        if not self._has("fcbench_meta"):
+            if self.has_table():
+                raise FcbenchError(f"results store {self.where}: the database has a table 'results' that fcbench "
+                                   "did not write (no fcbench_meta table); use another database, or a schema of "
+                                   "its own (?options=-csearch_path%3DNAME in the URL)")
+            return 0
+        found = self.execute("SELECT value FROM fcbench_meta WHERE key = 'schema_version'")
+        return int(found[0][0]) if found else 0
+
+    def set_version(self, version: int) -> None:
+        self.execute("CREATE TABLE IF NOT EXISTS fcbench_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        self.execute("INSERT INTO fcbench_meta (key, value) VALUES ('schema_version', :v) "
+                     "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", {"v": str(int(version))})
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """One transaction (DDL included: PostgreSQL's is transactional) holding the schema lock."""
+        with self.conn.begin():
+            self._run("SELECT pg_advisory_xact_lock(:k)", {"k": _LOCK_KEY})
+            yield
+
+    def sql_type(self, generic: str) -> str:
+        return _TYPES[generic]
+
+    def id_column(self) -> str:
+        return "id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY"
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        finally:
+            self.engine.dispose()
+
+
+def _masked(url: str) -> str:
+    """``url`` with the password between ``user:`` and ``@`` replaced by ``***`` (when SQLAlchemy cannot parse it)."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+
+
+def open_database(url: str, option: str = "--store") -> Postgres:
+    """Connect to the database ``url`` names; one line (FcbenchError) when that fails."""
+    return Postgres(url, option)
