@@ -1027,7 +1027,8 @@ class ResultsConfig(Checked):
     model: str | None = opt(None)
     metric: str | None = opt(None, help="A metric, or several comma-separated (accuracy,rank1)")
     limit: int | None = opt(None, min=1, help="Only the newest N rows")
-    store: str | None = opt(None, help="Results store (SQLite file). Default: results/fcbench.sqlite")
+    store: str | None = opt(None, help="Results store: an SQLite file or a postgresql://user@host:port/db URL. "
+                                        "Default: results/fcbench.sqlite")
     pivot: bool = opt(False, help="Quality rows as one line per evaluated artifact, a column per metric")
     all_runs: bool = opt(False, cli=False)  # in a recipe: every run in the store, not only this recipe's
     title: str = opt("", cli=False)

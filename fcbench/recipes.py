@@ -211,10 +211,10 @@ def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Re
             merged["pivot"] = True  # a recipe's closing table: one line per evaluated artifact
         cfg = from_mapping(verb.config, merged, where)
         if extra.get("store"):  # a store that cannot take rows fails now (and in --check), not after the work
-            from fcbench.paths import store_file
+            from fcbench.results.store import check_store
 
             try:
-                store_file(str(extra["store"]), "store:")
+                check_store(str(extra["store"]), "store:")
             except FcbenchError as exc:
                 raise FcbenchError(f"{where}: {exc}") from exc
         recipe.steps.append(RecipeStep(name, cfg, store=extra.get("store"), format=fmt))

@@ -74,7 +74,8 @@ def command(verb) -> click.Command:
                                    help=", ".join(verb.formats)))
     if verb.stores:
         params.append(click.Option(["store", "--store"], default=None,
-                                   help="Results store (SQLite file). Default: results/fcbench.sqlite"))
+                                   help="Results store: an SQLite file or a postgresql://user@host:port/db URL. "
+                                        "Default: results/fcbench.sqlite"))
 
     def callback(**raw: Any) -> int:
         from fcbench.cli.session import run_verb

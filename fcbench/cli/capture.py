@@ -24,10 +24,11 @@ from typing import IO
 
 
 def log_path(store: str | None, run_id: str) -> Path:
-    """Where a run's log is kept: ``logs/<run id>.log`` beside the results store (``results/`` by default)."""
-    from fcbench.results.store import DEFAULT_STORE
+    """Where a run's log is kept: ``logs/<run id>.log`` beside the results store (``results/`` by default, and
+    for a database URL)."""
+    from fcbench.results.store import local_dir
 
-    return Path(store or DEFAULT_STORE).parent / "logs" / f"{run_id}.log"
+    return local_dir(store) / "logs" / f"{run_id}.log"
 
 
 def _flush_c_stdio() -> None:

@@ -117,15 +117,15 @@ def run_verb(verb, cfg: Any, fmt: str, store: str | None) -> int:
     from fcbench.results.context import RunContext
     from fcbench.ui import plain, stderr_console
 
-    if verb.stores:  # a store that cannot take rows fails now, before any work (nothing is created yet)
-        from fcbench.paths import store_file
-        from fcbench.results.store import DEFAULT_STORE
+    if verb.stores:  # a store that cannot take rows fails now, before any work (nothing is created yet;
+        # a database URL: its server is reached)
+        from fcbench.results.store import DEFAULT_STORE, check_store
 
-        store_file(store or DEFAULT_STORE)
+        check_store(store or DEFAULT_STORE)
     if getattr(cfg, "worker_logs", "unset") is None:  # a failed bench worker's output is kept beside the store
-        from fcbench.results.store import DEFAULT_STORE
+        from fcbench.results.store import local_dir
 
-        cfg.worker_logs = str(Path(store or DEFAULT_STORE).parent / "worker-logs")
+        cfg.worker_logs = str(local_dir(store) / "worker-logs")
     ctx = RunContext()
     if verb.stores:  # verbs that look things up in the store (distill's teacher by name) read it here
         from fcbench.results.store import DEFAULT_STORE

@@ -180,10 +180,10 @@ def _teacher_from_file(cfg: DistillConfig, path: Path, how: str) -> Teacher:
 def _find_trained(store: str, name: str, options: dict[str, Any], source: str) -> tuple[Path | None, str]:
     """The newest checkpoint in ``store`` that ``train`` wrote for model ``name`` on data ``source`` whose
     options include ``options``; (None, why not) when there is none."""
-    from fcbench.results.store import Store
+    from fcbench.results.store import Store, is_url
     from fcbench.training.checkpoint import load_checkpoint
 
-    if not store or not Path(store).is_file():
+    if not store or not (is_url(store) or Path(store).is_file()):
         return None, f"no results store at {store or '(none)'}"
     with Store(store) as s:
         rows = s.query(kind="train", model=name)

@@ -501,15 +501,16 @@ def run_inspect(cfg: InspectConfig, ctx=None, hooks=None) -> InspectResult:
 
 
 def run_results(cfg: ResultsConfig, ctx=None, hooks=None) -> ResultsResult:
-    from fcbench.results.store import DEFAULT_STORE, Store
+    from fcbench.results.store import DEFAULT_STORE, Store, is_url
 
-    path = Path(cfg.store) if cfg.store else DEFAULT_STORE
-    if not path.exists():
+    path = cfg.store if is_url(cfg.store) else Path(cfg.store) if cfg.store else DEFAULT_STORE
+    if isinstance(path, Path) and not path.exists():
         raise FcbenchError(f"results store {path} does not exist yet; run a verb first or pass --store")
-    if path.is_dir():
+    if isinstance(path, Path) and path.is_dir():
         raise FcbenchError(f"results store {path} is a directory; pass --store the .sqlite file in it, e.g. "
                            f"{path / DEFAULT_STORE.name}")
     with Store(path) as s:
+        path = s.path  # a URL without its password, for the title
         run = None if cfg.run == "last" else cfg.run
         metrics = [m.strip() for m in (cfg.metric or "").split(",") if m.strip()]
         rows = s.query(run_id=run, last_run=cfg.run == "last", kind=cfg.kind, model=cfg.model,
