@@ -385,7 +385,7 @@ class Store:
                         from fcbench.errors import first_line
 
                         raise FcbenchError(f"results store {self.path}: migrating schema version {v} to {v + 1} "
-                                           f"failed ({first_line(exc)}); the "
+                                           f"failed ({first_line(getattr(exc, 'orig', None) or exc)}); the "
                                            f"{'file' if self.backend == 'sqlite' else 'database'} is unchanged"
                                            ) from exc
                 # stores from before versions were stamped may lack columns of any version
