@@ -399,3 +399,37 @@ def test_verbs_through_the_cli_write_to_postgresql(pg_server, cli, in_tmp):
     assert all(p.parent == in_tmp / "results" / "logs" for p in logs), logs
     assert all(pg_server.password not in p.read_text(errors="replace") for p in logs)
 
+
+
+def test_a_recipe_stores_into_postgresql(pg_server, cli, in_tmp):
+    """A recipe's ``store:`` takes a URL too: its steps write there, its results step reads there; an unreachable
+    one fails ``run --check`` naming host and port."""
+    url = pg_server.database()
+    recipe = in_tmp / "r.yaml"
+    body = """
+name: shared
+vars: {out: runs/shared}
+defaults: {store: '%s'}
+steps:
+  - train:
+      model: r18
+      model_options: {width: 0.125, layers: [1, 1, 1, 1], input_size: [32, 32], embedding_size: 16}
+      data: synthetic:faces
+      data_options: {num_classes: 4, samples_per_class: 8}
+      epochs: 1
+      batch_size: 8
+      out: ${out}
+  - eval: {checkpoint: '${out}/model.pt', data: synthetic:pairs, data_options: {num_pairs: 40}, nfolds: 2}
+  - results: {format: csv}
+"""
+    recipe.write_text(body % url)
+    r = cli("run", recipe)
+    assert r.code == 0, r.err
+    assert "accuracy" in r.out and pg_server.password not in r.out + r.err
+    with Store(url) as s:
+        rows = s.query()
+    assert {x["kind"] for x in rows} == {"train", "quality"} and {x["recipe"] for x in rows} == {"shared"}
+    port = _closed_port()
+    recipe.write_text(body % f"postgresql://u@127.0.0.1:{port}/db")
+    r = cli("run", recipe, "--check")
+    assert r.code == 2 and f"127.0.0.1:{port}" in r.err and len(r.err.strip().splitlines()) == 1, r.err
