@@ -184,7 +184,7 @@ def _find_trained(store: str, name: str, options: dict[str, Any], source: str) -
     from fcbench.training.checkpoint import load_checkpoint
 
     if not store or not (is_url(store) or Path(store).is_file()):
-        return None, f"no results store at {store or '(none)'}"
+        return None, f"no results store at {store or '(none)'}"  # a path: a URL's store is always there
     with Store(store) as s:
         rows = s.query(kind="train", model=name)
     seen: set[str] = set()
@@ -248,7 +248,9 @@ def _resolve_teacher(cfg: DistillConfig, ctx: RunContext, hooks: Hooks, source: 
     if found is not None:
         teacher = _teacher_from_file(replace_options(cfg), found, "store")
         check(teacher.model, teacher.head, f"{text} ({found})")
-        hooks.log(f"teacher: {found}, the newest trained {text} on this data in {ctx.store}")
+        from fcbench.results.store import masked
+
+        hooks.log(f"teacher: {found}, the newest trained {text} on this data in {masked(ctx.store)}")
         return teacher, None
     # train it first, with the student's training options unless --teacher-epochs/--teacher-lr say otherwise
     arch = create(text, **cfg.teacher_options)

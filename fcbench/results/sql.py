@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from fcbench.errors import FcbenchError
+from fcbench.results.store import masked as _masked
 
 _LOCK_KEY = 0x6663_6265_6E63_68  # pg_advisory_xact_lock key of schema changes ('fcbench' in hex)
 DEFAULT_CONNECT_TIMEOUT_S = 5
@@ -99,8 +100,10 @@ class Postgres:
         try:
             self.engine = sa.create_engine(given, poolclass=NullPool, connect_args=connect_args)
         except (ImportError, sa_exc.NoSuchModuleError) as exc:
+            fix = _INSTALL if given.drivername == "postgresql+psycopg" else \
+                "write postgresql:// (psycopg 3, which fcbench[postgres] installs) or install that driver"
             raise FcbenchError(f"results store {self.where}: cannot load the driver '{given.drivername}' "
-                               f"({exc}); {_INSTALL}") from None
+                               f"({exc}); {fix}") from None
         try:
             self.conn = self.engine.connect()
         except sa_exc.DBAPIError as exc:
@@ -185,11 +188,6 @@ class Postgres:
             self.conn.close()
         finally:
             self.engine.dispose()
-
-
-def _masked(url: str) -> str:
-    """``url`` with the password between ``user:`` and ``@`` replaced by ``***`` (when SQLAlchemy cannot parse it)."""
-    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
 
 
 def open_database(url: str, option: str = "--store") -> Postgres:

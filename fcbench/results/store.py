@@ -120,6 +120,11 @@ def is_url(store: str | Path | None) -> bool:
     return bool(m) and len(m["scheme"]) > 1  # a one-letter scheme is a Windows drive (C:/...)
 
 
+def masked(store: str | Path | None) -> str:
+    """``store`` as messages show it: a URL's password (``user:PASSWORD@``) as ``***``."""
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/@]*:)[^/]*@", r"\1***@", str(store or ""))
+
+
 def _url_text(store: str | Path) -> str:
     """The URL as given, with the ``//`` that ``Path`` folded away put back."""
     m = _URL.match(str(store))
