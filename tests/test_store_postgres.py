@@ -433,3 +433,18 @@ steps:
     recipe.write_text(body % f"postgresql://u@127.0.0.1:{port}/db")
     r = cli("run", recipe, "--check")
     assert r.code == 2 and f"127.0.0.1:{port}" in r.err and len(r.err.strip().splitlines()) == 1, r.err
+
+
+def test_a_connection_lost_mid_run_is_one_line_and_keeps_what_was_written(pg_server):
+    url = pg_server.database()
+    ctx = RunContext()
+    with Store(url) as s:
+        s.add(ctx.row("speed", model="m", p50_ms=1.0))
+        _sql(url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'fcbench' "
+                  "AND datname = current_database()")  # as a server restart or a network cut would
+        with pytest.raises(FcbenchError, match=r"lost the connection to PostgreSQL at 127\.0\.0\.1:\d+ .*rows "
+                                               r"written before are kept") as err:
+            s.add(ctx.row("speed", model="m", p50_ms=2.0))
+        assert "\n" not in str(err.value) and pg_server.password not in str(err.value)
+    with Store(url) as s:
+        assert [r["p50_ms"] for r in s.query()] == [1.0]
