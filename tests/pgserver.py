@@ -55,6 +55,7 @@ class PgServer:
     password: str
     bin: Path
     run_as: list[str]  # ['runuser', '-u', 'postgres', '--'] when the tests run as root
+    options: str = ""  # the server's -o options (port, addresses, socket dir)
     host: str = "127.0.0.1"
     made: list[str] = field(default_factory=list)
     stopped: bool = False
@@ -91,12 +92,24 @@ class PgServer:
         path = self.dir / "server.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
+    def pg_ctl(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*self.run_as, str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), *args],
+                              capture_output=True, text=True, timeout=120)
+
+    def start(self) -> None:
+        p = self.pg_ctl("-l", str(self.dir / "server.log"), "-o", self.options, "-w", "-t", "60", "start")
+        if p.returncode:
+            raise RuntimeError(f"pg_ctl start failed: {p.stderr.strip()} {self.log()[-2000:]}")
+
+    def halt(self) -> None:
+        """Stop the server, keeping its data (``start()`` brings it back): a restart or an outage."""
+        self.pg_ctl("-m", "fast", "-w", "stop")
+
     def stop(self) -> None:
         if self.stopped:
             return
         self.stopped = True
-        subprocess.run([*self.run_as, str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "fast", "-w",
-                        "stop"], capture_output=True, timeout=60)
+        self.halt()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -131,14 +144,12 @@ def start_pg() -> PgServer:
         raise RuntimeError(f"initdb failed: {init.stderr.strip()}")
     opts = (f"-c port={port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={folder} "
             "-c max_connections=40 -c shared_buffers=16MB -c fsync=off")
-    server = PgServer(dir=folder, port=port, password=password, bin=bin_dir, run_as=run_as)
-    start = subprocess.run([*run_as, str(bin_dir / "pg_ctl"), "-D", str(folder / "data"), "-l",
-                            str(folder / "server.log"), "-o", opts, "-w", "-t", "60", "start"],
-                           capture_output=True, text=True, timeout=120)
-    if start.returncode:
-        log = server.log()
+    server = PgServer(dir=folder, port=port, password=password, bin=bin_dir, run_as=run_as, options=opts)
+    try:
+        server.start()
+    except BaseException:
         server.stop()
-        raise RuntimeError(f"pg_ctl start failed: {start.stderr.strip()} {log[-2000:]}")
+        raise
     atexit.register(server.stop)  # also when the session ends without the fixture's teardown
     server.passfile.write_text(f"127.0.0.1:{port}:*:{USER}:{password}\n")
     os.chmod(server.passfile, 0o600)  # libpq ignores a pgpass file others can read

@@ -435,16 +435,32 @@ steps:
     assert r.code == 2 and f"127.0.0.1:{port}" in r.err and len(r.err.strip().splitlines()) == 1, r.err
 
 
-def test_a_connection_lost_mid_run_is_one_line_and_keeps_what_was_written(pg_server):
+def test_a_connection_dropped_between_rows_is_replaced_and_an_outage_is_one_line(pg_server):
+    """The server drops the store's connection (a restart, an idle timeout): the next row goes through a new one.
+    The server is down when a row comes: one line, and the rows written before are kept."""
     url = pg_server.database()
     ctx = RunContext()
     with Store(url) as s:
         s.add(ctx.row("speed", model="m", p50_ms=1.0))
-        _sql(url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'fcbench' "
-                  "AND datname = current_database()")  # as a server restart or a network cut would
-        with pytest.raises(FcbenchError, match=r"lost the connection to PostgreSQL at 127\.0\.0\.1:\d+ .*rows "
-                                               r"written before are kept") as err:
-            s.add(ctx.row("speed", model="m", p50_ms=2.0))
-        assert "\n" not in str(err.value) and pg_server.password not in str(err.value)
-    with Store(url) as s:
-        assert [r["p50_ms"] for r in s.query()] == [1.0]
+        killed = _sql(url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = "
+                           "'fcbench' AND datname = current_database()")
+        assert killed == [(True,)]
+        s.add(ctx.row("speed", model="m", p50_ms=2.0))
+        assert [r["p50_ms"] for r in s.query()] == [1.0, 2.0]  # nothing lost, nothing twice
+
+    own = pgserver.start_pg()  # a server of its own to stop
+    try:
+        url = own.database()
+        with Store(url) as s:
+            s.add(ctx.row("speed", model="m", p50_ms=1.0))
+            own.halt()
+            with pytest.raises(FcbenchError, match=rf"lost the connection to PostgreSQL at 127\.0\.0\.1:{own.port} "
+                                                   r".*rows written before are kept") as err:
+                s.add(ctx.row("speed", model="m", p50_ms=2.0))
+            assert "\n" not in str(err.value) and own.password not in str(err.value)
+            own.start()
+            s.add(ctx.row("speed", model="m", p50_ms=3.0))  # the same Store goes on once the server is back
+        with Store(url) as s:
+            assert [r["p50_ms"] for r in s.query()] == [1.0, 3.0]
+    finally:
+        own.stop()

@@ -9,7 +9,8 @@ SQLAlchemy's import.
   same JSON, ``id`` an identity column) and ``fcbench_meta`` (``key``, ``value``) whose row ``schema_version`` is
   the schema version. A ``results`` table without ``fcbench_meta`` is somebody else's and is refused.
 * Transactions: one per row written; every read is a transaction of its own, so no connection sits idle in a
-  transaction holding locks; creating or migrating the schema takes a transaction-scoped advisory lock, so two
+  transaction holding locks; the connection is pinged before each (a dropped one is replaced before the row is
+  sent); creating or migrating the schema takes a transaction-scoped advisory lock, so two
   processes opening a new database at once create it once.
 * Credentials: the URL's, else libpq's own (``PGPASSFILE``, ``~/.pgpass``, ``PGPASSWORD``, ``PGUSER``,
   ``PGHOST``, ``PGPORT`` ...); nothing is read from a file of this repository. Messages show the URL with its
@@ -60,7 +61,9 @@ def _hint(reason: str, database: str) -> str:
 
 
 class Postgres:
-    """One connection to a PostgreSQL database, kept for the Store's life (see the module's docstring)."""
+    """A PostgreSQL database for a Store (see the module's docstring): one pooled connection, pinged before each
+    use, so a connection the server dropped between two rows (a restart, an idle timeout) is replaced before
+    the next row is sent, never after (a row is never sent twice)."""
 
     kind = "PostgreSQL"
 
@@ -69,7 +72,7 @@ class Postgres:
             import sqlalchemy as sa
             from sqlalchemy import exc as sa_exc
             from sqlalchemy.engine import make_url
-            from sqlalchemy.pool import NullPool
+            from sqlalchemy.pool import QueuePool
         except ImportError:
             raise FcbenchError(f"results store {_masked(url)}: a PostgreSQL store needs SQLAlchemy and psycopg, "
                                f"which are not installed; {_INSTALL}") from None
@@ -98,14 +101,16 @@ class Postgres:
         if "application_name" not in query:
             connect_args["application_name"] = "fcbench"
         try:
-            self.engine = sa.create_engine(given, poolclass=NullPool, connect_args=connect_args)
+            self.engine = sa.create_engine(given, poolclass=QueuePool, pool_size=1, max_overflow=0, pool_timeout=0,
+                                           pool_pre_ping=True, connect_args=connect_args)
         except (ImportError, sa_exc.NoSuchModuleError) as exc:
             fix = _INSTALL if given.drivername == "postgresql+psycopg" else \
                 "write postgresql:// (psycopg 3, which fcbench[postgres] installs) or install that driver"
             raise FcbenchError(f"results store {self.where}: cannot load the driver '{given.drivername}' "
                                f"({exc}); {fix}") from None
+        self._conn: Any = None  # the connection of the exclusive transaction, while one is open
         try:
-            self.conn = self.engine.connect()
+            self.engine.connect().close()  # reached now, so a wrong URL fails before any work
         except sa_exc.DBAPIError as exc:
             self.engine.dispose()
             raise self._unreachable(exc) from None
@@ -116,23 +121,27 @@ class Postgres:
         return FcbenchError(f"results store {self.where}: cannot connect to PostgreSQL at {at} ({reason}); "
                             f"{_hint(reason, self.database)}")
 
-    def _run(self, sql: str, params: Any) -> list[tuple]:
-        result = self.conn.execute(self._sa.text(sql), params)
+    def _run(self, conn: Any, sql: str, params: Any) -> list[tuple]:
+        result = conn.execute(self._sa.text(sql), params)
         return [tuple(r) for r in result.fetchall()] if result.returns_rows else []
 
     def _alone(self, sql: str, params: Any) -> list[tuple]:
         """``sql`` in the exclusive transaction when one is open, else in a transaction of its own."""
-        if self.conn.in_transaction():
-            return self._run(sql, params)
+        if self._conn is not None:
+            return self._run(self._conn, sql, params)
         try:
-            with self.conn.begin():
-                return self._run(sql, params)
+            with self.engine.begin() as conn:
+                return self._run(conn, sql, params)
         except self.errors as exc:
-            if getattr(exc, "connection_invalidated", False) or self.conn.invalidated:
+            from sqlalchemy import exc as sa_exc
+
+            reason = _reason(exc)
+            if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError) or exc.connection_invalidated:
                 raise FcbenchError(f"results store {self.where}: lost the connection to PostgreSQL at "
-                                   f"{self.host}:{self.port} ({_reason(exc)}); rows written before are kept, "
-                                   "run again when the server is back") from None
-            raise
+                                   f"{self.host}:{self.port} ({reason}); rows written before are kept, run again "
+                                   "when the server is back") from None
+            raise FcbenchError(f"results store {self.where}: PostgreSQL at {self.host}:{self.port} refused it "
+                               f"({reason}); {_hint(reason, self.database)}") from None
 
     def execute(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple]:
         return self._alone(sql, params or {})
@@ -173,9 +182,13 @@ class Postgres:
     @contextmanager
     def exclusive(self) -> Iterator[None]:
         """One transaction (DDL included: PostgreSQL's is transactional) holding the schema lock."""
-        with self.conn.begin():
-            self._run("SELECT pg_advisory_xact_lock(:k)", {"k": _LOCK_KEY})
-            yield
+        with self.engine.begin() as conn:
+            self._conn = conn
+            try:
+                self._run(conn, "SELECT pg_advisory_xact_lock(:k)", {"k": _LOCK_KEY})
+                yield
+            finally:
+                self._conn = None
 
     def sql_type(self, generic: str) -> str:
         return _TYPES[generic]
@@ -184,10 +197,7 @@ class Postgres:
         return "id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY"
 
     def close(self) -> None:
-        try:
-            self.conn.close()
-        finally:
-            self.engine.dispose()
+        self.engine.dispose()
 
 
 def open_database(url: str, option: str = "--store") -> Postgres:
