@@ -174,6 +174,39 @@ def test_two_writers_at_once_lose_and_duplicate_nothing(pg_server, tmp_path, bac
           f"a {writers['a']['seconds']:.2f} s, b {writers['b']['seconds']:.2f} s, wall {got['wall_s']:.2f} s")
 
 
+OPENER = textwrap.dedent("""
+    import os, sys, time
+    from fcbench.results import RunContext, Store
+    store, go, ready = sys.argv[1], sys.argv[2], sys.argv[3]
+    import sqlalchemy.dialects.postgresql.psycopg, psycopg  # imported before the start, as a host's would be
+    open(ready, "w").close()
+    while not os.path.exists(go):
+        time.sleep(0.001)
+    with Store(store) as s:
+        s.add(RunContext().row("quality", metric="accuracy", value=0.5))
+""")
+
+
+def test_processes_opening_a_new_database_at_once_create_it_once(pg_server, tmp_path):
+    """Four hosts start on an empty database at the same moment: the schema is made once (under the advisory
+    lock), none of them mistakes the half-made one for another program's, every row lands."""
+    for attempt in range(3):
+        url = pg_server.database()
+        go = tmp_path / f"go{attempt}"
+        ready = [tmp_path / f"ready{attempt}-{i}" for i in range(4)]
+        procs = [subprocess.Popen([sys.executable, "-c", OPENER, url, str(go), str(r)], stderr=subprocess.PIPE,
+                                  text=True) for r in ready]
+        deadline = time.monotonic() + 120
+        while not all(r.exists() for r in ready) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        go.touch()
+        for p in procs:
+            _, err = p.communicate(timeout=120)
+            assert p.returncode == 0, err
+        assert _sql(url, "SELECT count(*) FROM results") == [(4,)]
+        assert _sql(url, "SELECT key, value FROM fcbench_meta") == [("schema_version", str(SCHEMA_VERSION))]
+
+
 def _v1_on_postgres(url: str) -> None:
     """The committed schema-1 SQLite store, table and rows as they are, copied into the database at ``url``
     with ``fcbench_meta`` saying version 1: a store an older fcbench wrote on PostgreSQL."""

@@ -165,8 +165,13 @@ class Postgres:
                                            "WHERE table_schema = current_schema() AND table_name = 'results'")}
 
     def version(self) -> int:
-        if not self._has("fcbench_meta"):
-            if self.has_table():
+        # both tables in one statement (one snapshot): another process may commit them between two statements
+        (results, meta), = self.execute(
+            "SELECT EXISTS (SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() AND "
+            "table_name = 'results'), EXISTS (SELECT 1 FROM information_schema.tables WHERE table_schema = "
+            "current_schema() AND table_name = 'fcbench_meta')")
+        if not meta:
+            if results:
                 raise FcbenchError(f"results store {self.where}: the database has a table 'results' that fcbench "
                                    "did not write (no fcbench_meta table); use another database, or a schema of "
                                    "its own (?options=-csearch_path%3DNAME in the URL)")
