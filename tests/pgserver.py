@@ -113,7 +113,8 @@ class PgServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def start_pg() -> PgServer:
+def start_pg(*, fsync: bool = False) -> PgServer:
+    """A new server (``fsync=off`` unless asked: the tests need no durability across a power cut)."""
     bin_dir = server_bin()
     if bin_dir is None or not (bin_dir / "initdb").exists():
         pytest.skip("PostgreSQL's server (initdb, pg_ctl) is not installed (apt-get install postgresql)")
@@ -143,7 +144,7 @@ def start_pg() -> PgServer:
         shutil.rmtree(folder, ignore_errors=True)
         raise RuntimeError(f"initdb failed: {init.stderr.strip()}")
     opts = (f"-c port={port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={folder} "
-            "-c max_connections=40 -c shared_buffers=16MB -c fsync=off")
+            "-c max_connections=40 -c shared_buffers=16MB" + ("" if fsync else " -c fsync=off"))
     server = PgServer(dir=folder, port=port, password=password, bin=bin_dir, run_as=run_as, options=opts)
     try:
         server.start()
