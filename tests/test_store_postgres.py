@@ -108,8 +108,8 @@ def test_rows_read_back_equal_to_sqlite(pg_server, tmp_path):
                 return rows[:2]
 
         assert pg.add(Result()) == lite.add(Result()) == [6, 7]
-    with Store(url) as again:  # another connection reads the same
-        assert len(again.query()) == 7
+    with Store(url.replace("postgresql://", "postgresql+psycopg://")) as again:  # another connection reads the same
+        assert len(again.query()) == 7 and again.backend == "postgresql"
     with Store(f"sqlite:///{tmp_path / 's.sqlite'}") as lite:  # SQLAlchemy's spelling of the SQLite file
         assert lite.backend == "sqlite" and len(lite.query()) == 7
 
@@ -305,6 +305,14 @@ def test_a_results_table_fcbench_did_not_write_is_refused(pg_server, cli):
     r = cli("results", "--store", url)
     assert r.code == 2 and "table 'results' that fcbench did not write" in r.err, r.err
     assert _pg_columns(url) == ["id", "score"]  # untouched
+    # what the line advises: a schema of fcbench's own in that database
+    _sql(url, "CREATE SCHEMA bench")
+    mine = url + "?options=-csearch_path%3Dbench"
+    r = cli("results", "--store", mine)
+    assert r.code == 2 and "is empty" in r.err, r.err
+    with Store(mine) as s:
+        s.add(RunContext().row("quality", metric="accuracy", value=0.5))
+    assert _sql(url, "SELECT count(*) FROM bench.results") == [(1,)] and _pg_columns(url) == ["id", "score"]
 
 
 def _closed_port() -> int:
