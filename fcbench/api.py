@@ -14,7 +14,8 @@ Each verb is ``verb(options, ctx=None, hooks=None) -> result`` (or ``verb(**opti
 the verb's dataclass (the same fields as the command's options and a recipe step's keys), ``ctx`` a
 :class:`RunContext` whose run id every row shares, ``hooks`` a :class:`Hooks` to hear rows, events, notes
 and progress as they happen. Nothing is printed and nothing is stored unless the caller does it: results
-have ``to_rows()`` and ``Store.add(result)`` writes them.
+have ``to_rows()`` and ``Store.add(result)`` writes them (``Store`` takes an SQLite path, or a
+``postgresql://user@host:port/db`` URL for a shared store).
 """
 
 from __future__ import annotations
