@@ -505,3 +505,30 @@ def test_a_connection_dropped_between_rows_is_replaced_and_an_outage_is_one_line
             assert [r["p50_ms"] for r in s.query()] == [1.0, 3.0]
     finally:
         own.stop()
+
+
+def test_a_read_only_user_reads_and_is_told_before_any_work(pg_server, cli, tmp_path):
+    """A dashboard's or a compare job's user with SELECT only: results works; a verb that would store rows fails
+    before its work, in one line saying what to grant; on a database without the tables, it cannot make them."""
+    import secrets
+
+    url = pg_server.database()
+    with Store(url) as s:
+        s.add(RunContext().row("quality", model="m", metric="accuracy", value=0.5))
+    role, password = f"reader_{secrets.token_hex(3)}", secrets.token_urlsafe(12)
+    _sql(url, f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+    _sql(url, f"GRANT SELECT ON results, fcbench_meta TO {role}")
+    reader = url.replace(f"{pgserver.USER}:{pg_server.password}@", f"{role}:{password}@")
+    r = cli("results", "--store", reader, "--format", "json")
+    assert r.code == 0, r.err
+    assert [x["model"] for x in json.loads(r.out)] == ["m"]
+    r = cli("bench", tmp_path / "model.onnx", "--store", reader)
+    assert r.code == 2 and len(r.err.strip().splitlines()) == 1, r.err
+    assert f"user {role} cannot store rows there (permission denied for table results); grant" in r.err, r.err
+    with pytest.raises(FcbenchError, match="permission denied for table results"):
+        with Store(reader) as s:
+            s.add(RunContext().row("quality", model="m", metric="accuracy", value=0.6))
+    empty = pg_server.database().replace(f"{pgserver.USER}:{pg_server.password}@", f"{role}:{password}@")
+    r = cli("results", "--store", empty)
+    assert r.code == 2 and "cannot make its tables (permission denied for schema public)" in r.err, r.err
+    assert len(r.err.strip().splitlines()) == 1 and password not in r.err

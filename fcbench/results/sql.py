@@ -55,8 +55,10 @@ def _hint(reason: str, database: str) -> str:
         return f"create it (createdb {database}) or name another database in the URL"
     if "role" in low and "does not exist" in low:
         return "name an existing user in the URL (postgresql://USER@host:port/db) or PGUSER"
+    if "permission denied for schema" in low or "permission denied for database" in low:
+        return "grant the user CREATE on the database's schema (or let its owner open the store first)"
     if "permission denied" in low:
-        return "grant the user CREATE on the database's schema (or connect as its owner)"
+        return "grant the user SELECT and INSERT on the tables results and fcbench_meta (or use another user)"
     return "is the server running there? check the URL's host and port"
 
 
@@ -178,6 +180,20 @@ class Postgres:
             return 0
         found = self.execute("SELECT value FROM fcbench_meta WHERE key = 'schema_version'")
         return int(found[0][0]) if found else 0
+
+    def cannot_write(self) -> str:
+        """Why this user could not store rows here ('' when it can): INSERT on ``results``, or CREATE in the
+        schema when the tables are not made yet."""
+        (table, create, insert), = self.execute(
+            "SELECT to_regclass(quote_ident(current_schema()) || '.results') IS NOT NULL, "
+            "has_schema_privilege(current_schema(), 'CREATE'), "
+            "CASE WHEN to_regclass(quote_ident(current_schema()) || '.results') IS NULL THEN NULL "
+            "ELSE has_table_privilege(quote_ident(current_schema()) || '.results', 'INSERT') END")
+        if table and not insert:
+            return "permission denied for table results"
+        if not table and not create:
+            return "permission denied for schema " + str(self.execute("SELECT current_schema()")[0][0])
+        return ""
 
     def set_version(self, version: int) -> None:
         self.execute("CREATE TABLE IF NOT EXISTS fcbench_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")

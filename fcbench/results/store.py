@@ -169,6 +169,13 @@ def check_store(store: str | Path, option: str = "--store") -> str | Path:
         version = db.version()  # read only: the tables are made when rows first come
         if version > SCHEMA_VERSION:
             raise _newer(db.where, version)
+        why = db.cannot_write()
+        if why:
+            from fcbench.results.sql import _hint
+
+            user = db.execute("SELECT current_user")[0][0]
+            raise FcbenchError(f"results store {db.where}: user {user} cannot store rows there ({why}); "
+                               f"{_hint(why, '')}")
     finally:
         db.close()
     return url
@@ -340,6 +347,13 @@ class Store:
             self.backend = "postgresql"
             try:
                 self._upgrade()
+            except self._db.errors as exc:  # making or migrating the tables (a user without the right)
+                from fcbench.results.sql import _hint, _reason
+
+                self._db.close()
+                why = _reason(exc)
+                raise FcbenchError(f"results store {self.path}: cannot make its tables ({why}); "
+                                   f"{_hint(why, '')}") from None
             except BaseException:
                 self._db.close()
                 raise
