@@ -136,7 +136,8 @@ def _url_text(store: str | Path) -> str:
 
 
 def _sqlite_url_path(url: str) -> Path | None:
-    """The file an ``sqlite:///path`` URL names (four slashes: an absolute path), else None."""
+    """The file an ``sqlite:///path`` URL names (SQLAlchemy's spelling: ``sqlite:///rel.sqlite``,
+    ``sqlite:////abs/path.sqlite``), else None."""
     m = re.match(r"^sqlite:///(?P<path>.+)$", url)
     return Path(m["path"]) if m else None
 
@@ -152,8 +153,9 @@ def local_dir(store: str | Path | None) -> Path:
 
 def check_store(store: str | Path, option: str = "--store") -> str | Path:
     """A results store checked before a verb runs. A path: as :func:`fcbench.paths.store_file` (nothing is
-    created). A URL: the server is reached and the schema version read (a newer one is refused), so an
-    unreachable database fails with one line before any work. Returns the path, or the URL as given."""
+    created). A URL: the server is reached, the schema version read (a newer one is refused) and the user's
+    right to store rows checked, so an unreachable or unwritable database fails with one line before any work
+    (the tables are made when the first rows come). Returns the path, or the URL as given."""
     from fcbench.paths import store_file
 
     if not is_url(store):
@@ -166,7 +168,7 @@ def check_store(store: str | Path, option: str = "--store") -> str | Path:
 
     db = open_database(url, option)
     try:
-        version = db.version()  # read only: the tables are made when rows first come
+        version = db.version()
         if version > SCHEMA_VERSION:
             raise _newer(db.where, version)
         why = db.cannot_write()
