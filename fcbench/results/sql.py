@@ -67,8 +67,6 @@ class Postgres:
     use, so a connection the server dropped between two rows (a restart, an idle timeout) is replaced before
     the next row is sent, never after (a row is never sent twice)."""
 
-    kind = "PostgreSQL"
-
     def __init__(self, url: str, option: str = "--store") -> None:
         try:
             import sqlalchemy as sa

@@ -194,7 +194,6 @@ class Database(Protocol):
     ``execute`` outside :meth:`exclusive` runs in a transaction of its own; inside it, in the exclusive one."""
 
     where: str  # the store as messages name it: the path, or the URL without its password
-    kind: str  # 'SQLite' or 'PostgreSQL'
     errors: tuple[type[BaseException], ...]  # the driver's errors (a failed migration is reported, not raised)
 
     def execute(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple]: ...
@@ -223,7 +222,6 @@ class Database(Protocol):
 class _Sqlite:
     """The embedded backend: one SQLite file in WAL mode through :mod:`sqlite3`."""
 
-    kind = "SQLite"
     errors: tuple[type[BaseException], ...] = (sqlite3.DatabaseError,)
 
     def __init__(self, path: Path) -> None:
