@@ -47,7 +47,8 @@ def _reason(exc: BaseException) -> str:
     return text.rstrip(".") or type(orig).__name__
 
 
-def _hint(reason: str, database: str) -> str:
+def _hint(reason: str, database: str,
+          otherwise: str = "is the server running there? check the URL's host and port") -> str:
     low = reason.lower()
     if "password" in low or "authentication" in low:
         return "give the password in the URL (postgresql://user:PASSWORD@host:port/db), a PGPASSFILE or PGPASSWORD"
@@ -59,7 +60,7 @@ def _hint(reason: str, database: str) -> str:
         return "grant the user CREATE on the database's schema (or let its owner open the store first)"
     if "permission denied" in low:
         return "grant the user SELECT and INSERT on the tables results and fcbench_meta (or use another user)"
-    return "is the server running there? check the URL's host and port"
+    return otherwise
 
 
 class Postgres:
@@ -141,7 +142,7 @@ class Postgres:
                                    f"{self.host}:{self.port} ({reason}); rows written before are kept, run again "
                                    "when the server is back") from None
             raise FcbenchError(f"results store {self.where}: PostgreSQL at {self.host}:{self.port} refused it "
-                               f"({reason}); {_hint(reason, self.database)}") from None
+                               f"({reason}); {_hint(reason, self.database, 'see the server log')}") from None
 
     def execute(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple]:
         return self._alone(sql, params or {})
