@@ -71,6 +71,8 @@ def _rows() -> list[Row]:
         b.row("speed", model="mbf", backend="openvino", variant="CPU", threads=1, batch=4, p50_ms=None,
               extra={"status": "failed", "reason": "it broke; 100% sure"}),
         b.row("compress", model="mbf", metric="parameters", value=12345, extra={}),
+        b.row("quality", model="mbf", metric="eer", value=float("nan"), p90_ms=float("inf"), p99_ms=float("-inf"),
+              extra={"why": float("nan")}),  # NaN reads back as None from both; infinities stay
     ]
 
 
@@ -89,7 +91,8 @@ def test_rows_read_back_equal_to_sqlite(pg_server, tmp_path):
             assert pg.add(row) == lite.add(row)
         assert _comparable(pg.query()) == _comparable(lite.query())
         got = pg.query()
-        assert [r["kind"] for r in got] == ["train", "quality", "speed", "speed", "compress"]
+        assert [r["kind"] for r in got] == ["train", "quality", "speed", "speed", "compress", "quality"]
+        assert (got[5]["value"], got[5]["p90_ms"], got[5]["p99_ms"]) == (None, float("inf"), float("-inf"))
         assert got[2]["samples_ms"] == [1.5, 2.25, 1.75, 1e-9, 123456.789] and got[2]["device_info"]["nested"] == \
             {"x": [1, None]}
         assert got[0]["value"] == 1.2345678901234567  # DOUBLE PRECISION, not PostgreSQL's 4-byte REAL
@@ -107,11 +110,11 @@ def test_rows_read_back_equal_to_sqlite(pg_server, tmp_path):
             def to_rows(self):
                 return rows[:2]
 
-        assert pg.add(Result()) == lite.add(Result()) == [6, 7]
+        assert pg.add(Result()) == lite.add(Result()) == [7, 8]
     with Store(url.replace("postgresql://", "postgresql+psycopg://")) as again:  # another connection reads the same
-        assert len(again.query()) == 7 and again.backend == "postgresql"
+        assert len(again.query()) == 8 and again.backend == "postgresql"
     with Store(f"sqlite:///{tmp_path / 's.sqlite'}") as lite:  # SQLAlchemy's spelling of the SQLite file
-        assert lite.backend == "sqlite" and len(lite.query()) == 7
+        assert lite.backend == "sqlite" and len(lite.query()) == 8
 
 
 WRITER = textwrap.dedent("""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
@@ -445,7 +446,11 @@ class Store:
         values = {}
         for name in COLUMNS:
             v = getattr(row, name)
-            values[name] = json.dumps(v, sort_keys=True) if name in _JSON_COLUMNS else v
+            if name in _JSON_COLUMNS:
+                v = json.dumps(v, sort_keys=True)
+            elif isinstance(v, float) and math.isnan(v):
+                v = None  # what SQLite makes of NaN; PostgreSQL would keep it, and the stores must read alike
+            values[name] = v
         return self._db.insert(_INSERT, values)
 
     def add_many(self, rows: Iterable[Row]) -> None:
