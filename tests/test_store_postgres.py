@@ -177,6 +177,26 @@ def test_two_writers_at_once_lose_and_duplicate_nothing(pg_server, tmp_path, bac
           f"a {writers['a']['seconds']:.2f} s, b {writers['b']['seconds']:.2f} s, wall {got['wall_s']:.2f} s")
 
 
+def test_a_writer_killed_mid_run_keeps_every_row_it_added(pg_server):
+    """SIGKILL right after the 25th add (no close, no exit handlers): the 25 rows are in the database, whole."""
+    url = pg_server.database()
+    script = textwrap.dedent("""
+        import os, signal, sys
+        from fcbench.results import RunContext, Store
+        s = Store(sys.argv[1])
+        ctx = RunContext()
+        for i in range(25):
+            s.add(ctx.row("speed", model="k", p50_ms=float(i), samples_ms=[float(i)] * 100, extra={"seq": i}))
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    p = subprocess.run([sys.executable, "-c", script, url], capture_output=True, text=True, timeout=120)
+    assert p.returncode == -9, p.stderr
+    with Store(url) as s:
+        rows = s.query(model="k")
+    assert [r["extra"]["seq"] for r in rows] == list(range(25))
+    assert all(r["samples_ms"] == [r["p50_ms"]] * 100 for r in rows)
+
+
 OPENER = textwrap.dedent("""
     import os, sys, time
     from fcbench.results import RunContext, Store
