@@ -97,8 +97,10 @@ class Postgres:
         self.database = given.database or os.environ.get("PGDATABASE") or given.username or "postgres"
         connect_args: dict[str, Any] = {}
         if "connect_timeout" not in query and not os.environ.get("PGCONNECT_TIMEOUT"):
-            connect_args["connect_timeout"] = int(os.environ.get("FCBENCH_PG_CONNECT_TIMEOUT")
-                                                  or DEFAULT_CONNECT_TIMEOUT_S)
+            wait = os.environ.get("FCBENCH_PG_CONNECT_TIMEOUT") or str(DEFAULT_CONNECT_TIMEOUT_S)
+            if not wait.isdigit():
+                raise FcbenchError(f"FCBENCH_PG_CONNECT_TIMEOUT is '{wait}'; set it to whole seconds, e.g. 5")
+            connect_args["connect_timeout"] = int(wait)
         if "application_name" not in query:
             connect_args["application_name"] = "fcbench"
         try:
