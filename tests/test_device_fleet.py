@@ -81,7 +81,8 @@ def test_two_ssh_hosts_at_once_and_one_killed_mid_run(tmp_path, monkeypatch, art
         assert len(ok_rows) == 4 and all(r.device_fingerprint and r.device_info.get("arch") for r in ok_rows)
         assert wall < 300
         # live progress, one task per device: each cell as it starts, then how the device ended
-        assert [d for d, _, _ in progress["device host-a"]] == [0, 1, 2, 3] and progress["device host-a"][-1][2] == "done"
+        a_progress = progress["device host-a"]
+        assert [d for d, _, _ in a_progress] == [0, 1, 2, 3] and a_progress[-1][2] == "done"
         assert progress["device host-b"][-1][:2] == (3, 3) and progress["device host-b"][-1][2].startswith("lost: ")
     finally:
         a.kill()
