@@ -113,6 +113,8 @@ def test_rows_read_back_equal_to_sqlite(pg_server, tmp_path):
         assert pg.add(Result()) == lite.add(Result()) == [7, 8]
     with Store(url.replace("postgresql://", "postgresql+psycopg://")) as again:  # another connection reads the same
         assert len(again.query()) == 8 and again.backend == "postgresql"
+    with Store(Path(url)) as again:  # a URL that went through Path (which folds // into /) still names the server
+        assert len(again.query()) == 8 and again.backend == "postgresql"
     with Store(f"sqlite:///{tmp_path / 's.sqlite'}") as lite:  # SQLAlchemy's spelling of the SQLite file
         assert lite.backend == "sqlite" and len(lite.query()) == 8
 
