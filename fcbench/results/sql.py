@@ -8,9 +8,9 @@ SQLAlchemy's import.
 * Tables: ``results`` (the same columns as SQLite's, REAL as DOUBLE PRECISION, JSON columns as TEXT holding the
   same JSON, ``id`` an identity column) and ``fcbench_meta`` (``key``, ``value``) whose row ``schema_version`` is
   the schema version. A ``results`` table without ``fcbench_meta`` is somebody else's and is refused.
-* Transactions: one per row written; every read is a transaction of its own, so no connection sits idle in a
-  transaction holding locks; the connection is pinged before each (a dropped one is replaced before the row is
-  sent); creating or migrating the schema takes a transaction-scoped advisory lock, so two
+* Transactions: one per row written, every read one of its own (single statements in autocommit mode: no
+  BEGIN/COMMIT round trips, and no connection sits idle in a transaction holding locks); the connection is
+  pinged before each (a dropped one is replaced before the row is sent); creating or migrating the schema takes a transaction-scoped advisory lock, so two
   processes opening a new database at once create it once.
 * Credentials: the URL's, else libpq's own (``PGPASSFILE``, ``~/.pgpass``, ``PGPASSWORD``, ``PGUSER``,
   ``PGHOST``, ``PGPORT`` ...); nothing is read from a file of this repository. Messages show the URL with its
@@ -129,12 +129,13 @@ class Postgres:
         return [tuple(r) for r in result.fetchall()] if result.returns_rows else []
 
     def _alone(self, sql: str, params: Any) -> list[tuple]:
-        """``sql`` in the exclusive transaction when one is open, else in a transaction of its own."""
+        """``sql`` in the exclusive transaction when one is open, else as a transaction of its own: one statement
+        in autocommit mode is one transaction, without the round trips of BEGIN and COMMIT."""
         if self._conn is not None:
             return self._run(self._conn, sql, params)
         try:
-            with self.engine.begin() as conn:
-                return self._run(conn, sql, params)
+            with self.engine.connect() as conn:
+                return self._run(conn.execution_options(isolation_level="AUTOCOMMIT"), sql, params)
         except self.errors as exc:
             from sqlalchemy import exc as sa_exc
 
@@ -150,6 +151,7 @@ class Postgres:
         return self._alone(sql, params or {})
 
     def executemany(self, sql: str, params: list[dict[str, Any]]) -> None:
+        assert self._conn is not None, "executemany runs in the exclusive transaction only (a migration)"
         self._alone(sql, params)
 
     def insert(self, sql: str, params: dict[str, Any]) -> int:
