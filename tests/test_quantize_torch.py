@@ -95,15 +95,16 @@ def test_torch_qat_classifier_on_cifar(cli, tmp_path):
 def test_executorch_int8_writes_pte_that_executorch_runs_benches_and_evals(models, cli, tmp_path):
     pytest.importorskip("executorch")
     out = tmp_path / "r18-int8.pte"
-    res = _quantize(cli, models["r18"], "executorch-int8", out, *CALIB)
+    # 1 thread: the pool is resized before the program loads (resized under a loaded XNNPACK method, it
+    # aborted or hung the int8 kernels in ExecuTorch 1.5.1)
+    res = _quantize(cli, models["r18"], "executorch-int8", out, *CALIB, "--threads", "1")
     assert res["format"] == "pte" and res["fidelity"]["backend"].startswith("executorch:xnnpack")
     assert res["fidelity"]["cosine_mean"] > 0.95, res["fidelity"]
     m = read_manifest(out)
     q = m.extra["quantization"]
     assert q["ops_portable"] == 0 and q["delegated_ops"].get("quantized_decomposed.quantize_per_tensor.default")
     assert m.lineage[-1].options["parent_file"].endswith("model.pt") and m.lineage[-1].options["per_channel"] is True
-    # 2 threads: ExecuTorch 1.5.1's thread pool, shrunk to 1 thread, deadlocks in XNNPACK's int8 kernels here
-    _bench_and_eval(cli, out, "executorch", tmp_path, threads="2")
+    _bench_and_eval(cli, out, "executorch", tmp_path, threads="1")
 
 
 # --- bad input: one line, exit 2, nothing written ----------------------------------------------
