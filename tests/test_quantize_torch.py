@@ -72,6 +72,27 @@ def test_torch_methods_write_ptl_that_pytorch_mobile_runs_benches_and_evals(mode
     _bench_and_eval(cli, out, "pytorch-mobile", tmp_path)
 
 
+def test_a_qnnpack_file_runs_on_qnnpack_in_pytorch_mobile(models, cli, tmp_path):
+    """The engine a file was quantized for (the lineage's quantize step) is the engine pytorch-mobile runs it on,
+    and the process's engine is put back when the session closes."""
+    import torch
+
+    from fcbench.backends import get_backend
+
+    if "qnnpack" not in torch.backends.quantized.supported_engines:
+        pytest.skip("this torch build has no qnnpack engine")
+    out = tmp_path / "q.ptl"
+    res = _quantize(cli, models["r18"], "torch-static", out, *CALIB, "--threads", "1", "--opt", "engine=qnnpack")
+    assert res["fidelity"]["cosine_mean"] > 0.95, res["fidelity"]  # scored on qnnpack, as it was made
+    before = torch.backends.quantized.engine
+    session = get_backend("pytorch-mobile").load(out, read_manifest(out), "cpu", 1, {})
+    try:
+        assert session.engine == "qnnpack" and torch.backends.quantized.engine == "qnnpack"
+    finally:
+        session.close()
+    assert torch.backends.quantized.engine == before
+
+
 def test_torch_static_mbf_depthwise(models, cli, tmp_path):
     res = _quantize(cli, models["mbf"], "torch-static", tmp_path / "mbf.ptl", *CALIB, "--threads", "1")
     assert res["fidelity"]["cosine_mean"] > 0.95, res["fidelity"]
