@@ -72,6 +72,24 @@ def test_torch_methods_write_ptl_that_pytorch_mobile_runs_benches_and_evals(mode
     _bench_and_eval(cli, out, "pytorch-mobile", tmp_path)
 
 
+def test_torch_static_keep_float_and_keep_sensitive(models, cli, tmp_path):
+    """--keep-float names module paths; the named conv stays float in the .ptl (fewer quantized convs);
+    --keep-sensitive scores every layer and keeps the worst; an unknown name is one line naming the layers."""
+    _quantize(cli, models["r18"], "torch-static", tmp_path / "a.ptl", *CALIB, "--threads", "1")
+    kept = _quantize(cli, models["r18"], "torch-static", tmp_path / "b.ptl", *CALIB, "--threads", "1",
+                     "--keep-float", "conv1,layer1.0.conv1")
+    assert kept["kept_float"] == ["conv1", "layer1.0.conv1"]
+    n_quant = {k: read_manifest(tmp_path / f"{k}.ptl").extra["quantization"]["ops"] for k in ("a", "b")}
+    convs = {k: sum(v for op, v in ops.items() if "Conv" in op) for k, ops in n_quant.items()}
+    assert convs["b"] == convs["a"] - 2, n_quant
+    r = cli("quantize", models["r18"], "--method", "torch-static", *CALIB, "--keep-float", "layer9.conv",
+            "--out", tmp_path / "c.ptl")
+    assert r.code == 2 and "not a layer torch-static quantizes" in r.err and "conv1" in r.err, r.err
+    assert len(r.err.strip().splitlines()) == 1
+    res = _quantize(cli, models["r18"], "torch-dynamic", tmp_path / "d.ptl", "--threads", "1", "--keep-sensitive", "1")
+    assert len(res["kept_float"]) == 1 and res["sensitivity"][0]["layer"] == res["kept_float"][0]
+
+
 def test_a_qnnpack_file_runs_on_qnnpack_in_pytorch_mobile(models, cli, tmp_path):
     """The engine a file was quantized for (the lineage's quantize step) is the engine pytorch-mobile runs it on,
     and the process's engine is put back when the session closes."""
