@@ -53,7 +53,7 @@ def resolve_runs(store: Any, wanted: list[str]) -> list[str]:
             raise FcbenchError(store.why_empty({"run_id": w}))
         if run not in out:
             out.append(run)
-    return out
+    return sorted(out, key=have.index)
 
 
 def _open_store(cfg: ReportConfig):
