@@ -200,3 +200,22 @@ def test_report_bad_input(cli, tmp_path):
     assert r.code == 2 and "--compare takes two runs" in r.err
     for err in (r.err,):
         assert "Traceback" not in err
+
+
+def test_report_shows_compare_verdicts(store, cli, tmp_path):
+    """--compare BASE,NEW puts compare's verdicts in the page: a bench run against itself is 'same' on every
+    cell. Where fcbench compare is not installed, the section says so and the report is still written."""
+    with Store(store) as s:
+        bench = s.run_ids()[0]
+    out = tmp_path / "c.html"
+    r = cli("report", "--store", store, "--compare", f"{bench},{bench}", "--out", out, "--format", "json")
+    assert r.code == 0, r.err
+    rep = json.loads(r.out)
+    text = out.read_text(encoding="utf-8")
+    try:
+        import fcbench.compare  # noqa: F401
+    except ImportError:
+        assert rep["compare"] == "compare unavailable" and "fcbench compare is not part of this installation" in text
+        return
+    assert rep["compare"] == "verdicts" and 'id="compare-table"' in text
+    assert text.count('class="verdict-same"') == 3 and "verdict-slower" not in text

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from fcbench.errors import FcbenchError
+from fcbench.errors import FcbenchError, suggest
 from fcbench.options import ReportConfig
 
 
@@ -49,6 +49,9 @@ def resolve_runs(store: Any, wanted: list[str]) -> list[str]:
             run = have[-1 - back]
         elif w in have:
             run = w
+        elif suggest(w.split("~")[0], ["last"]):
+            raise FcbenchError(f"--run {w} is not a run in {store.path}{suggest(w.split('~')[0], ['last'])}; "
+                               "give a run id, last or last~N")
         else:
             raise FcbenchError(store.why_empty({"run_id": w}))
         if run not in out:
