@@ -47,7 +47,9 @@ def backend_label(row: dict[str, Any]) -> str:
 
 
 def artifact_name(row: dict[str, Any]) -> str:
-    return (row.get("artifact") or "").replace("\\", "/").rsplit("/", 1)[-1]
+    """``r18 model.onnx``: the model and the file name (two models' ``model.onnx`` kept apart)."""
+    file = (row.get("artifact") or "").replace("\\", "/").rsplit("/", 1)[-1]
+    return f"{row['model']} {file}" if row.get("model") else file
 
 
 def device_key(row: dict[str, Any]) -> str:
@@ -218,9 +220,11 @@ def build(rows: list[dict[str, Any]]) -> ReportData:
             q.get("artifact_sha256") or q.get("artifact"), q.get("backend"), q.get("variant"), quality_key(q)[1])):
         roc = (q.get("extra") or {}).get("roc") or {}
         if roc.get("far") and roc.get("tar"):
-            name = f"{artifact_name(q)} · {backend_label(q)}"
-            data.rocs.append(RocCurve(f"{name} · {quality_key(q)[1]}", list(roc["far"]), list(roc["tar"]),
-                                      q.get("value"), q))
+            data.rocs.append(RocCurve(f"{artifact_name(q)} · {backend_label(q)}", list(roc["far"]),
+                                      list(roc["tar"]), q.get("value"), q))
+    if len({quality_key(c.row)[1] for c in data.rocs}) > 1:  # several data sets: say which each curve is on
+        for c in data.rocs:
+            c.name += f" · {quality_key(c.row)[1]}"
     data.cells = _cells(speed, quality)
     data.counts.update(points=len(data.points), with_accuracy=sum(p.accuracy is not None for p in data.points),
                        pareto=sum(p.pareto for p in data.points), devices=len(data.devices), rocs=len(data.rocs),

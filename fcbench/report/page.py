@@ -11,7 +11,7 @@ import json
 import math
 from typing import Any
 
-from fcbench.report.data import Point, ReportData, backend_label
+from fcbench.report.data import Point, ReportData, backend_label, quality_key
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;margin:0 auto;max-width:1200px;
@@ -59,21 +59,29 @@ class Figures:
         self.count = 0
         self.names: list[str] = []
 
-    def div(self, fig: Any, name: str) -> str:
+    def div(self, fig: Any, name: str, height: int = 440, legend_below: bool = False) -> str:
         self.count += 1
         self.names.append(name)
-        fig.update_layout(template="plotly_white", margin={"l": 60, "r": 20, "t": 50, "b": 50}, height=440,
-                          legend={"font": {"size": 11}}, font={"family": "DejaVu Sans, Arial, sans-serif"})
+        legend: dict[str, Any] = {"font": {"size": 11}}
+        if legend_below:  # long names: under the plot, clear of the axis title
+            legend.update(orientation="h", yanchor="top", y=-0.15 * 440 / height, xanchor="left", x=0)
+        fig.update_layout(template="plotly_white", margin={"l": 60, "r": 20, "t": 50, "b": 50}, height=height,
+                          legend=legend, font={"family": "DejaVu Sans, Arial, sans-serif"})
         inner = fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig-{self.count}",
                             config={"displaylogo": False, "responsive": True})
         return f'<div class="fcbench-figure" data-figure="{_e(name)}">{inner}</div>'
 
 
+def quality_from(row: dict[str, Any]) -> str:
+    return quality_key(row)[1]
+
+
 def _hover(p: Point, metric: str) -> str:
     acc = "no accuracy row" if p.accuracy is None else f"{metric} {p.accuracy:.4g} ({p.accuracy_join})"
     whisk = f"p10 {_num(p.p10_ms)} / p90 {_num(p.p90_ms)} ms"
-    return "<br>".join(html.escape(s) for s in (p.lineage, f"p50 {p.p50_ms:.4g} ms ({whisk})", acc,
-                                                 f"placement {p.placement or '?'}", f"run {p.row.get('run_id')}"))
+    lines = (f"{p.row.get('model') or '?'}: {p.lineage}", f"p50 {p.p50_ms:.4g} ms ({whisk})", acc,
+             f"placement {p.placement or '?'}", f"run {p.row.get('run_id')}")
+    return "<br>".join(html.escape(s) for s in lines)
 
 
 def _log_axis(values: list[float]) -> bool:
@@ -157,17 +165,18 @@ def roc(fig_maker: Figures, data: ReportData) -> str:
         fig.add_trace(go.Scatter(x=[f for f, _ in pts], y=[t for _, t in pts], mode="lines+markers",
                                  marker={"size": 4}, line={"shape": "hv"},
                                  name=f"{c.name} (AUC {_num(c.auc, 3)})"))
-    fig.update_layout(title="ROC of verification runs", xaxis_title="FAR (false accept rate)",
-                      yaxis_title="TAR (true accept rate)", legend={"orientation": "h", "y": -0.25})
+    ons = {quality_from(c.row) for c in data.rocs}
+    fig.update_layout(title="ROC of verification runs" + (f" on {ons.pop()}" if len(ons) == 1 else ""),
+                      xaxis_title="FAR (false accept rate)", yaxis_title="TAR (true accept rate)")
     fig.update_xaxes(type="log")
     fig.update_yaxes(range=[0, 1.02])
-    return fig_maker.div(fig, "roc")
+    return fig_maker.div(fig, "roc", height=460 + 18 * len(data.rocs), legend_below=True)
 
 
 def _point_rows(points: list[Point]) -> tuple[list[list[Any]], list[str]]:
     rows, classes = [], []
     for p in points:
-        rows.append([("★ " if p.pareto else "") + _e(p.lineage), _num(p.p50_ms), _num(p.p90_ms),
+        rows.append([("★ " if p.pareto else "") + _e(p.row.get("model")), _e(p.lineage), _num(p.p50_ms), _num(p.p90_ms),
                      _num(p.accuracy), _e(p.accuracy_join or "—"), _num(p.size_mb), _e(p.placement),
                      _e(p.row.get("threads")), _e(p.row.get("run_id"))])
         classes.append("pareto" if p.pareto else "")
@@ -203,8 +212,8 @@ def render(data: ReportData, *, title: str, store: str, generated: str, compare_
         if metric and any(p.accuracy is not None for p in pts):
             body.append(latency_accuracy(figs, pts, metric, label))
         rows, classes = _point_rows(pts)
-        body.append(_table(["lineage → runtime precision", "p50 ms", "p90 ms", metric or "accuracy", "from",
-                            "size MB", "placement", "threads", "run"], rows, {1, 2, 3, 5, 7}, classes))
+        body.append(_table(["model", "lineage → runtime precision", "p50 ms", "p90 ms", metric or "accuracy",
+                            "from", "size MB", "placement", "threads", "run"], rows, {2, 3, 4, 6, 8}, classes))
     if not data.devices:
         body.append('<p class="note">No speed rows in these runs: run fcbench bench first.</p>')
     body.append('<h2 id="backends">Latency per backend</h2>')
