@@ -180,6 +180,10 @@ def test_pareto_front_and_lineage_join(cli, tmp_path):
     assert "train(arcface) → accurate → ort-cpu f32" in starred[1]
     assert all(tr.startswith("<td>★ r18</td>") for tr in starred)
     assert "same model and lineage" in text and "this runtime" in text
+    import fcbench  # the same page from the Python API
+
+    res = fcbench.run_report(fcbench.ReportConfig(store=str(s), out=str(tmp_path / "api.html")))
+    assert res.path == str(tmp_path / "api.html") and res.counts["pareto"] == 2 and res.counts["figures"] == 3  # no ROC
 
 
 def test_report_bad_input(cli, tmp_path):
