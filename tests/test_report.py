@@ -201,6 +201,11 @@ def test_report_bad_input(cli, tmp_path):
     assert r.code == 2 and "no rows with run 'bnech'" in r.err and "did you mean 'bench'" in r.err
     r = cli("report", "--store", s, "--run", "last~3", "--out", tmp_path / "r.html")
     assert r.code == 2 and "holds 1 run" in r.err
+    trained = tmp_path / "trained.sqlite"
+    with Store(trained) as st:
+        st.add(Row("train", run_id="t", model="r18", metric="loss", value=1.0))
+    r = cli("report", "--store", trained, "--out", tmp_path / "r.html")
+    assert r.code == 2 and "nothing to report" in r.err and "run bench or eval first" in r.err
     r = cli("report", "--store", s, "--out", tmp_path)
     assert r.code == 2 and "--out" in r.err and "is a directory" in r.err
     r = cli("report", "--store", s, "--compare", "bench", "--out", tmp_path / "r.html")
