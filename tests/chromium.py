@@ -80,8 +80,10 @@ class _Pipe:
                 "--mute-audio", "--hide-scrollbars", f"--window-size={width},{height}"]
         if os.geteuid() == 0:
             args.append("--no-sandbox")  # Chromium refuses to run as root with its sandbox
-        self.proc = subprocess.Popen(args + ["about:blank"], preexec_fn=fds, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, close_fds=False)
+        self.log = Path(self.profile) / "chromium.log"  # a file, not a pipe: nobody drains a pipe while we wait
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(args + ["about:blank"], preexec_fn=fds, stdin=subprocess.DEVNULL,
+                                         stdout=log, stderr=subprocess.STDOUT, close_fds=False)
         os.close(to_child_r)
         os.close(from_child_w)
         self._buf = b""
@@ -135,8 +137,9 @@ class _Pipe:
                 raise TimeoutError("Chromium did not answer on its DevTools pipe")
             chunk = os.read(self._from_child, 1 << 20)
             if not chunk:
-                err = self.proc.stderr.read().decode(errors="replace")[-2000:] if self.proc.stderr else ""
-                raise RuntimeError(f"Chromium closed its DevTools pipe: {err}")
+                self.proc.wait(timeout=10)
+                err = self.log.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"Chromium closed its DevTools pipe (exit {self.proc.returncode}): {err}")
             self._buf += chunk
         raw, self._buf = self._buf.split(b"\0", 1)
         return json.loads(raw)
@@ -156,8 +159,6 @@ class _Pipe:
                 os.close(fd)
             except OSError:
                 pass
-        if self.proc.stderr:
-            self.proc.stderr.close()
         shutil.rmtree(self.profile, ignore_errors=True)
 
 
