@@ -48,6 +48,7 @@ class Page:
     console_errors: list[str] = field(default_factory=list)  # console.error/assert and uncaught exceptions
     log_errors: list[str] = field(default_factory=list)  # the browser's own error log (failed loads, CSP, ...)
     requests: list[str] = field(default_factory=list)  # every URL the page asked for
+    values: dict[str, Any] = field(default_factory=dict)  # name -> what the page's script gave (``scripts``)
     dom: str = ""
     counts: dict[str, int] = field(default_factory=dict)  # CSS selector -> matching elements
     screenshot: bytes = b""  # PNG
@@ -174,10 +175,12 @@ def _describe_console(params: dict[str, Any]) -> str:
 
 
 def open_page(path: str | Path, selectors: tuple[str, ...] = (), settle: float = 1.0, width: int = 1280,
-              height: int = 900, offline: bool = True, full_page: bool = True) -> Page:
+              height: int = 900, offline: bool = True, full_page: bool = True,
+              scripts: dict[str, str] | None = None) -> Page:
     """Load ``path`` (a local file) in headless Chromium with the network switched off (``offline``), wait for
     its load event and ``settle`` seconds more, and return what it showed. ``selectors`` are counted in the
-    rendered DOM."""
+    rendered DOM; each of ``scripts`` (name: a JavaScript expression, run in the page in turn, awaited when it
+    gives a promise) puts its JSON value in ``Page.values``."""
     binary = chromium_binary()
     if binary is None:
         raise RuntimeError("chromium is not installed")
@@ -205,6 +208,13 @@ def open_page(path: str | Path, selectors: tuple[str, ...] = (), settle: float =
             found = pipe.send("Runtime.evaluate", {"expression": f"document.querySelectorAll({json.dumps(sel)}).length",
                                                    "returnByValue": True}, session=session)
             page.counts[sel] = int(found["result"]["value"])
+        for name, expression in (scripts or {}).items():
+            got = pipe.send("Runtime.evaluate", {"expression": expression, "returnByValue": True,
+                                                 "awaitPromise": True}, session=session)
+            if "exceptionDetails" in got:
+                page.values[name] = {"error": _describe_exception(got)}
+            else:
+                page.values[name] = got["result"].get("value")
         dom = pipe.send("Runtime.evaluate", {"expression": "document.documentElement.outerHTML",
                                              "returnByValue": True}, session=session)
         page.dom = dom["result"]["value"]

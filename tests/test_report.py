@@ -9,6 +9,7 @@ ink. The Chromium check itself is shown to fail on a page with a console error.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -24,6 +25,14 @@ R18 = dict(model="r18", model_options={"width": 0.125, "layers": [1, 1, 1, 1], "
            data="synthetic:faces", data_options={"num_classes": 4, "samples_per_class": 4})
 PAIRS = ["--data", "synthetic:pairs", "--data-opt", "num_pairs=40", "--nfolds", "2", "--threads", "1"]
 FAST_BENCH = ["--threads", "1", "--warmup", "2", "--runs", "20", "--min-seconds", "0.2"]
+
+
+# hover the first point of the latency-accuracy figure (plotly's own hover) and read the label it shows
+HOVER_FIRST_POINT = """(() => {
+  const plot = document.querySelector('[data-figure="latency-accuracy"] .js-plotly-plot');
+  Plotly.Fx.hover(plot, [{curveNumber: 0, pointNumber: 0}]);
+  return Array.from(plot.querySelectorAll('.hoverlayer .hovertext')).map(e => e.textContent);
+})()"""
 
 
 def _need(plugin: str) -> None:
@@ -83,7 +92,7 @@ def test_report_of_real_runs_renders_in_chromium(store, cli, tmp_path):
     assert "<script src=" not in text and "<link" not in text  # nothing fetched: plotly.js is inlined
     assert "train(arcface) → convert(onnx) → ort-cpu f32" in text  # lineage in the table
     page = open_page(out, selectors=(".fcbench-figure", ".fcbench-figure .main-svg", ".fcbench-figure .scatterlayer",
-                                     "#cells-table tbody tr"))
+                                     "#cells-table tbody tr"), scripts={"hover": HOVER_FIRST_POINT})
     assert page.errors == [], page.errors
     assert page.remote_requests() == [], page.remote_requests()
     assert page.counts[".fcbench-figure"] == counts["figures"]
@@ -92,6 +101,9 @@ def test_report_of_real_runs_renders_in_chromium(store, cli, tmp_path):
     assert page.counts["#cells-table tbody tr"] == counts["cells"] == 5  # 3 bench cells + 2 evaluations
     assert "Pareto front" in page.dom and "100 % CPUExecutionProvider" in page.dom
     assert inked_share(page.screenshot) > 0.05
+    (hover,) = page.values["hover"]  # hovering a point shows its lineage and where it ran
+    assert hover.startswith("r18: train(arcface) → convert(") and " f32" in hover and "p50 " in hover, hover
+    assert re.search(r"accuracy [01](\.\d+)? \((this runtime|same artifact)\)", hover), hover
 
 
 def test_chromium_check_fails_on_console_errors_and_blank_pages(tmp_path):
