@@ -38,6 +38,15 @@ def _figures(stats: dict[str, Any]) -> str:
     return ""
 
 
+def _limit(row: dict[str, Any]) -> str:
+    """The threshold with its unit: per cent for latency, points for quality figures."""
+    t = row.get("threshold")
+    if not isinstance(t, (int, float)):
+        return "" if t is None else str(t)
+    latency = row.get("metric") == "latency" or "base_ms" in (row.get("stats") or {})
+    return f"{t:g} %" if latency else f"{t:g} points"
+
+
 def compare_html(base: str, new: str, store: str | None) -> tuple[str, str]:
     """(HTML, state): the verdict table for BASE -> NEW, or a note saying why there is none."""
     try:
@@ -59,7 +68,7 @@ def compare_html(base: str, new: str, store: str | None) -> tuple[str, str]:
             trs.append(f"<tr><td>{_e(r.get('name'))}</td><td>{_e(r.get('metric'))}</td>"
                        f'<td class="verdict-{_e(verdict)}">{_e(verdict)}</td><td>{_e(_figures(stats))}</td>'
                        f"<td>{_e(_change(stats))}</td><td>{'' if p is None else f'{p:.3g}'}</td>"
-                       f"<td>{_e(r.get('threshold'))}</td><td>{_e(r.get('note'))}</td></tr>")
+                       f"<td>{_e(_limit(r))}</td><td>{_e(r.get('note'))}</td></tr>")
         body.append('<table id="compare-table"><thead><tr><th>row</th><th>metric</th><th>verdict</th>'
                     "<th>BASE → NEW</th><th>change [CI]</th><th>p</th><th>threshold</th><th>note</th></tr></thead>"
                     f"<tbody>{''.join(trs)}</tbody></table>")
