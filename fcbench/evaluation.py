@@ -262,7 +262,6 @@ def _roc_extra(metric: str, result: Any) -> dict[str, Any]:
 
     if metric != "auc" or not isinstance(result, VerificationResult):
         return {}
-
     return {"roc": compact_roc(result)}
 
 
