@@ -1044,3 +1044,16 @@ class RunConfig(Checked):
 
 def replace(cfg: Any, **changes: Any) -> Any:
     return dataclasses.replace(cfg, **changes)
+
+
+@dataclass
+class ReportConfig(Checked):
+    """``fcbench report``: one self-contained HTML page of the rows in a results store."""
+
+    store: str | None = opt(None, help="Results store (SQLite file). Default: results/fcbench.sqlite")
+    runs: list[str] = opt(default_factory=list, flags=("--run",), parse=parse_list,
+                          help="Only these runs: ids, 'last' or 'last~N' (repeat or comma-separate); default: all")
+    out: str = opt("report.html", help="The HTML file to write (one file, opens with no network)")
+    title: str = opt("", help="The page's title. Default: fcbench report of STORE")
+    compare: list[str] = opt(default_factory=list, parse=parse_list,
+                             help="Two runs BASE,NEW whose compare verdicts the page shows (needs fcbench compare)")

@@ -356,3 +356,11 @@ def devices(result, fmt: str) -> list[Any]:
                            plain(versions), plain(b["reason"]))
             out.append(bt)
     return out
+
+
+def report_page(result, fmt: str) -> list[Any]:
+    """``fcbench report``: the page's path (stdout is data), or with --format json what it holds."""
+    if fmt == "json":
+        return [json.dumps({"path": result.path, "runs": result.runs, "counts": result.counts,
+                            "compare": result.compare}, indent=2) + "\n"]
+    return [f"{result.path}\n"]

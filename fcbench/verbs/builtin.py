@@ -27,6 +27,7 @@ from fcbench.options import (
     ProfileConfig,
     PruneConfig,
     QuantizeConfig,
+    ReportConfig,
     ResultsConfig,
     RunConfig,
     TrainConfig,
@@ -606,5 +607,10 @@ INSPECT = Verb("inspect", InspectConfig, run_inspect, "Where each node of a mode
                "precision, as the runtime reports it.", f"{_R}:inspect", ("table", "json"), stores=False)
 RESULTS = Verb("results", ResultsConfig, run_results, "Show rows of the results store.", f"{_R}:results",
                TABLE_FORMATS, stores=False)
+REPORT = Verb("report", ReportConfig, "fcbench.report:run_report", "Write one self-contained HTML page (opens with "
+              "no network) of the store's rows: per device latency vs accuracy with the Pareto front and each "
+              "point's lineage, latency per backend (p10/p50/p90), size vs accuracy, ROC curves, placement and "
+              "precision of every cell, and compare verdicts between two runs.", f"{_R}:report_page",
+              ("table", "json"), stores=False)
 RUN = Verb("run", RunConfig, run_recipe_verb, "Run a recipe: a sequence of verbs with shared options.",
            f"{_R}:recipe", ("table",), in_recipes=False)
