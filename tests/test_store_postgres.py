@@ -563,3 +563,32 @@ def test_a_read_only_user_reads_and_is_told_before_any_work(pg_server, cli, tmp_
     r = cli("results", "--store", empty)
     assert r.code == 2 and "cannot make its tables (permission denied for schema public)" in r.err, r.err
     assert len(r.err.strip().splitlines()) == 1 and password not in r.err
+
+
+def test_report_of_a_postgresql_store_equals_the_sqlite_one(pg_server, cli, tmp_path):
+    """fcbench report reads a PostgreSQL store as it reads a file: the same rows give the same page contents,
+    and the page names the store without its password."""
+    url = pg_server.database()
+    lite = tmp_path / "s.sqlite"
+    rows = []
+    for name, p50, acc in (("fast", 1.0, 0.80), ("accurate", 3.0, 0.95), ("dominated", 4.0, 0.85)):
+        common = dict(model="r18", lineage=f"train(arcface) > {name}", artifact=f"m/{name}.onnx",
+                      artifact_sha256=name, format="onnx", backend="onnxruntime", variant="cpu")
+        rows.append(Row("speed", run_id="bench", **common, profile="ort-cpu", device="local",
+                        device_fingerprint="abc", device_info={"cpu": "Test CPU", "arch": "x86_64"}, threads=1,
+                        batch=1, p50_ms=p50, p90_ms=p50 * 1.1, samples_ms=[p50 * f for f in (0.9, 1.0, 1.0, 1.2)],
+                        model_size_mb=1.0, extra={"status": "ok", "precision": "f32"}))
+        rows.append(Row("quality", run_id="eval", **common, metric="accuracy", value=acc, dataset="pairs",
+                        protocol="verification"))
+    for store in (url, lite):
+        with Store(store) as s:
+            s.add_many(rows)
+    pages = {}
+    for name, store in (("pg", url), ("lite", lite)):
+        r = cli("report", "--store", store, "--out", tmp_path / f"{name}.html", "--format", "json")
+        assert r.code == 0, r.err
+        pages[name] = json.loads(r.out)
+        assert pg_server.password not in r.out + r.err
+    assert pages["pg"]["counts"] == pages["lite"]["counts"] and pages["pg"]["counts"]["pareto"] == 2
+    html = (tmp_path / "pg.html").read_text(encoding="utf-8")
+    assert pg_server.password not in html and "***@127.0.0.1" in html
