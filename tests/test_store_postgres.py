@@ -561,7 +561,7 @@ def test_a_read_only_user_reads_and_is_told_before_any_work(pg_server, cli, tmp_
             s.add(RunContext().row("quality", model="m", metric="accuracy", value=0.6))
     empty = pg_server.database().replace(f"{pgserver.USER}:{pg_server.password}@", f"{role}:{password}@")
     r = cli("results", "--store", empty)
-    assert r.code == 2 and "cannot make its tables (permission denied for schema public)" in r.err, r.err
+    assert r.code == 2 and "cannot make or upgrade its tables (permission denied for schema public)" in r.err, r.err
     assert len(r.err.strip().splitlines()) == 1 and password not in r.err
 
 

@@ -353,7 +353,7 @@ class Store:
 
                 self._db.close()
                 why = _reason(exc)
-                raise FcbenchError(f"results store {self.path}: cannot make its tables ({why}); "
+                raise FcbenchError(f"results store {self.path}: cannot make or upgrade its tables ({why}); "
                                    f"{_hint(why, '', 'see the server log')}") from None
             except BaseException:
                 self._db.close()
