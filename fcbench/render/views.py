@@ -353,3 +353,9 @@ def devices(result, fmt: str) -> list[Any]:
                            plain(versions), plain(b["reason"]))
             out.append(bt)
     return out
+
+
+def compare(result, fmt: str) -> list[Any]:
+    from fcbench.compare.render import view
+
+    return view(result, fmt)

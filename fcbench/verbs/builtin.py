@@ -15,6 +15,7 @@ from typing import Any
 from fcbench.errors import FcbenchError, distinct_reasons
 from fcbench.options import (
     BenchConfig,
+    CompareConfig,
     CompressConfig,
     ConvertConfig,
     DevicesConfig,
@@ -581,5 +582,10 @@ INSPECT = Verb("inspect", InspectConfig, run_inspect, "Where each node of a mode
                "precision, as the runtime reports it.", f"{_R}:inspect", ("table", "json"), stores=False)
 RESULTS = Verb("results", ResultsConfig, run_results, "Show rows of the results store.", f"{_R}:results",
                TABLE_FORMATS, stores=False)
+COMPARE = Verb("compare", CompareConfig, "fcbench.compare:run_compare", "Compare NEW results with BASE (CSV/JSON "
+               "exports, stores or run ids): each matched row's latency (ratio of medians, a confidence interval "
+               "that counts run-to-run noise, a rank test) and quality (points) gets a verdict; exit 1 on a "
+               "regression. Rows only in one side or from another machine are listed apart.", f"{_R}:compare",
+               ("table", "markdown", "json"), stores=False)
 RUN = Verb("run", RunConfig, run_recipe_verb, "Run a recipe: a sequence of verbs with shared options.",
            f"{_R}:recipe", ("table",), in_recipes=False)
