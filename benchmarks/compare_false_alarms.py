@@ -47,8 +47,9 @@ def pick_sizes(model: str, options: dict, base: int, slowdowns: list[float]) -> 
     """Per slowdown: the (H, W) near ``base`` whose FLOPs ratio to ``base`` x ``base`` is closest, and that ratio."""
     f0 = _flops(model, options, base)
     cands = []
-    for h in range(base, int(base * 1.35) + 2):
-        for w in range(max(base, h - 2), h + 3):
+    top = base + base // 8 + 1
+    for h in range(base, top):  # strides round odd sizes up: any H x W, not only squares
+        for w in range(h, top):
             cands.append(((h, w), _flops(model, options, (h, w)) / f0))
     out = {}
     for s in slowdowns:
