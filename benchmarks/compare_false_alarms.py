@@ -145,7 +145,7 @@ def main() -> None:
         folder_of.setdefault(str(folder), []).append(k)
     cells: dict[tuple[str, float, str, str], list[dict]] = {}
     for r in rows:
-        for model, s in folder_of[str(Path(r["artifact"]).parent)]:
+        for model, s in folder_of.get(str(Path(r["artifact"]).parent), []):  # rows of other sizes: not ours
             cells.setdefault((model, s, r["format"], f"{r['backend']}:{r['variant']}"), []).append(r)
     limits = dict(COMPARE_THRESHOLDS)
 
