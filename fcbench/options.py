@@ -1112,7 +1112,5 @@ class CompareConfig(Checked):
 
     def validate(self) -> CompareConfig:
         check_options(self)
-        if not self.base or not self.new:
-            raise FcbenchError("compare: give BASE and NEW, e.g. fcbench compare results/baseline.csv last")
-        self.limits()
+        self.limits()  # BASE and NEW are checked when they are read
         return self

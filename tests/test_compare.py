@@ -355,3 +355,15 @@ def test_bench_twice_then_compare(cli, in_tmp):
     code, out2, err = compare_json(cli, "baseline.csv", "last", "--threshold", "latency=200")
     assert code == 0, err
     assert out2["rows"][0]["stats"]["ratio"] == 1.0  # the last run against its own export
+
+
+def test_a_compare_step_in_a_recipe_fails_the_run_on_a_regression(cli, in_tmp):
+    store_with(in_tmp / "s.sqlite", [speed("r1", times(5.0, seed=1))], [speed("r2", times(10.0, seed=2))])
+    (in_tmp / "r.yaml").write_text("defaults: {store: s.sqlite}\nsteps:\n"
+                                   "  - compare: {base: last~1, new: last, format: markdown}\n")
+    res = cli("run", "r.yaml")
+    assert res.code == 1 and "| **slower** |" in res.out
+    assert "step 1 compare r18" in res.err and "slower" in res.err
+    (in_tmp / "r.yaml").write_text("defaults: {store: s.sqlite}\nsteps:\n"
+                                   "  - compare: {base: last~1, new: last, threshold: [latency=150]}\n")
+    assert cli("run", "r.yaml").code == 0
