@@ -161,7 +161,14 @@ def main() -> None:
     def med(xs: list[dict]) -> float:
         return float(np.median([x for r in xs for x in r["samples_ms"]]))
 
+    from fcbench.compare.stats import RUN_NOISE, run_spread
+
+    spreads = {c: run_spread([np.asarray(r["samples_ms"]) for r in rs]) for c, rs in cells.items() if not c[1]}
+    pooled = run_spread(*[[np.asarray(r["samples_ms"]) for r in rs] for c, rs in cells.items() if not c[1]])
     print()
+    print(f"run-to-run noise (sd of the reruns' log medians): pooled {pooled or 0:.3f}, per cell "
+          + ", ".join(f"{m} {f} {b} {v or 0:.3f}" for (m, _, f, b), v in sorted(spreads.items()))
+          + f"; compare's floor RUN_NOISE = {RUN_NOISE}")
     print(f"threshold: latency {limits['latency']:g} % (the default); {len(rows)} rows")
     for k in (1, 3):  # one run a side, and (as docs/ci.md advises on shared runners) three runs a side
         if args.reruns < 2 * k:
