@@ -1049,7 +1049,7 @@ def replace(cfg: Any, **changes: Any) -> Any:
 
 # default limits: latency in per cent of the base median, quality figures in percentage points (100 x the
 # metric's difference; cosine in hundredths). A metric's own name (tar@far=1e-03, top3) beats its family's.
-COMPARE_THRESHOLDS: dict[str, float] = {"latency": 10.0, "accuracy": 0.5, "top1": 0.5, "top5": 0.5, "rank1": 0.5,
+COMPARE_THRESHOLDS: dict[str, float] = {"latency": 5.0, "accuracy": 0.5, "top1": 0.5, "top5": 0.5, "rank1": 0.5,
                                         "rank5": 0.5, "auc": 0.5, "eer": 0.5, "tar@far": 1.0,
                                         "open_set_tar@far": 1.0, "cosine": 0.5}
 
@@ -1099,7 +1099,7 @@ class CompareConfig(Checked):
                                               "store (path or URL), or a run id in --store (last, last~1, an id)")
     new: str = opt("", argument=True, help="NEW: the same kinds as BASE")
     threshold: list[str] = opt(default_factory=list, parse=parse_list, metavar="METRIC=LIMIT",
-                               help="A limit, repeatable: latency=PERCENT (default 10), top1/accuracy/rank1/auc/eer"
+                               help="A limit, repeatable: latency=PERCENT (default 5), top1/accuracy/rank1/auc/eer"
                                     "=POINTS (default 0.5), tar@far=POINTS (1), cosine=HUNDREDTHS (0.5)")
     history: int | None = opt(None, range=(2, 10000), help="Also check each NEW row over the last N runs of the "
                                                            "same row in the store for a change point (slow drift)")

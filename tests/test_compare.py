@@ -86,10 +86,10 @@ def test_a_2x_speedup_is_faster_and_no_regression(cli, tmp_path):
 
 
 def test_a_change_inside_run_to_run_noise_is_not_an_alarm(cli, tmp_path):
-    """5 % slower with thousands of samples: a rank test on the samples alone calls it significant (p ~ 0);
-    against the 10 % threshold and the run-to-run noise it is no regression."""
+    """3 % slower with thousands of samples: a rank test on the samples alone calls it significant (p ~ 0);
+    against the 5 % threshold and the run-to-run noise it is no regression."""
     s = store_with(tmp_path / "s.sqlite", [speed("r1", times(5.0, n=3000, seed=1))],
-                   [speed("r2", times(5.25, n=3000, seed=2))])
+                   [speed("r2", times(5.15, n=3000, seed=2))])
     code, out, err = compare_json(cli, "last~1", "last", "--store", s)
     assert code == 0, err
     st = out["rows"][0]["stats"]
@@ -367,3 +367,22 @@ def test_a_compare_step_in_a_recipe_fails_the_run_on_a_regression(cli, in_tmp):
     (in_tmp / "r.yaml").write_text("defaults: {store: s.sqlite}\nsteps:\n"
                                    "  - compare: {base: last~1, new: last, threshold: [latency=150]}\n")
     assert cli("run", "r.yaml").code == 0
+
+
+def test_the_defaults_hold_their_rates_when_runs_wobble_as_much_as_the_floor():
+    """Runs whose medians wobble by RUN_NOISE (log sd) as a block, with autocorrelated samples inside: one run a
+    side at the defaults gives no alarm for equal runs and calls a 10 % slowdown slower (docs/ci.md's claim)."""
+    from fcbench.compare.stats import RUN_NOISE, compare_latency
+
+    rng = np.random.default_rng(7)
+
+    def run(ms: float) -> np.ndarray:
+        drift = np.cumsum(rng.normal(0, 0.001, 400))  # slow wander inside the run
+        return ms * np.exp(rng.normal(0, RUN_NOISE)) * (1 + rng.gamma(2.0, 0.02, 400)) * np.exp(drift)
+
+    null = [compare_latency([run(5.0)], [run(5.0)], reps=400, seed=i).verdict for i in range(40)]
+    slow = [compare_latency([run(5.0)], [run(5.5)], reps=400, seed=i).verdict for i in range(40)]
+    assert null.count("slower") + null.count("faster") <= 1, null  # ~1 % expected; 40 pairs
+    assert slow.count("slower") >= 36, slow  # >= 90 % of 40 (the benchmark measures the real rate)
+    three = compare_latency([run(5.0) for _ in range(3)], [run(5.0) for _ in range(3)], reps=400)
+    assert three.base_runs == 3 and three.verdict in ("same", "unknown")

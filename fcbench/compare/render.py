@@ -42,7 +42,7 @@ def markdown(result: Any) -> str:
     head = "### fcbench compare: " + (f"{len(bad)} regression(s)" if bad else "no regression")
     lines = [head, "", f"BASE `{result.base}` against NEW `{result.new}`: {result.verdict}.", ""]
     if result.rows:
-        lines += ["| row | verdict | base | new | change | 95 % interval / test | limit | note |",
+        lines += ["| row | verdict | base | new | change | 99 % interval / test | limit | note |",
                   "|---|---|---|---|---|---|---|---|"]
         order = sorted(result.rows, key=lambda c: (not c.regressed, c.verdict != "unknown"))
         for c in order:
@@ -63,7 +63,7 @@ def table(result: Any) -> list[Any]:
 
     out: list[Any] = []
     t = Table(title=plain(f"compare: BASE {result.base} -> NEW {result.new}"))
-    for col in ("row", "verdict", "base", "new", "change", "95 % interval / test", "limit", "note"):
+    for col in ("row", "verdict", "base", "new", "change", "99 % interval / test", "limit", "note"):
         t.add_column(col, overflow="fold", justify="right" if col in ("base", "new", "change") else "left")
     for c in result.rows:
         t.add_row(plain(c.name), literal(c.verdict, _COLOUR.get(c.verdict, "")),

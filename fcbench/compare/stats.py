@@ -8,19 +8,26 @@ run-to-run wobble "highly significant". So the uncertainty of the ratio of media
 * within a run: a seeded *moving-block* bootstrap of the median (blocks of consecutive samples, at least
   sqrt(n) and a twentieth of the run, keep the autocorrelation inside each block);
 * between runs: the spread of one run's median around the next run's, ``run_noise`` (a log-scale
-  standard deviation). It is estimated from the reruns where a side has several, and never taken
-  below :data:`RUN_NOISE` (what reruns of the same artifacts measured on a shared 2-core machine;
-  see docs/ci.md); it shrinks as 1/sqrt(runs).
+  standard deviation). It is estimated from the reruns where a side has several (then the interval
+  uses Student's t with the runs' degrees of freedom), and never taken below :data:`RUN_NOISE` (a
+  quiet machine's; docs/ci.md); it shrinks as 1/sqrt(runs).
 
-The confidence interval of the ratio is ``exp(log r +- z * se)`` with both parts' variances added. A
-Mann-Whitney rank test on the samples (on the runs' medians when each side has at least three runs)
-must agree: a change is *significant* when the interval excludes 1 and the rank test's p is below
-``1 - confidence``. The verdict against a threshold ``T`` (a fraction, 0.10 = 10 %):
+With ``se`` the two parts' variances added, a change is *significant* when the 99 % interval
+``log r +- z99 * se`` excludes 0 and a Mann-Whitney rank test agrees (p < 0.01: on the runs' medians
+when there are enough runs for such a p, else on the samples). The verdict against a threshold ``T``
+(a fraction, 0.05 = 5 %):
 
 * **slower** / **faster**: significant and the ratio beyond ``1 + T`` (or below ``1 / (1 + T)``);
-* **same**: the whole interval inside ``(1 / (1 + T), 1 + T)``: whatever changed is below the threshold;
+* **same**: the 90 % interval inside ``(1 / (1 + T), 1 + T)`` (an equivalence test: two one-sided
+  tests at 5 %): whatever changed is below the threshold;
 * **unknown**: neither; ``runs_needed`` estimates how many more runs per side would narrow the
-  interval (its width goes as 1/sqrt(runs)) enough to clear the boundary it straddles.
+  interval (its width goes as 1/sqrt(runs)) enough to decide.
+
+Why these defaults: a false alarm needs a change past ``T`` *and* 2.6 standard errors, and the standard
+error never counts less run-to-run noise than :data:`RUN_NOISE`; so while a runner's real run-to-run
+noise stays at or under it, false alarms stay under 1 %, and a 10 % slowdown (2 x T) is past both bars
+about 97 % of the time with one run a side. On a noisier runner, rerun each side: the measured spread
+replaces the floor.
 """
 
 from __future__ import annotations
@@ -33,11 +40,13 @@ from typing import Any
 import numpy as np
 
 #: Default latency threshold: a change smaller than this is "same" (fraction of the base median).
-LATENCY_THRESHOLD = 0.10
+LATENCY_THRESHOLD = 0.05
 #: Run-to-run noise floor: log-scale standard deviation of one run's median around another's.
-RUN_NOISE = 0.03
-#: Confidence of the interval and 1 - the rank test's significance level.
-CONFIDENCE = 0.95
+RUN_NOISE = 0.015
+#: Confidence of the interval a change must leave 1 out of (and 1 - the rank test's level).
+CONFIDENCE = 0.99
+#: Confidence of the interval that must sit inside the threshold for "same".
+EQUIVALENCE = 0.90
 BOOTSTRAP = 2000
 MANY = 1000  # runs_needed at or beyond this: "many" (the change sits on the boundary)
 
@@ -125,10 +134,10 @@ def mann_whitney(a: np.ndarray, b: np.ndarray) -> float | None:
     return float(mannwhitneyu(a, b, alternative="two-sided").pvalue)
 
 
-def runs_needed(log_ratio: float, se: float, z: float, boundaries: list[float], runs: int) -> int:
+def runs_needed(log_ratio: float, se: float, z: float, boundary: float, runs: int) -> int:
     """More runs per side after which the interval ``log_ratio +- z * se`` (its width ~ 1/sqrt(runs)) no
-    longer straddles any of ``boundaries``: MANY when the estimate sits on one."""
-    d = min(abs(log_ratio - b) for b in boundaries)
+    longer reaches ``boundary``: MANY when the estimate sits on it."""
+    d = abs(log_ratio - boundary)
     if d <= 1e-12:
         return MANY
     need = runs * (z * se / d) ** 2
@@ -136,8 +145,8 @@ def runs_needed(log_ratio: float, se: float, z: float, boundaries: list[float], 
 
 
 def compare_latency(base: list[Any], new: list[Any], threshold: float = LATENCY_THRESHOLD, *,
-                    run_noise: float = RUN_NOISE, confidence: float = CONFIDENCE, seed: int = 0,
-                    reps: int = BOOTSTRAP) -> LatencyStats:
+                    run_noise: float = RUN_NOISE, confidence: float = CONFIDENCE, equivalence: float = EQUIVALENCE,
+                    seed: int = 0, reps: int = BOOTSTRAP) -> LatencyStats:
     """``base`` and ``new``: one sequence of samples (ms) per run (a run without samples: its median alone,
     as a one-element list). Pools each side's runs; see the module docstring for the verdict."""
     b_runs, n_runs = _as_runs(base), _as_runs(new)
@@ -152,16 +161,22 @@ def compare_latency(base: list[Any], new: list[Any], threshold: float = LATENCY_
     spread = run_spread(b_runs, n_runs)
     noise = max(run_noise, spread or 0.0)
     se = math.sqrt(se_within ** 2 + noise ** 2 * (1 / len(b_runs) + 1 / len(n_runs)))
-    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    df = len(b_runs) + len(n_runs) - 2
+    if spread is not None and spread > run_noise:  # the reruns' spread, estimated: Student's t, not z
+        from scipy.stats import t as student
+
+        z, z_eq = float(student.ppf(0.5 + confidence / 2, df)), float(student.ppf(0.5 + equivalence / 2, df))
+    else:
+        z, z_eq = NormalDist().inv_cdf(0.5 + confidence / 2), NormalDist().inv_cdf(0.5 + equivalence / 2)
     lo, hi = log_r - z * se, log_r + z * se
+    alpha = 1 - confidence
     notes = []
-    if len(b_runs) >= 3 and len(n_runs) >= 3:
+    if 2 / math.comb(len(b_runs) + len(n_runs), len(b_runs)) < alpha:  # enough runs for a p that small
         p = mann_whitney(np.array([np.median(r) for r in n_runs]), np.array([np.median(r) for r in b_runs]))
     else:
         p = mann_whitney(n_all, b_all)
     if b_all.size == len(b_runs) or n_all.size == len(n_runs):
         notes.append("no raw samples on a side: its median alone, with the run-to-run noise")
-    alpha = 1 - confidence
     significant = (lo > 0 or hi < 0) and (p is None or p < alpha)
     up = math.log1p(threshold)
     needed = None
@@ -169,14 +184,15 @@ def compare_latency(base: list[Any], new: list[Any], threshold: float = LATENCY_
         verdict = "slower"
     elif significant and log_r < -up:
         verdict = "faster"
-    elif -up < lo and hi < up:
+    elif abs(log_r) + z_eq * se < up:
         verdict = "same"
     else:
         verdict = "unknown"
-        straddled = [x for x in (up, -up) if lo <= x <= hi]
-        if abs(log_r) > up and not significant:
-            straddled.append(0.0)
-        needed = runs_needed(log_r, se, z, straddled or [up], min(len(b_runs), len(n_runs)))
+        runs = min(len(b_runs), len(n_runs))
+        if abs(log_r) > up:  # past the threshold, not yet significant
+            needed = runs_needed(log_r, se, z, 0.0, runs)
+        else:  # inside the threshold, not yet shown to be
+            needed = runs_needed(abs(log_r), se, z_eq, up, runs)
     return LatencyStats(verdict, b_med, n_med, n_med / b_med, math.exp(lo), math.exp(hi), p, len(b_runs),
                         len(n_runs), int(b_all.size), int(n_all.size), noise, needed, notes)
 
@@ -222,7 +238,7 @@ class ChangePoint:
 
 
 def change_point(values: list[float], min_change: float, relative: bool = True,
-                 alpha: float = 1 - CONFIDENCE, min_segment: int = 3) -> ChangePoint | None:
+                 alpha: float = 0.05, min_segment: int = 3) -> ChangePoint | None:
     """The split of ``values`` (one per run, oldest first) into two segments whose medians differ most,
     when that difference exceeds ``min_change`` (a fraction of the first segment's median when
     ``relative``, else absolute) and a Mann-Whitney test of the two segments' runs gives p < ``alpha``.
