@@ -155,23 +155,24 @@ def test_a_cell_that_now_fails_is_a_regression(cli, tmp_path):
 
 def test_quality_points_against_thresholds(cli, tmp_path):
     base = [quality("r1", "accuracy", 0.950), quality("r1", "tar@far=1e-03", 0.80), quality("r1", "eer", 0.05),
-            quality("r1", "best_threshold", 0.3)]
+            quality("r1", "best_threshold", 0.3), quality("r1", "cosine_to_parent_p1", 0.999)]
     new = [quality("r2", "accuracy", 0.940), quality("r2", "tar@far=1e-03", 0.795), quality("r2", "eer", 0.052),
-           quality("r2", "best_threshold", 0.2)]
+           quality("r2", "best_threshold", 0.2), quality("r2", "cosine_to_parent_p1", 0.990)]
     s = store_with(tmp_path / "s.sqlite", base, new)
     code, out, _ = compare_json(cli, "last~1", "last", "--store", s)
     assert code == 1
     verdicts = {r["metric"]: r["verdict"] for r in out["rows"]}
-    # a 1-point accuracy drop is worse (0.5 default); TAR@FAR -0.5 within its 1 point; EER +0.2 within 0.5
-    assert verdicts == {"accuracy": "worse", "tar@far=1e-03": "same", "eer": "same"}
+    # a 1-point accuracy drop is worse (0.5 default); TAR@FAR -0.5 within its 1 point; EER +0.2 within 0.5;
+    # the embedding cosine to the float parent down 0.009 (0.9 hundredths) is worse
+    assert verdicts == {"accuracy": "worse", "tar@far=1e-03": "same", "eer": "same", "cosine_to_parent_p1": "worse"}
     assert out["skipped"] == 2  # thresholds are operating points, not figures of merit
     acc = next(r for r in out["rows"] if r["metric"] == "accuracy")
     assert acc["stats"]["diff_points"] == pytest.approx(-1.0)
     code, out, _ = compare_json(cli, "last~1", "last", "--store", s, "--threshold", "accuracy=2",
-                                "--threshold", "eer=0.1")
+                                "--threshold", "eer=0.1", "--threshold", "cosine=1")
     assert code == 1
     assert {r["metric"]: r["verdict"] for r in out["rows"]} == {"accuracy": "same", "tar@far=1e-03": "same",
-                                                                 "eer": "worse"}
+                                                                 "eer": "worse", "cosine_to_parent_p1": "same"}
 
 
 def test_latency_threshold_option(cli, tmp_path):
