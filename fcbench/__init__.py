@@ -2,7 +2,7 @@
 
 The Python API (see :mod:`fcbench.api`): ``fcbench.train``, ``fcbench.distill``, ``fcbench.evaluate``,
 ``fcbench.convert``, ``fcbench.bench``, ``fcbench.prune``, ``fcbench.quantize``,
-``fcbench.create_model``, ... each returning a result that
+``fcbench.create_model``, ``fcbench.run_report``, ... each returning a result that
 ``fcbench.Store.add`` can keep. Names are imported on first use, so ``import fcbench`` stays light.
 """
 
@@ -24,6 +24,7 @@ _API = {
     "QuantizeConfig": "fcbench.options", "OptimizeConfig": "fcbench.options", "CompareConfig": "fcbench.options",
     "Hooks": "fcbench.hooks", "RunContext": "fcbench.results.context", "Store": "fcbench.results.store",
     "Row": "fcbench.results.store", "FcbenchError": "fcbench.errors", "Verb": "fcbench.verbs",
+    "ReportConfig": "fcbench.options", "run_report": "fcbench.report",
 }
 __all__ = sorted(_API)
 

@@ -249,11 +249,20 @@ def evaluate(cfg: EvalConfig, ctx: RunContext | None = None) -> EvalReport:
             variant="eager", threads=torch.get_num_threads(), batch=cfg.batch_size,
             input_shape=f"1x3x{h}x{w}", metric=name, value=float(value), dataset=report.dataset,
             protocol=_protocol_name(protocol, cfg.flip), extra={
-                **({"label": cfg.label} if cfg.label else {}),
+                **({"label": cfg.label} if cfg.label else {}), **_roc_extra(name, result),
                 **({"pytorch_value": report.reference[name], "delta": float(value) - report.reference[name]}
                    if name in report.reference else {})},
         ))
     return report
+
+
+def _roc_extra(metric: str, result: Any) -> dict[str, Any]:
+    """A verification's compact ROC, kept in the ``auc`` row's extra (``roc``: far and tar lists) for reports."""
+    from fcbench.metrics.verification import VerificationResult, compact_roc
+
+    if metric != "auc" or not isinstance(result, VerificationResult):
+        return {}
+    return {"roc": compact_roc(result)}
 
 
 def _plugin_of(backend: str) -> str:
@@ -373,6 +382,7 @@ def _evaluate_artifact(cfg: EvalConfig, ctx: RunContext) -> EvalReport:
             extra["label"] = cfg.label
         if runtime.precision:
             extra["inference_precision"] = runtime.precision
+        extra.update(_roc_extra(metric, result))
         report.rows.append(ctx.row(
             "quality", model=name, lineage=report.lineage, artifact=str(path), artifact_sha256=manifest.sha256,
             format=manifest.format, backend=runtime.plugin, variant=runtime.variant, profile=runtime.profile,

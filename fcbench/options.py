@@ -1114,3 +1114,14 @@ class CompareConfig(Checked):
         check_options(self)
         self.limits()  # BASE and NEW are checked when they are read
         return self
+@dataclass
+class ReportConfig(Checked):
+    """``fcbench report``: one self-contained HTML page of the rows in a results store."""
+
+    store: str | None = opt(None, help="Results store (SQLite file). Default: results/fcbench.sqlite")
+    runs: list[str] = opt(default_factory=list, flags=("--run",), parse=parse_list,
+                          help="Only these runs: ids, 'last' or 'last~N' (repeat or comma-separate); default: all")
+    out: str = opt("report.html", help="The HTML file to write (one file, opens with no network)")
+    title: str = opt("", help="The page's title. Default: fcbench report of STORE")
+    compare: list[str] = opt(default_factory=list, parse=parse_list,
+                             help="Two runs BASE,NEW whose compare verdicts the page shows (needs fcbench compare)")

@@ -10,11 +10,14 @@ python with ``arch = "aarch64"``. It skips only when a genuine part is absent, n
 qemu-user-static / mmdebstrap, binfmt_misc not mountable, no network to the Debian mirror or to PyPI.
 A failed build or a failed start fails.
 
-``python tests/armhost.py`` builds (or finds) the cached root and prints its path and the time taken.
+``python tests/armhost.py`` builds (or finds) the cached root and prints its path and the time taken; it needs
+no pytest, so ``.ci/run`` starts it in the background while pip installs. Builds take a lock file beside the
+root: a second caller waits for the first and uses its root.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -28,7 +31,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-import pytest
+try:  # importable without pytest: .ci/run starts the build in the background while pip installs
+    import pytest
+except ImportError:  # pragma: no cover
+    pytest = None
 
 sys.path.insert(0, str(Path(__file__).parent))
 from sshd import SshServer, _descendants, _free_port, keygen  # noqa: E402
@@ -147,6 +153,15 @@ def build_root() -> tuple[Path, float]:
     check_parts(build=True)
     t0 = time.monotonic()
     CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / f"{root.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one build at a time: a second caller waits, then finds the root
+        if (root / MARKER).exists():
+            return root, time.monotonic() - t0
+        _build(root)
+    return root, time.monotonic() - t0
+
+
+def _build(root: Path) -> None:
     for stale in CACHE.glob("armhost-*.building-*"):  # a killed build's leftovers (a day old: not running)
         if time.time() - stale.stat().st_mtime > 86400:
             unmount_guest([stale / "proc", stale / "dev"])
@@ -181,7 +196,6 @@ def build_root() -> tuple[Path, float]:
             if not (root / MARKER).exists():
                 raise
             _safe_rmtree(tmp)
-        return root, time.monotonic() - t0
     except BaseException:
         unmount_guest(points)
         _safe_rmtree(tmp)
@@ -260,8 +274,7 @@ def start_arm_host(root: Path) -> ArmHost:
     return host
 
 
-@pytest.fixture(scope="session")
-def arm_host():
+def _arm_host():
     try:
         check_parts(build=not (root_path() / MARKER).exists())
     except Absent as e:
@@ -270,6 +283,9 @@ def arm_host():
     host = start_arm_host(root)
     yield host
     host.kill()
+
+
+arm_host = pytest.fixture(scope="session")(_arm_host) if pytest else None
 
 
 if __name__ == "__main__":

@@ -58,10 +58,13 @@ def test_two_ssh_hosts_at_once_and_one_killed_mid_run(tmp_path, monkeypatch, art
                 b.kill()  # the board loses power after its first cell
                 killed.append(time.monotonic())
 
+        progress: dict[str, list[tuple[int, int, str]]] = {}
         t0 = time.monotonic()
         res = fcbench.bench(artifacts=[str(p) for p in artifacts], backends=["ort-cpu"], device=["host-a", "host-b"],
                             runs=5, warmup=1, min_seconds=0.5, threads=1,
-                            hooks=Hooks(on_event=on_event))
+                            hooks=Hooks(on_event=on_event,
+                                        on_progress=lambda task, done, total, info:
+                                        progress.setdefault(task, []).append((done, total, info))))
         wall = time.monotonic() - t0
         assert killed, "host-b never finished a cell"
         by_dev: dict[str, list] = {}
@@ -77,6 +80,10 @@ def test_two_ssh_hosts_at_once_and_one_killed_mid_run(tmp_path, monkeypatch, art
         ok_rows = [r for r in rows if r.extra["status"] == "ok"]
         assert len(ok_rows) == 4 and all(r.device_fingerprint and r.device_info.get("arch") for r in ok_rows)
         assert wall < 300
+        # live progress, one task per device: each cell as it starts, then how the device ended
+        a_progress = progress["device host-a"]
+        assert [d for d, _, _ in a_progress] == [0, 1, 2, 3] and a_progress[-1][2] == "done"
+        assert progress["device host-b"][-1][:2] == (3, 3) and progress["device host-b"][-1][2].startswith("lost: ")
     finally:
         a.kill()
         if b.proc.poll() is None:

@@ -330,6 +330,30 @@ def test_bench_before_and_after(models, cli, tmp_path, backend):
         assert "p50 ms, ort-cpu (onnx)" in r.out
 
 
+def test_bench_says_why_unstructured_pruning_is_not_faster(models, cli, tmp_path):
+    """l1-unstructured keeps every channel: the dense ONNX file is no faster, and the result says why from what
+    fcbench reads (the lineage's pruning method), in the JSON, the compress row and the table."""
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
+    out, store = tmp_path / "u.pt", tmp_path / "s.sqlite"
+    r = cli("prune", models["r18"], "--method", "l1-unstructured", "--ratio", "0.5", "--bench", "ort-cpu",
+            "--out", out, "--store", store, "--threads", "1", "--format", "json")
+    assert r.code == 0, r.err
+    b = json.loads(r.out)["bench"]
+    if b["latency_ratio"] < 0.95:  # timing noise made the same work look faster: then nothing is explained
+        assert b["why_not_faster"] == []
+    else:
+        assert any("l1-unstructured" in w and "dense" in w for w in b["why_not_faster"]), b
+    with fcbench.Store(store) as s:
+        (row,) = s.query(kind="compress")
+    assert row["extra"]["bench"]["why_not_faster"] == b["why_not_faster"]
+    r = cli("prune", models["r18"], "--method", "l1-unstructured", "--ratio", "0.5", "--bench", "ort-cpu",
+            "--out", tmp_path / "v.pt", "--threads", "1")
+    assert r.code == 0, r.err
+    assert "p50 ms, ort-cpu (onnx)" in r.out
+    assert ("not faster on ort-cpu: l1-unstructured" in r.out) == (
+        "not faster" in r.out), r.out  # any explanation shown names the method first
+
+
 def test_bench_backend_absent(models, cli, tmp_path):
     out = tmp_path / "o.pt"
     r = cli("prune", models["r18"], "--bench", "onnxruntime:nnapi", "--out", out)

@@ -6,9 +6,10 @@ runtime cannot change that, so loading a file under the other variant is an erro
 a mislabelled measurement.
 
 Threads: the pybindings expose the global ExecuTorch threadpool (used by the XNNPACK
-backend); ``threads`` resizes it with ``_unsafe_reset_threadpool`` (safe here: nothing else runs
-while a session loads) and ``close`` restores the previous size. The portable CPU kernels are
-single-threaded.
+backend); ``threads`` resizes it with ``_unsafe_reset_threadpool`` *before* the program loads (the
+XNNPACK delegate keeps the pool it was initialised with: resizing it under a loaded method aborted or
+hung the int8 kernels at 1 thread), and ``close`` releases the method, then restores the previous size.
+The portable CPU kernels are single-threaded.
 """
 
 from __future__ import annotations
@@ -87,6 +88,12 @@ class ExecutorchSession(Session):
         self._lib = portable_lib
         self.path = path
         self._threads_before: int | None = None
+        if threads:  # before the method loads: XNNPACK's delegate keeps the pool it was initialised with, and a
+            # pool resized under a loaded method aborted or hung its int8 kernels at 1 thread
+            with contextlib.suppress(AttributeError):
+                self._threads_before = portable_lib._threadpool_get_thread_count()
+                if threads != self._threads_before:
+                    portable_lib._unsafe_reset_threadpool(int(threads))
         try:
             program = Runtime.get().load_program(path)
             self.method = program.load_method("forward")
@@ -100,11 +107,6 @@ class ExecutorchSession(Session):
         info = meta.input_tensor_meta(0)
         self._shape = list(info.sizes())
         self._dtype = int(info.dtype())
-        if threads:
-            with contextlib.suppress(AttributeError):
-                self._threads_before = portable_lib._threadpool_get_thread_count()
-                if threads != self._threads_before:
-                    portable_lib._unsafe_reset_threadpool(int(threads))
 
     def run(self, x: np.ndarray) -> np.ndarray:
         code = _TORCH_DTYPE_CODES.get(x.dtype.name)
@@ -128,6 +130,7 @@ class ExecutorchSession(Session):
             return []
 
     def close(self) -> None:
+        self.method = self._program = None  # released before the pool is resized back (see __init__)
         if self._threads_before is not None:
             with contextlib.suppress(AttributeError, RuntimeError):
                 if self._lib._threadpool_get_thread_count() != self._threads_before:

@@ -65,9 +65,16 @@ class PytorchMobileSession(Session):
 
         self._torch = torch
         self.path = path
+        # a quantized file runs on the engine it was quantized for (the lineage's quantize step names it):
+        # the packed weights are unpacked for the engine current at load and run time
+        self._engine_before = torch.backends.quantized.engine
+        self.engine = quantized_engine(manifest)
+        if self.engine and self.engine in torch.backends.quantized.supported_engines:
+            torch.backends.quantized.engine = self.engine
         try:
             self.module = _load_for_lite_interpreter(str(path))
         except (RuntimeError, ValueError) as exc:
+            torch.backends.quantized.engine = self._engine_before
             raise FcbenchError(f"{path}: not a valid PyTorch Mobile (.ptl) model ({first_line(exc)[:200]})") from exc
         spec = manifest.inputs[0] if manifest.inputs else None
         self._shape = list(spec.shape) if spec else None
@@ -109,6 +116,16 @@ class PytorchMobileSession(Session):
     def close(self) -> None:
         if self._torch.get_num_threads() != self._threads_before:
             self._torch.set_num_threads(self._threads_before)
+        if self._torch.backends.quantized.engine != self._engine_before:
+            self._torch.backends.quantized.engine = self._engine_before
+
+
+def quantized_engine(manifest: Manifest) -> str:
+    """The quantized engine (x86, fbgemm, qnnpack) the file's last quantize step recorded; '' for a float file."""
+    for step in reversed(manifest.lineage or []):
+        if step.verb == "quantize":
+            return str(step.options.get("engine", ""))
+    return ""
 
 
 class PytorchMobileBackend(Backend):

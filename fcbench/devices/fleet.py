@@ -174,7 +174,9 @@ def bench_on_devices(cfg: Any, loaded: list[tuple[Path, Any]], specs: list[Any],
 
     names = expand_devices(cfg.device)
     pairs = [(p, m, s) for p, m in loaded for s in specs]
-    inbox: queue.Queue = queue.Queue()  # device threads -> this thread: ("cell", ...), ("log", text), ("done", name)
+    # device threads -> this thread: ("cell", ...), ("log", text), ("progress", (device, done, total, info)),
+    # ("done", name); only this thread stores rows and draws progress (a bar per device on the CLI)
+    inbox: queue.Queue = queue.Queue()
 
     class _Log:  # what device_cell logs goes through the inbox too
         @staticmethod
@@ -213,6 +215,7 @@ def bench_on_devices(cfg: Any, loaded: list[tuple[Path, Any]], specs: list[Any],
             _Log.log(reason)
             for path, manifest, spec in pairs:
                 emit(failed(path, manifest, spec, reason), manifest, spec, profile, {})
+            inbox.put(("progress", (name, len(pairs), len(pairs), "unreachable")))
             return {"device": name, "cells": 0, "seconds": time.monotonic() - t0, "error": reason}
         lost = None
         try:
@@ -223,6 +226,7 @@ def bench_on_devices(cfg: Any, loaded: list[tuple[Path, Any]], specs: list[Any],
                 if i and profile.measure.cooldown_s:
                     time.sleep(profile.measure.cooldown_s)
                 _Log.log(f"{name}: {path.name} on {spec.label} ({i + 1}/{len(pairs)})")
+                inbox.put(("progress", (name, i, len(pairs), f"{path.name} on {spec.label}")))
                 try:
                     cell = device_cell(device, profile, info, path, manifest, spec, cfg, threads, _Log)
                 except _DeviceLost as exc:
@@ -233,6 +237,7 @@ def bench_on_devices(cfg: Any, loaded: list[tuple[Path, Any]], specs: list[Any],
                 emit(cell, manifest, spec, profile, info)
                 done += 1
         finally:
+            inbox.put(("progress", (name, len(pairs), len(pairs), f"lost: {lost}" if lost else "done")))
             try:
                 device.cleanup()
             except Exception:  # a lost device cannot be cleaned; said above
@@ -254,6 +259,9 @@ def bench_on_devices(cfg: Any, loaded: list[tuple[Path, Any]], specs: list[Any],
                 deliver(*payload)
             elif what == "log":
                 hooks.log(payload)
+            elif what == "progress":
+                device, done, total, info = payload
+                hooks.progress(f"device {device}", done, total, info)
             else:
                 running -= 1
         result.devices = [f.result() for f in futures]

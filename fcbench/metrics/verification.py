@@ -72,6 +72,27 @@ class VerificationResult:
         return [(name, float(value)) for name, value in rows]
 
 
+ROC_POINTS = 64  # points of the compact ROC a quality row keeps (``compact_roc``)
+
+
+def compact_roc(result: VerificationResult, points: int = ROC_POINTS) -> dict[str, list[float]]:
+    """The ROC cut to about ``points`` points for the results store (``extra.roc`` of the ``auc`` row), so a
+    report can draw it without the CSV: ``{"far": [...], "tar": [...]}``, 6 significant digits, FAR
+    increasing. Points are taken evenly along the curve and at log-spaced FARs (where face verification is
+    read), and always include both ends."""
+    fpr, tpr = np.asarray(result.fpr, dtype=np.float64), np.asarray(result.tpr, dtype=np.float64)
+    n = fpr.size
+    if n == 0:
+        return {"far": [], "tar": []}
+    keep = set(np.linspace(0, n - 1, max(2, points // 2)).round().astype(int).tolist())
+    positive = fpr[fpr > 0]
+    if positive.size:
+        for target in np.geomspace(positive.min(), 1.0, max(2, points // 2)):
+            keep.add(int(np.searchsorted(fpr, target, side="right")) - 1)  # the best TAR at FAR <= target
+    idx = sorted(i for i in keep if 0 <= i < n)
+    return {"far": [float(f"{fpr[i]:.6g}") for i in idx], "tar": [float(f"{tpr[i]:.6g}") for i in idx]}
+
+
 def write_roc_csv(result: VerificationResult, path: str | Path) -> Path:
     """The whole ROC as CSV, one row per distinct cosine threshold, strictest first:
     ``far,tar,threshold`` (FAR/TAR as in the module docstring; a pair is accepted when its cosine

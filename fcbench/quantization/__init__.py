@@ -197,12 +197,14 @@ def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / np.maximum(na * nb, 1e-12)
 
 
-def fidelity(artifact: Path, manifest: Manifest, reference_ckpt: Path, images: Calibration, backend: str,
-             threads: int | None) -> dict[str, Any]:
-    """The quantized artifact in ``backend`` beside the float checkpoint in PyTorch on ``images``:
-    per-image cosine of the outputs (mean, 1st percentile, min), max abs difference and, for
-    classifiers, how often the top class agrees. A float artifact as ``reference_ckpt`` (one with
-    no checkpoint behind it) runs in ``backend`` too."""
+_REFERENCE: dict[tuple, np.ndarray] = {}  # the last float reference's outputs: --keep-sensitive asks per layer
+
+
+def _reference_outputs(reference_ckpt: Path, images: Calibration, backend: str, threads: int | None) -> np.ndarray:
+    """The float reference's outputs on ``images`` (PyTorch for a checkpoint, ``backend`` for a float artifact),
+    kept for the next call with the same file, images, backend and threads."""
+    import hashlib
+
     import torch
 
     from fcbench.artifact import read_manifest
@@ -210,6 +212,11 @@ def fidelity(artifact: Path, manifest: Manifest, reference_ckpt: Path, images: C
     from fcbench.lineage import CHECKPOINT_FORMAT
     from fcbench.training.checkpoint import load_checkpoint
 
+    st = reference_ckpt.stat()
+    key = (str(reference_ckpt.resolve()), st.st_mtime_ns, st.st_size, backend, threads,
+           hashlib.sha256(np.ascontiguousarray(images.images).tobytes()).hexdigest())
+    if key in _REFERENCE:
+        return _REFERENCE[key]
     x = torch.from_numpy(images.images)
     ref_manifest = read_manifest(reference_ckpt)
     if ref_manifest.format != CHECKPOINT_FORMAT:
@@ -222,6 +229,24 @@ def fidelity(artifact: Path, manifest: Manifest, reference_ckpt: Path, images: C
         model = load_checkpoint(reference_ckpt).build_model().eval()
         with torch.inference_mode():
             ref = torch.cat([model(x[i:i + 16]) for i in range(0, len(x), 16)]).float().numpy()
+    _REFERENCE.clear()
+    _REFERENCE[key] = ref
+    return ref
+
+
+def fidelity(artifact: Path, manifest: Manifest, reference_ckpt: Path, images: Calibration, backend: str,
+             threads: int | None) -> dict[str, Any]:
+    """The quantized artifact in ``backend`` beside the float checkpoint in PyTorch on ``images``:
+    per-image cosine of the outputs (mean, 1st percentile, min), max abs difference and, for
+    classifiers, how often the top class agrees. A float artifact as ``reference_ckpt`` (one with
+    no checkpoint behind it) runs in ``backend`` too. The reference's outputs are computed once for a
+    run of calls on the same images (``--keep-sensitive`` scores one layer per call)."""
+    import torch
+
+    from fcbench.evaluation import _RuntimeModel
+
+    x = torch.from_numpy(images.images)
+    ref = _reference_outputs(reference_ckpt, images, backend, threads)
     runtime = _RuntimeModel(artifact, manifest, backend, threads)
     try:
         out = runtime(x)

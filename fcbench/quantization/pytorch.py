@@ -149,8 +149,10 @@ def _wrap_prelu(module, cls) -> int:
     return n
 
 
-def _prepare(model, example, engine: str, reduce_range: bool, per_channel: bool, qat: bool):
-    """(FX-prepared copy of ``model`` with observers or fake quantizers, PReLUs kept float)."""
+def _prepare(model, example, engine: str, reduce_range: bool, per_channel: bool, qat: bool,
+             keep_float: list[str] | tuple[str, ...] = ()):
+    """(FX-prepared copy of ``model`` with observers or fake quantizers, PReLUs and the ``keep_float`` modules
+    kept float)."""
     from torch.ao.quantization import QConfigMapping
     from torch.ao.quantization.fx.custom_config import PrepareCustomConfig
     from torch.ao.quantization.quantize_fx import prepare_fx, prepare_qat_fx
@@ -159,6 +161,8 @@ def _prepare(model, example, engine: str, reduce_range: bool, per_channel: bool,
     model = copy.deepcopy(model)
     kept = _wrap_prelu(model, cls)
     mapping = QConfigMapping().set_global(_qconfig(engine, reduce_range, per_channel, qat)).set_object_type(cls, None)
+    for name in keep_float:
+        mapping.set_module_name(name, None)
     custom = PrepareCustomConfig().set_non_traceable_module_classes([cls])
     if qat:
         return prepare_qat_fx(model.train(), mapping, (example,), prepare_custom_config=custom), kept
@@ -198,8 +202,24 @@ class _TorchMethod(QuantMethod):
     def available(cls) -> tuple[bool, str]:
         return _available()
 
-    def _common(self, source: Source, options: Any) -> tuple[Any, str]:
+    keeps_float = True
+    _layer_types: tuple[str, ...] = ("Conv2d", "Linear")  # the modules --keep-float may name
+
+    def layers(self, source: Source, options: Any) -> list[str]:
+        """The model's module paths (``layer1.0.conv1``) of the layers this method quantizes, in order."""
+        return [n for n, m in source.model().named_modules() if n and type(m).__name__ in self._layer_types]
+
+    def _common(self, source: Source, options: Any, spec: Spec | None = None) -> tuple[Any, str]:
         engine = resolve_engine(options.engine)
+        if spec is not None and spec.keep_float:
+            names = self.layers(source, options)
+            unknown = [k for k in spec.keep_float if k not in names]
+            if unknown:
+                from fcbench.errors import suggest
+
+                raise FcbenchError(f"--keep-float: {unknown[0]} is not a layer {self.name} quantizes in "
+                                   f"{source.path.name}{suggest(unknown[0], names)}; its layers: "
+                                   f"{', '.join(names[:8])}{' ...' if len(names) > 8 else ''}")
         source.float_artifact("ptl")  # the fp32 .ptl: the size the result is compared with
         return source.model(), engine
 
@@ -221,6 +241,7 @@ class TorchDynamic(_TorchMethod):
     name = "torch-dynamic"
     calibration = "optional"  # only for the fidelity check
     per_channel_default = False
+    _layer_types = ("Linear",)
 
     @dataclass
     class Options:
@@ -230,7 +251,7 @@ class TorchDynamic(_TorchMethod):
         import torch
         from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig, quantize_dynamic
 
-        model, engine = self._common(source, options)
+        model, engine = self._common(source, options, spec)
         per_channel = bool(spec.per_channel)
         linears = sum(isinstance(m, torch.nn.Linear) for m in model.modules())
         if not linears:
@@ -238,7 +259,9 @@ class TorchDynamic(_TorchMethod):
                                "use torch-static (convolutions too)")
         qconfig = per_channel_dynamic_qconfig if per_channel else default_dynamic_qconfig
         with _engine(engine):
-            quantized = quantize_dynamic(copy.deepcopy(model).eval(), {torch.nn.Linear: qconfig}, dtype=torch.qint8)
+            targets = {n: qconfig for n, m in model.named_modules()
+                       if isinstance(m, torch.nn.Linear) and n not in spec.keep_float}
+            quantized = quantize_dynamic(copy.deepcopy(model).eval(), targets, dtype=torch.qint8)
             extra = _save_ptl(quantized, source, out)
         facts = self._facts(engine, per_channel=per_channel)
         return Quantized(out, options=facts, extra={**facts, "quantized_linear": linears,
@@ -267,12 +290,13 @@ class TorchStatic(_TorchMethod):
         import torch
         from torch.ao.quantization.quantize_fx import convert_fx
 
-        model, engine = self._common(source, options)
+        model, engine = self._common(source, options, spec)
         calib = spec.calibration
         assert calib is not None  # calibration = "required"
         reduce_range, per_channel = _reduce_range(engine, options.reduce_range), bool(spec.per_channel)
         with _engine(engine):
-            prepared, kept = _prepare(model, source.example(), engine, reduce_range, per_channel, qat=False)
+            prepared, kept = _prepare(model, source.example(), engine, reduce_range, per_channel, qat=False,
+                                      keep_float=spec.keep_float)
             with torch.no_grad():
                 for x in calib.batches(options.batch_size):
                     prepared(torch.from_numpy(x))
@@ -345,14 +369,15 @@ class TorchQat(_TorchMethod):
         if calib.labels is None or len(calib.labels) != len(calib):
             raise FcbenchError(f"quantize: torch-qat fine-tunes on labelled images and --calib-data ({calib.source}) "
                                "gives none; use a labelled dataset (imagefolder, cifar10, synthetic:faces)")
-        model, engine = self._common(source, options)
+        model, engine = self._common(source, options, spec)
         head, loss_name = self._loss(source, int(calib.labels.max()) + 1)
         reduce_range, per_channel = _reduce_range(engine, options.reduce_range), bool(spec.per_channel)
         torch.manual_seed(context.seed)
         rng = np.random.default_rng(context.seed)
         losses: list[float] = []
         with _engine(engine):
-            prepared, kept = _prepare(model, source.example(), engine, reduce_range, per_channel, qat=True)
+            prepared, kept = _prepare(model, source.example(), engine, reduce_range, per_channel, qat=True,
+                                      keep_float=spec.keep_float)
             if options.freeze_bn:
                 from torch.ao.nn.intrinsic.qat import freeze_bn_stats
 

@@ -177,6 +177,9 @@ def explain(artifact: Path, manifest: Any, backend: str, p50_ms: float, parent_p
     if quantized and flags and not int8_dot(flags):
         out.append(f"this CPU ({name or 'unknown'}) has no int8 dot-product instructions (VNNI/AMX on x86, "
                    "dotprod/i8mm on ARM): int8 products are widened to 16 bits and gain little over float")
+    if any(s.verb == "prune" and s.technique == "l1-unstructured" for s in manifest.lineage):
+        out.append("l1-unstructured pruning zeroes weights but keeps every channel: the exported file is dense "
+                   f"and {backend}'s kernels multiply the zeros too; channel pruning removes the work")
     if manifest.format == "onnx" and backend == "onnxruntime":
         # ONNX Runtime reports the file's element types, not what its kernels run: read the optimised graph
         try:

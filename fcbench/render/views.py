@@ -179,7 +179,10 @@ def prune(result, fmt: str) -> list[Any]:
                       f"{b['p50_ms_after']:.3f}", ratio)
     for f in result.finetune:
         table.add_row(f"fine-tune round {f['round']}", "", f"{f['epochs']} epoch(s), loss {f['loss'][-1]:.3f}", "")
-    return [table, result.note + "\n"] if result.note else [table]
+    why = (b or {}).get("why_not_faster") or []
+    text = "".join(f"not faster on {b['backend']}: {plain(line)}\n" for line in why) + (
+        result.note + "\n" if result.note else "")
+    return [table, text] if text else [table]
 
 
 def quantize(result, fmt: str) -> list[Any]:
@@ -359,3 +362,9 @@ def compare(result, fmt: str) -> list[Any]:
     from fcbench.compare.render import view
 
     return view(result, fmt)
+def report_page(result, fmt: str) -> list[Any]:
+    """``fcbench report``: the page's path (stdout is data), or with --format json what it holds."""
+    if fmt == "json":
+        return [json.dumps({"path": result.path, "runs": result.runs, "counts": result.counts,
+                            "compare": result.compare}, indent=2) + "\n"]
+    return [f"{result.path}\n"]

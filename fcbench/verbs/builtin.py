@@ -8,6 +8,7 @@ this module is read by ``fcbench --help``.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from fcbench.options import (
     ProfileConfig,
     PruneConfig,
     QuantizeConfig,
+    ReportConfig,
     ResultsConfig,
     RunConfig,
     TrainConfig,
@@ -351,15 +353,38 @@ def _bench_before_after(cfg: PruneConfig, spec: Any, fmt: str, dense: Path, prun
         bcfg = BenchConfig(artifacts=files, backends=[spec.label], threads=cfg.threads, warmup=5, runs=20,
                            min_seconds=0.5)
         cells = list(bench(bcfg, ctx))
+        bad = [c for c in cells if c.status != "ok" or c.stats is None]
+        if bad or len(cells) != 2:
+            why = "; ".join(f"{Path(c.artifact).parent.name}: {c.status}: {c.reason}" for c in bad) or "no cells"
+            raise FcbenchError(f"prune: wrote {pruned}; --bench {spec.label} failed: {why}", exit_code=1)
+        before, after = (c.stats.p50_ms for c in cells)
+        why_not = _why_not_faster(spec, Path(files[0]), Path(files[1]), before, after, cfg.threads)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    bad = [c for c in cells if c.status != "ok" or c.stats is None]
-    if bad or len(cells) != 2:
-        why = "; ".join(f"{Path(c.artifact).parent.name}: {c.status}: {c.reason}" for c in bad) or "no cells"
-        raise FcbenchError(f"prune: wrote {pruned}; --bench {spec.label} failed: {why}", exit_code=1)
-    before, after = (c.stats.p50_ms for c in cells)
     return {"backend": spec.label, "format": fmt, "threads": cfg.threads, "p50_ms_before": before,
-            "p50_ms_after": after, "latency_ratio": after / before if before else None}
+            "p50_ms_after": after, "latency_ratio": after / before if before else None, "why_not_faster": why_not}
+
+
+def _why_not_faster(spec: Any, dense: Path, pruned: Path, before: float, after: float, threads: int | None
+                    ) -> list[str]:
+    """What fcbench can read about why the pruned file is not faster than the dense one (the quantize
+    explanation: placement, ONNX Runtime's optimised graph, channel counts against the SIMD width, size);
+    empty when it is faster."""
+    from fcbench.artifact import read_manifest
+    from fcbench.evaluation import _RuntimeModel
+    from fcbench.quantization.why import explain
+
+    if after < 0.95 * before:
+        return []
+    n = threads or os.cpu_count() or 1
+    nodes: list[list[Any]] = []
+    for path in (pruned, dense):
+        rt = _RuntimeModel(path, read_manifest(path), spec.label, n)
+        try:
+            nodes.append(rt.session.placement())
+        finally:
+            rt.close()
+    return explain(pruned, read_manifest(pruned), spec.plugin, after, before, nodes[0], nodes[1], n)
 
 
 def run_prune(cfg: PruneConfig, ctx=None, hooks=None) -> PruneResult:
@@ -587,5 +612,10 @@ COMPARE = Verb("compare", CompareConfig, "fcbench.compare:run_compare", "Compare
                "that counts run-to-run noise, a rank test) and quality (points) gets a verdict; exit 1 on a "
                "regression. Rows only in one side or from another machine are listed apart.", f"{_R}:compare",
                ("table", "markdown", "json"), stores=False)
+REPORT = Verb("report", ReportConfig, "fcbench.report:run_report", "Write one self-contained HTML page (opens with "
+              "no network) of the store's rows: per device latency vs accuracy with the Pareto front and each "
+              "point's lineage, latency per backend (p10/p50/p90), size vs accuracy, ROC curves, placement and "
+              "precision of every cell, and compare verdicts between two runs.", f"{_R}:report_page",
+              ("table", "json"), stores=False)
 RUN = Verb("run", RunConfig, run_recipe_verb, "Run a recipe: a sequence of verbs with shared options.",
            f"{_R}:recipe", ("table",), in_recipes=False)
