@@ -21,7 +21,7 @@ _API = {
     "EvalConfig": "fcbench.options", "ConvertConfig": "fcbench.options",
     "BenchConfig": "fcbench.options", "InspectConfig": "fcbench.options", "ProfileConfig": "fcbench.options",
     "ResultsConfig": "fcbench.options", "PruneConfig": "fcbench.options",
-    "QuantizeConfig": "fcbench.options", "OptimizeConfig": "fcbench.options",
+    "QuantizeConfig": "fcbench.options", "OptimizeConfig": "fcbench.options", "CompareConfig": "fcbench.options",
     "Hooks": "fcbench.hooks", "RunContext": "fcbench.results.context", "Store": "fcbench.results.store",
     "Row": "fcbench.results.store", "FcbenchError": "fcbench.errors", "Verb": "fcbench.verbs",
     "ReportConfig": "fcbench.options", "run_report": "fcbench.report",

@@ -1046,6 +1046,75 @@ def replace(cfg: Any, **changes: Any) -> Any:
     return dataclasses.replace(cfg, **changes)
 
 
+# --- compare ---------------------------------------------------------------------------------------
+
+# default limits: latency in per cent of the base median, quality figures in percentage points (100 x the
+# metric's difference; cosine in hundredths). A metric's own name (tar@far=1e-03, top3) beats its family's.
+COMPARE_THRESHOLDS: dict[str, float] = {"latency": 5.0, "accuracy": 0.5, "top1": 0.5, "top5": 0.5, "rank1": 0.5,
+                                        "rank5": 0.5, "auc": 0.5, "eer": 0.5, "tar@far": 1.0,
+                                        "open_set_tar@far": 1.0, "cosine": 0.5}
+
+
+def metric_family(metric: str) -> str:
+    """The threshold family of a metric name: ``tar@far=1e-03`` -> ``tar@far``, ``cosine_to_parent_p1`` ->
+    ``cosine``, ``top3`` -> ``top3``."""
+    for fam in ("open_set_tar@far", "tar@far"):
+        if metric.startswith(fam):
+            return fam
+    if metric.startswith("cosine"):
+        return "cosine"
+    return metric
+
+
+def known_threshold(name: str) -> bool:
+    fam = metric_family(name)
+    return fam in COMPARE_THRESHOLDS or any(fam.startswith(p) and fam[len(p):].isdigit() for p in ("top", "rank"))
+
+
+def parse_thresholds(items: list[str], what: str = "threshold") -> dict[str, float]:
+    """``['latency=5', 'top1=0.5', 'tar@far=1e-03=1']`` -> ``{'latency': 5.0, ...}`` (the last ``=`` splits);
+    unknown metric names are one error listing the known ones."""
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, raw = str(item).rpartition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise OptionError(what, f"'{item}' is not METRIC=LIMIT (e.g. latency=10 or top1=0.5)")
+        if not known_threshold(name):
+            known = list(COMPARE_THRESHOLDS)
+            raise OptionError(what, f"'{name}' is not a metric compare knows{suggest(name, known)}; known: "
+                                    f"{', '.join(known)} (or a full name such as tar@far=1e-03, top3)")
+        try:
+            limit = float(raw.strip().rstrip("%"))
+        except ValueError:
+            raise OptionError(what, f"'{item}': the limit must be a number, e.g. {name}=0.5") from None
+        if not math.isfinite(limit) or limit < 0:
+            raise OptionError(what, f"'{item}': the limit must be a finite number >= 0")
+        out[name] = limit
+    return out
+
+
+@dataclass
+class CompareConfig(Checked):
+    base: str = opt("", argument=True, help="BASE: a CSV/JSON export (fcbench results --format csv), a results "
+                                              "store (path or URL), or a run id in --store (last, last~1, an id)")
+    new: str = opt("", argument=True, help="NEW: the same kinds as BASE")
+    threshold: list[str] = opt(default_factory=list, parse=parse_list, metavar="METRIC=LIMIT",
+                               help="A limit, repeatable: latency=PERCENT (default 5), top1/accuracy/rank1/auc/eer"
+                                    "=POINTS (default 0.5), tar@far=POINTS (1), cosine=HUNDREDTHS (0.5)")
+    history: int | None = opt(None, range=(2, 10000), help="Also check each NEW row over the last N runs of the "
+                                                           "same row in the store for a change point (slow drift)")
+    store: str | None = opt(None, help="Results store for run ids and --history (SQLite file or URL). Default: "
+                                       "results/fcbench.sqlite")
+    seed: int = opt(0, range=(0, MAX_SEED), help="Seed of the bootstrap")
+
+    def limits(self) -> dict[str, float]:
+        return {**COMPARE_THRESHOLDS, **parse_thresholds(self.threshold)}
+
+    def validate(self) -> CompareConfig:
+        check_options(self)
+        self.limits()  # BASE and NEW are checked when they are read
+        return self
 @dataclass
 class ReportConfig(Checked):
     """``fcbench report``: one self-contained HTML page of the rows in a results store."""

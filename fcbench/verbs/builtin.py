@@ -16,6 +16,7 @@ from typing import Any
 from fcbench.errors import FcbenchError, distinct_reasons
 from fcbench.options import (
     BenchConfig,
+    CompareConfig,
     CompressConfig,
     ConvertConfig,
     DevicesConfig,
@@ -607,6 +608,11 @@ INSPECT = Verb("inspect", InspectConfig, run_inspect, "Where each node of a mode
                "precision, as the runtime reports it.", f"{_R}:inspect", ("table", "json"), stores=False)
 RESULTS = Verb("results", ResultsConfig, run_results, "Show rows of the results store.", f"{_R}:results",
                TABLE_FORMATS, stores=False)
+COMPARE = Verb("compare", CompareConfig, "fcbench.compare:run_compare", "Compare NEW results with BASE (CSV/JSON "
+               "exports, stores or run ids): each matched row's latency (ratio of medians, a confidence interval "
+               "that counts run-to-run noise, a rank test) and quality (points) gets a verdict; exit 1 on a "
+               "regression. Rows only in one side or from another machine are listed apart.", f"{_R}:compare",
+               ("table", "markdown", "json"), stores=False)
 REPORT = Verb("report", ReportConfig, "fcbench.report:run_report", "Write one self-contained HTML page (opens with "
               "no network) of the store's rows: per device latency vs accuracy with the Pareto front and each "
               "point's lineage, latency per backend (p10/p50/p90), size vs accuracy, ROC curves, placement and "

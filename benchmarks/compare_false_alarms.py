@@ -1,0 +1,221 @@
+"""How often ``fcbench compare`` cries wolf, and how often it catches a real slowdown.
+
+1. Makes tiny-ish models (default r18, r34 and mbf, width 0.25, 64x64; each trained 2 steps on synthetic
+   faces, since untrained IResNets have huge activations) and, for each, variants at a larger input size
+   whose FLOPs are 5, 10 and 20 % more (fcbench's own profile picks the size): genuine slowdowns, more
+   work on the same machine. Converts all of them to ONNX and OpenVINO IR with ``fcbench convert``.
+2. Reruns the same artifacts ``--reruns`` times (default 20) through ``fcbench.bench`` (the subprocess
+   bench worker, as ``fcbench bench`` runs it), every artifact on every backend (default onnxruntime:cpu
+   and openvino:CPU) in each rerun, in a shuffled order, into a store under the workdir.
+3. Compares, at the default threshold, every pair of reruns of the same artifact (false alarms: any
+   verdict other than same/unknown) and every (base rerun, slowed rerun) pair (detection: slower), with
+   ``fcbench.compare.compare_pair`` -- the function ``fcbench compare`` gives each matched row. Slowed
+   variants have another input shape, so they are paired with their base explicitly here; matching by
+   identity would (rightly) never pair them.
+
+Prints the false-alarm rate, and per slowdown the measured latency ratio (pooled medians over all reruns:
+FLOPs do not map exactly onto time) with the share of pairs called slower / unknown / same.
+Targets (issue 18): false alarms <= 1 %, detection >= 95 % at 10 %. ``--quick``: 3 reruns of a tiny
+setting, to check the script works (its rates mean little).
+
+    python benchmarks/compare_false_alarms.py --workdir /tmp/fcbench-cmp          # ~25 min on 2 cores
+    python benchmarks/compare_false_alarms.py --quick
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common  # noqa: E402
+
+
+def _flops(model: str, options: dict, size: int | tuple[int, int]) -> int:
+    from fcbench.models import create, profile
+
+    h, w = (size, size) if isinstance(size, int) else size
+    m = create(model, **{**options, "input_size": [h, w]})
+    return int(profile(m, input_size=(h, w))["flops"])
+
+
+def pick_sizes(model: str, options: dict, base: int, slowdowns: list[float]) -> dict[float, tuple[int, int, float]]:
+    """Per slowdown: the (H, W) near ``base`` whose FLOPs ratio to ``base`` x ``base`` is closest, and that ratio."""
+    f0 = _flops(model, options, base)
+    cands = []
+    top = base + base // 8 + 1
+    for h in range(base, top):  # strides round odd sizes up: any H x W, not only squares
+        for w in range(h, top):
+            cands.append(((h, w), _flops(model, options, (h, w)) / f0))
+    out = {}
+    for s in slowdowns:
+        (h, w), r = min(cands, key=lambda c: abs(c[1] - (1 + s / 100)))
+        out[s] = (h, w, r)
+    return out
+
+
+def prepare(root: Path, model: str, options: dict, size: tuple[int, int]) -> dict[str, Path]:
+    """Train 2 steps and convert to onnx and openvino, once per workdir."""
+    from fcbench.conversion import convert
+    from fcbench.training.config import TrainConfig
+    from fcbench.training.loop import train
+
+    d = root / f"{model}-{size[0]}x{size[1]}"
+    out = {"onnx": d / "model.onnx", "openvino": d / "model.xml"}
+    if all(p.exists() and p.with_name(p.name + ".manifest.json").exists() for p in out.values()):
+        return out
+    train(TrainConfig(model=model, model_options={**options, "input_size": list(size)}, data="synthetic:faces",
+                      data_options={"num_classes": 8, "samples_per_class": 4}, epochs=1, max_steps=2, batch_size=8,
+                      lr=0.01, threads=1, out=str(d)))
+    for o in convert(d / "model.pt", ["onnx", "openvino"]):
+        if o.status != "ok":
+            raise SystemExit(f"{d}: convert {o.format}: {o.status} {o.reason}")
+    return out
+
+
+def main() -> None:
+    p = _common.parser(__doc__.split("\n")[0])
+    p.add_argument("--models", default="r18,r34,mbf", help="models (default r18,r34,mbf)")
+    p.add_argument("--width", type=float, default=0.25, help="their width (default 0.25)")
+    p.add_argument("--size", type=int, default=64, help="base input size (default 64)")
+    p.add_argument("--backends", default="onnxruntime:cpu,openvino:CPU")
+    p.add_argument("--reruns", type=int, default=20, help="reruns of every artifact (default 20)")
+    p.add_argument("--slowdowns", default="5,10,20", help="per cent more FLOPs (default 5,10,20)")
+    p.add_argument("--analyse-only", action="store_true",
+                   help="compare the reruns already in the workdir's store (of an earlier run) without benching")
+    p.set_defaults(seconds=1.0)
+    args = _common.parse(p)
+    if args.quick:
+        args.reruns = min(args.reruns, 3)
+        args.size, args.width = 32, 0.125
+        args.slowdowns = "10,20"
+    run = _common.Run(args)
+    root = _common.workdir(args)
+
+    import numpy as np
+
+    import fcbench
+    from fcbench.compare import compare_pair
+    from fcbench.compare.match import Group, key_of
+    from fcbench.options import COMPARE_THRESHOLDS
+    from fcbench.results.context import RunContext
+    from fcbench.results.store import Store
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    slowdowns = [float(s) for s in args.slowdowns.split(",")]
+    backends = [b.strip() for b in args.backends.split(",")]
+    options = {"width": args.width}
+    arts: dict[tuple[str, float], Path] = {}  # (model, slowdown; 0 = base) -> artifact, per format below
+    sizes: dict[tuple[str, float], tuple[int, int, float]] = {}
+    for model in models:
+        sizes[(model, 0.0)] = (args.size, args.size, 1.0)
+        sizes.update({(model, s): v for s, v in pick_sizes(model, options, args.size, slowdowns).items()})
+    files: list[str] = []
+    for (model, s), (h, w, r) in sizes.items():
+        made = prepare(root, model, options, (h, w))
+        arts[(model, s)] = made["onnx"].parent
+        files += [str(f) for f in (made["onnx"], made["openvino"]) if str(f) not in files]
+        print(f"{model} {h}x{w}: FLOPs x{r:.3f}" + (f" (asked +{s:g} %)" if s else " (base)"))
+    store_path = root / "compare-false-alarms.sqlite"
+    if store_path.exists() and not args.analyse_only:
+        store_path.unlink()
+    rng = random.Random(0)
+    with Store(store_path) as store:
+        for i in range(0 if args.analyse_only else args.reruns):
+            if args.quiet_wait > 0:
+                _common.wait_quiet(args)
+            order = files[:]
+            rng.shuffle(order)
+            ctx = RunContext(run_id=f"rerun-{i:02d}")
+            result = fcbench.bench(fcbench.BenchConfig(artifacts=order, backends=backends, threads=args.threads,
+                                                       warmup=args.warmup, runs=args.runs,
+                                                       min_seconds=args.seconds), ctx)
+            store.add(result)
+            print(f"rerun {i + 1}/{args.reruns} done")
+            sys.stdout.flush()
+        rows = [r for r in store.query(kind="speed") if (r.get("extra") or {}).get("status") == "ok"]
+        args.reruns = len(store.run_ids())
+
+    folder_of: dict[str, list[tuple[str, float]]] = {}  # two slowdowns may pick one size
+    for k, folder in arts.items():
+        folder_of.setdefault(str(folder), []).append(k)
+    cells: dict[tuple[str, float, str, str], list[dict]] = {}
+    for r in rows:
+        for model, s in folder_of.get(str(Path(r["artifact"]).parent), []):  # rows of other sizes: not ours
+            cells.setdefault((model, s, r["format"], f"{r['backend']}:{r['variant']}"), []).append(r)
+    limits = dict(COMPARE_THRESHOLDS)
+
+    def verdict(b: list[dict], n: list[dict]) -> str:
+        k = key_of(b[0])
+        return compare_pair(Group(k, b[0]["device_fingerprint"], b), Group(k, n[0]["device_fingerprint"], n),
+                            limits).verdict
+
+    def chunks(rs: list[dict], k: int) -> list[list[dict]]:
+        rs = sorted(rs, key=lambda r: r["run_id"])
+        return [rs[i:i + k] for i in range(0, len(rs) - k + 1, k)]
+
+    def med(xs: list[dict]) -> float:
+        return float(np.median([x for r in xs for x in r["samples_ms"]]))
+
+    from fcbench.compare.stats import RUN_NOISE, run_spread
+
+    spreads = {c: run_spread([np.asarray(r["samples_ms"]) for r in rs]) for c, rs in cells.items() if not c[1]}
+    pooled = run_spread(*[[np.asarray(r["samples_ms"]) for r in rs] for c, rs in cells.items() if not c[1]])
+    print()
+    print(f"run-to-run noise (sd of the reruns' log medians): pooled {pooled or 0:.3f}, per cell "
+          + ", ".join(f"{m} {f} {b} {v or 0:.3f}" for (m, _, f, b), v in sorted(spreads.items()))
+          + f"; compare's floor RUN_NOISE = {RUN_NOISE}")
+    print(f"threshold: latency {limits['latency']:g} % (the default); {len(rows)} rows")
+    for k in (1, 3):  # one run a side, and (as docs/ci.md advises on shared runners) three runs a side
+        if args.reruns < 2 * k:
+            continue
+        what = "one run" if k == 1 else f"{k} reruns pooled"
+        null: dict[str, int] = {}
+        per_cell = []
+        for (model, s, fmt, backend), rs in sorted(cells.items()):
+            if s:
+                continue
+            alarms = 0
+            for b, n in itertools.combinations(chunks(rs, k), 2):
+                v = verdict(b, n)
+                null[v] = null.get(v, 0) + 1
+                alarms += v in ("slower", "faster")
+            per_cell.append(f"{model} {fmt} {backend}: {alarms}")
+        pairs = sum(null.values())
+        alarms = null.get("slower", 0) + null.get("faster", 0)
+        print()
+        print(f"## {what} a side")
+        print(f"false alarms: {alarms} of {pairs} pairs of the same artifact = {100 * alarms / max(pairs, 1):.2f} % "
+              f"(target <= 1 %); verdicts {json.dumps(null, sort_keys=True)}")
+        print("  alarms per cell: " + "; ".join(per_cell))
+        table = []
+        for s in slowdowns:
+            counts: dict[str, int] = {}
+            ratios = []
+            for (model, s2, fmt, backend), rs in cells.items():
+                base = cells.get((model, 0.0, fmt, backend), [])
+                if s2 != s or not base:
+                    continue
+                ratios.append(med(rs) / med(base))
+                for b in chunks(base, k):
+                    for n in chunks(rs, k):
+                        v = verdict(b, n)
+                        counts[v] = counts.get(v, 0) + 1
+            total = max(sum(counts.values()), 1)
+            flops = np.median([sizes[(m, s)][2] for m in models])
+            table.append({"asked +%": f"{s:g}", "FLOPs ratio": float(flops),
+                          "measured ratio (median over cells)": float(np.median(ratios or [0])),
+                          "pairs": total, "slower %": 100 * counts.get("slower", 0) / total,
+                          "unknown %": 100 * counts.get("unknown", 0) / total,
+                          "same %": 100 * counts.get("same", 0) / total})
+        print(_common.markdown(table, list(table[0]) if table else []))
+    print("targets: false alarms <= 1 %, slower >= 95 % at +10 %")
+    run.end()
+
+
+if __name__ == "__main__":
+    main()
