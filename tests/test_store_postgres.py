@@ -592,3 +592,52 @@ def test_report_of_a_postgresql_store_equals_the_sqlite_one(pg_server, cli, tmp_
     assert pages["pg"]["counts"] == pages["lite"]["counts"] and pages["pg"]["counts"]["pareto"] == 2
     html = (tmp_path / "pg.html").read_text(encoding="utf-8")
     assert pg_server.password not in html and "***@127.0.0.1" in html
+
+
+def _latencies(ms: float, seed: int, n: int = 300) -> list[float]:
+    """``n`` latencies around ``ms`` with a right tail, as a CPU gives them."""
+    import random
+
+    rng = random.Random(seed)
+    return [ms * (1 + rng.gammavariate(2.0, 0.025)) for _ in range(n)]
+
+
+def _speed_row(run: str, samples: list[float]) -> Row:
+    return Row(kind="speed", run_id=run, model="r18", lineage="train(arcface) > convert(onnx)",
+               artifact="m/model.onnx", format="onnx", backend="onnxruntime", variant="cpu", profile="ort-cpu",
+               options_hash="0123456789ab", device="local", device_fingerprint="f" * 16,
+               device_info={"cpu": "AMD EPYC"}, threads=2, batch=1, input_shape="1x3x32x32", samples_ms=samples,
+               runs=len(samples), p50_ms=sorted(samples)[len(samples) // 2], extra={"status": "ok"})
+
+
+def test_compare_an_sqlite_baseline_against_a_postgresql_run(pg_server, cli, tmp_path):
+    """The issue's case: a baseline kept in an SQLite file (or its CSV export) against a run in the shared
+    PostgreSQL store, in both directions; a genuine 2x slowdown is caught, the same latencies are not."""
+    baseline = tmp_path / "baseline.sqlite"
+    with Store(baseline) as s:
+        s.add(_speed_row("base", _latencies(5.0, seed=1)))
+    url = pg_server.database()
+    with Store(url) as s:
+        s.add(_speed_row("same", _latencies(5.0, seed=2)))
+    r = cli("compare", baseline, "last", "--store", url, "--format", "json")
+    assert r.code == 0, r.err
+    assert [row["verdict"] for row in json.loads(r.out)["rows"]] == ["same"]
+    with Store(url) as s:
+        s.add(_speed_row("slow", _latencies(10.0, seed=3)))
+    r = cli("compare", baseline, "last", "--store", url, "--format", "json")
+    assert r.code == 1, r.err
+    assert [row["verdict"] for row in json.loads(r.out)["rows"]] == ["slower"]
+    slow_only = pg_server.database()
+    with Store(slow_only) as s:
+        s.add(_speed_row("slow", _latencies(10.0, seed=3)))
+    r = cli("compare", baseline, slow_only, "--format", "markdown")  # a whole PostgreSQL store as NEW
+    assert r.code == 1, r.err
+    assert "slower" in r.out and pg_server.password not in r.out + r.err, r.out + r.err
+    # a CSV export of the PostgreSQL store as the baseline, an SQLite run as NEW
+    r = cli("results", "--store", url, "--run", "same", "--format", "csv")
+    assert r.code == 0, r.err
+    (tmp_path / "pg.csv").write_text(r.out)
+    r = cli("compare", tmp_path / "pg.csv", baseline, "--format", "json")
+    assert r.code == 0, r.err
+    assert [row["verdict"] for row in json.loads(r.out)["rows"]] == ["same"]
+    assert pg_server.password not in r.out + r.err

@@ -158,11 +158,11 @@ def load(spec: str, store: str | None, which: str) -> Source:
         return Source(spec, path.name, rows)
     if _is_url(spec) or path.exists():
         with open_store(spec, which) as s:
-            return Source(spec, spec, s.query(), store=spec)
+            return Source(spec, str(s.path), s.query(), store=spec)  # s.path: a URL without its password
     ref = default_store(store)
     if not _is_url(ref) and not Path(ref).is_file():
         raise FcbenchError(f"compare: {which} '{spec}' is no file, and the store {ref} where run ids are looked up "
                            "does not exist; give a CSV/JSON export or a store, or --store the one holding the run")
     with open_store(ref, which) as s:
-        run = _pick_run(spec, s.run_ids(), ref, which)
+        run = _pick_run(spec, s.run_ids(), str(s.path), which)
         return Source(spec, f"run {run}", s.query(run_id=run), store=ref, run_id=run)

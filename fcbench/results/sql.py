@@ -10,8 +10,8 @@ SQLAlchemy's import.
   the schema version. A ``results`` table without ``fcbench_meta`` is somebody else's and is refused.
 * Transactions: one per row written, every read one of its own (single statements in autocommit mode: no
   BEGIN/COMMIT round trips, and no connection sits idle in a transaction holding locks); the connection is
-  pinged before each (a dropped one is replaced before the row is sent); creating or migrating the schema takes a transaction-scoped advisory lock, so two
-  processes opening a new database at once create it once.
+  pinged before each (a dropped one is replaced before the row is sent); creating or migrating the schema
+  takes a transaction-scoped advisory lock, so two processes opening a new database at once create it once.
 * Credentials: the URL's, else libpq's own (``PGPASSFILE``, ``~/.pgpass``, ``PGPASSWORD``, ``PGUSER``,
   ``PGHOST``, ``PGPORT`` ...); nothing is read from a file of this repository. Messages show the URL with its
   password masked.
