@@ -627,6 +627,9 @@ def test_compare_an_sqlite_baseline_against_a_postgresql_run(pg_server, cli, tmp
     r = cli("compare", baseline, "last", "--store", url, "--format", "json")
     assert r.code == 1, r.err
     assert [row["verdict"] for row in json.loads(r.out)["rows"]] == ["slower"]
+    r = cli("compare", "last~1", "last", "--store", url, "--history", "2", "--format", "json")  # runs of the store
+    assert r.code == 1, r.err
+    assert [row["verdict"] for row in json.loads(r.out)["rows"]] == ["slower"]
     slow_only = pg_server.database()
     with Store(slow_only) as s:
         s.add(_speed_row("slow", _latencies(10.0, seed=3)))
