@@ -109,3 +109,15 @@ def manifest_for(file: Path, like: Path) -> None:
     data = json.loads(manifest_path(like).read_text())
     data.update(file=Path(file).name, sha256=sha256_file(file), size=Path(file).stat().st_size)
     manifest_path(file).write_text(json.dumps(data))
+
+
+# a recipe's train step of a tiny face model (recipes written by tests)
+TINY_TRAIN = """  - train:
+      model: r18
+      model_options: {width: 0.125, layers: [1, 1, 1, 1], input_size: [32, 32], embedding_size: 16}
+      data: synthetic:faces
+      data_options: {num_classes: 4, samples_per_class: 8}
+      epochs: 1
+      batch_size: 8
+      out: ${out}
+"""

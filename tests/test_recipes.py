@@ -3,22 +3,13 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import REPO
+from conftest import REPO, TINY_TRAIN
 
 from fcbench.errors import FcbenchError
 from fcbench.recipes import load_recipe
 from fcbench.results import Store
 
 QUICKSTART = REPO / "recipes" / "quickstart.yaml"
-TINY_TRAIN = """  - train:
-      model: r18
-      model_options: {width: 0.125, layers: [1, 1, 1, 1], input_size: [32, 32], embedding_size: 16}
-      data: synthetic:faces
-      data_options: {num_classes: 4, samples_per_class: 8}
-      epochs: 1
-      batch_size: 8
-      out: ${out}
-"""
 
 
 def run_ok(cli, *args):

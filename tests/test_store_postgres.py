@@ -20,7 +20,7 @@ pytest.importorskip("sqlalchemy", reason="SQLAlchemy is not installed (pip insta
 pytest.importorskip("psycopg", reason="psycopg is not installed (pip install 'fcbench[postgres]')")
 
 import pgserver  # noqa: E402
-from conftest import REPO, TINY_DATA, TINY_R18  # noqa: E402
+from conftest import REPO, TINY_DATA, TINY_R18, TINY_TRAIN  # noqa: E402
 
 from fcbench.errors import FcbenchError  # noqa: E402
 from fcbench.results import Row, RunContext, Store  # noqa: E402
@@ -483,18 +483,10 @@ name: shared
 vars: {out: runs/shared}
 defaults: {store: '%s'}
 steps:
-  - train:
-      model: r18
-      model_options: {width: 0.125, layers: [1, 1, 1, 1], input_size: [32, 32], embedding_size: 16}
-      data: synthetic:faces
-      data_options: {num_classes: 4, samples_per_class: 8}
-      epochs: 1
-      batch_size: 8
-      out: ${out}
-  - eval: {checkpoint: '${out}/model.pt', data: synthetic:pairs, data_options: {num_pairs: 40}, nfolds: 2}
+%s  - eval: {checkpoint: '${out}/model.pt', data: synthetic:pairs, data_options: {num_pairs: 40}, nfolds: 2}
   - results: {format: csv}
 """
-    recipe.write_text(body % url)
+    recipe.write_text(body % (url, TINY_TRAIN))
     r = cli("run", recipe)
     assert r.code == 0, r.err
     assert "accuracy" in r.out and pg_server.password not in r.out + r.err
@@ -502,7 +494,7 @@ steps:
         rows = s.query()
     assert {x["kind"] for x in rows} == {"train", "quality"} and {x["recipe"] for x in rows} == {"shared"}
     port = _closed_port()
-    recipe.write_text(body % f"postgresql://u@127.0.0.1:{port}/db")
+    recipe.write_text(body % (f"postgresql://u@127.0.0.1:{port}/db", TINY_TRAIN))
     r = cli("run", recipe, "--check")
     assert r.code == 2 and f"127.0.0.1:{port}" in r.err and len(r.err.strip().splitlines()) == 1, r.err
 
