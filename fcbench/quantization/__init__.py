@@ -419,9 +419,8 @@ def bench_pair(source: Source, fmt: str, file: Path, manifest: Manifest, cfg: Qu
     from fcbench.artifact import Step, write_manifest
     from fcbench.backends import expand
     from fcbench.benchmark.run import bench
-    from fcbench.evaluation import _RuntimeModel
     from fcbench.options import BenchConfig
-    from fcbench.quantization.why import explain
+    from fcbench.quantization.why import why_not_faster
 
     float_file = source.converted(fmt) or source.float_artifact(fmt)
     if float_file != source.path:  # converted for the method: give it a manifest so bench can load it
@@ -440,17 +439,7 @@ def bench_pair(source: Source, fmt: str, file: Path, manifest: Manifest, cfg: Qu
         raise FcbenchError(f"quantize --bench: {Path(bad[0].artifact).name} on {bad[0].backend}: "
                            f"{bad[0].status}: {bad[0].reason}", exit_code=1)
     parent_ms, ms = cells[0].stats.p50_ms, cells[1].stats.p50_ms
-    nodes: list = []
-    parent_nodes: list = []
-    for path, keep in ((file, nodes), (float_file, parent_nodes)):
-        from fcbench.artifact import read_manifest
-
-        rt = _RuntimeModel(path, read_manifest(path), cfg.bench, threads)
-        try:
-            keep += rt.session.placement()
-        finally:
-            rt.close()
-    why = explain(file, manifest, spec.plugin, ms, parent_ms, nodes, parent_nodes, threads)
+    why = why_not_faster(file, float_file, cfg.bench, ms, parent_ms, threads)
     return {"backend": spec.label, "threads": threads, "float_p50_ms": parent_ms, "p50_ms": ms,
             "speedup": parent_ms / ms if ms else None, "why_not_faster": why}
 

@@ -201,3 +201,26 @@ def explain(artifact: Path, manifest: Any, backend: str, p50_ms: float, parent_p
         out.append("nothing fcbench can read explains it (CPU, optimised graph, placement and channel counts look "
                    "fine); profile the runtime's own per-op timings")
     return out
+
+
+def why_not_faster(artifact: Path, parent: Path, label: str, p50_ms: float, parent_p50_ms: float,
+                   threads: int) -> list[str]:
+    """``explain`` for two files timed side by side on the backend ``label`` (a profile or plugin:variant):
+    when ``artifact`` is not faster, each file is loaded there once more for its placement; empty when it is
+    faster. Serves ``quantize --bench`` and ``prune --bench``."""
+    if p50_ms < 0.95 * parent_p50_ms:
+        return []
+    from fcbench.artifact import read_manifest
+    from fcbench.backends import expand
+    from fcbench.evaluation import _RuntimeModel
+
+    placements = []
+    for path in (artifact, parent):
+        rt = _RuntimeModel(path, read_manifest(path), label, threads)
+        try:
+            placements.append(rt.session.placement())
+        finally:
+            rt.close()
+    (spec,) = expand([label])
+    return explain(artifact, read_manifest(artifact), spec.plugin, p50_ms, parent_p50_ms, placements[0],
+                   placements[1], threads)

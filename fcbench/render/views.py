@@ -362,6 +362,8 @@ def compare(result, fmt: str) -> list[Any]:
     from fcbench.compare.render import view
 
     return view(result, fmt)
+
+
 def report_page(result, fmt: str) -> list[Any]:
     """``fcbench report``: the page's path (stdout is data), or with --format json what it holds."""
     if fmt == "json":

@@ -339,6 +339,7 @@ def _bench_before_after(cfg: PruneConfig, spec: Any, fmt: str, dense: Path, prun
 
     from fcbench.benchmark.run import bench
     from fcbench.conversion import convert
+    from fcbench.quantization.why import why_not_faster
 
     folder = Path(tempfile.mkdtemp(prefix="fcbench-prune-bench-"))
     try:
@@ -358,33 +359,12 @@ def _bench_before_after(cfg: PruneConfig, spec: Any, fmt: str, dense: Path, prun
             why = "; ".join(f"{Path(c.artifact).parent.name}: {c.status}: {c.reason}" for c in bad) or "no cells"
             raise FcbenchError(f"prune: wrote {pruned}; --bench {spec.label} failed: {why}", exit_code=1)
         before, after = (c.stats.p50_ms for c in cells)
-        why_not = _why_not_faster(spec, Path(files[0]), Path(files[1]), before, after, cfg.threads)
+        why_not = why_not_faster(Path(files[1]), Path(files[0]), spec.label, after, before,
+                                 cfg.threads or os.cpu_count() or 1)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return {"backend": spec.label, "format": fmt, "threads": cfg.threads, "p50_ms_before": before,
             "p50_ms_after": after, "latency_ratio": after / before if before else None, "why_not_faster": why_not}
-
-
-def _why_not_faster(spec: Any, dense: Path, pruned: Path, before: float, after: float, threads: int | None
-                    ) -> list[str]:
-    """What fcbench can read about why the pruned file is not faster than the dense one (the quantize
-    explanation: placement, ONNX Runtime's optimised graph, channel counts against the SIMD width, size);
-    empty when it is faster."""
-    from fcbench.artifact import read_manifest
-    from fcbench.evaluation import _RuntimeModel
-    from fcbench.quantization.why import explain
-
-    if after < 0.95 * before:
-        return []
-    n = threads or os.cpu_count() or 1
-    nodes: list[list[Any]] = []
-    for path in (pruned, dense):
-        rt = _RuntimeModel(path, read_manifest(path), spec.label, n)
-        try:
-            nodes.append(rt.session.placement())
-        finally:
-            rt.close()
-    return explain(pruned, read_manifest(pruned), spec.plugin, after, before, nodes[0], nodes[1], n)
 
 
 def run_prune(cfg: PruneConfig, ctx=None, hooks=None) -> PruneResult:
