@@ -13,11 +13,12 @@ from typing import Any
 
 from fcbench.compare.match import IDENTITY
 from fcbench.errors import FcbenchError, suggest
+from fcbench.results.store import _JSON_COLUMNS as _JSON
+from fcbench.results.store import is_url as _is_url
 
 # what a CSV or JSON export must have for its rows to be compared
 REQUIRED = (*IDENTITY, "device_fingerprint")
 FIGURES = ("samples_ms", "p50_ms", "value")  # at least one
-_JSON = {"samples_ms": list, "device_info": dict, "extra": dict, "runtime_versions": dict}
 _INTS = ("threads", "batch", "runs", "warmup", "id")
 _FLOATS = ("value", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms")
 
@@ -29,10 +30,6 @@ class Source:
     rows: list[dict[str, Any]] = field(default_factory=list)
     store: str | None = None  # the store the rows came from (history reads it), None for a file
     run_id: str | None = None
-
-
-def _is_url(text: str) -> bool:
-    return "://" in text
 
 
 def _json_value(text: str, name: str, where: str) -> Any:
