@@ -121,3 +121,15 @@ TINY_TRAIN = """  - train:
       batch_size: 8
       out: ${out}
 """
+
+
+@pytest.hookimpl(trylast=True)  # after -m / -k have deselected what they do
+def pytest_collection_modifyitems(config, items):
+    """A docs page's cheap-examples test is deselected when the session also runs the page's slow test, which
+    runs the same commands (and the slow ones between them): CI ran the user guide's cheap commands twice."""
+    slow = {i.name.replace("test_docs_examples_run_with_slow_ones[", "test_docs_examples_run[", 1) for i in items
+            if i.name.startswith("test_docs_examples_run_with_slow_ones[")}
+    twins = [i for i in items if i.name in slow]
+    if twins:
+        config.hook.pytest_deselected(items=twins)
+        items[:] = [i for i in items if i not in twins]

@@ -231,12 +231,10 @@ def test_parser_reads_sessions_continuations_heredocs_and_exit_lines():
 
 
 @pytest.mark.parametrize("page", _pages_with(lambda b: b.runs and not b.slow))
-def test_docs_examples_run(page, tmp_path, request):
-    """The page's cheap examples, in order, from a clean clone. When this session also runs the page's slow
-    test, that one runs these same commands (and the slow ones between them): this one steps aside."""
-    slow_twin = f"test_docs_examples_run_with_slow_ones[{page}]"
-    if any(item.name == slow_twin for item in request.session.items):
-        pytest.skip(f"its commands run in {slow_twin}, selected in this session too")
+def test_docs_examples_run(page, tmp_path):
+    """The page's cheap examples, in order, from a clean clone. A session that also selects the page's slow
+    test deselects this one (tests/conftest.py): the slow one runs these same commands, and the slow ones
+    between them."""
     assert run_page(page, tmp_path, slow=False) > 0
 
 
