@@ -52,6 +52,21 @@ def manifest_path(file: str | Path) -> Path:
     return file.with_name(file.name + MANIFEST_SUFFIX)
 
 
+OUTPUT_KINDS = {"embedding": "embedding", "classification": "logits", "detection": "detections"}
+"""A model's task -> its manifest's ``output_kind``. A detector's raw output ``[B, A, 4 + 1 + K]`` is
+decoded with ``extra.detection`` (anchor config, classes; see :mod:`fcbench.detection`)."""
+
+
+def output_kind_of(task: str) -> str:
+    """The manifest ``output_kind`` of a model task (embedding for an unknown one, as before)."""
+    return OUTPUT_KINDS.get(task, "embedding")
+
+
+def task_of(output_kind: str) -> str:
+    """The model task an artifact's ``output_kind`` stands for: classification, detection or embedding."""
+    return {v: k for k, v in OUTPUT_KINDS.items()}.get(output_kind, "embedding")
+
+
 @dataclass
 class TensorSpec:
     name: str
@@ -80,7 +95,7 @@ class Manifest:
     model: dict[str, Any]  # {"name": "r18", "options": {...}}
     inputs: list[TensorSpec]
     preprocessing: Preprocessing
-    output_kind: str  # embedding | logits
+    output_kind: str  # embedding | logits | detections (see OUTPUT_KINDS)
     output_size: int
     params: int | None = None
     macs: int | None = None

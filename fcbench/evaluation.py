@@ -1,8 +1,11 @@
 """The eval verb: quality of a checkpoint on a dataset, stored as rows as they are computed.
 
 Protocols: ``verification`` (pair sets: insightface 10-fold accuracy, EER, TAR@FAR, ROC AUC),
-``classification`` (top-1/top-5) and ``identification`` (closed-set rank-1/rank-5 with the
-first image of each class as gallery). ``auto`` picks from the data and the model's task.
+``classification`` (top-1/top-5), ``identification`` (closed-set rank-1/rank-5 with the
+first image of each class as gallery) and ``detection`` (images with boxes: mAP@0.5, mAP@[.5:.95],
+precision and recall at IoU 0.5, AP per class; the raw output of the model or of any runtime is
+decoded and NMS'd in numpy, :mod:`fcbench.detection.postprocess`). ``auto`` picks from the data and
+the model's task.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from fcbench import formats
-from fcbench.artifact import Manifest
+from fcbench.artifact import Manifest, task_of
 from fcbench.errors import FcbenchError, NotApplicable, distinct_reasons
 from fcbench.formats import is_artifact
 from fcbench.hooks import Hooks, or_default
@@ -25,7 +28,7 @@ from fcbench.options import EvalConfig
 from fcbench.results.context import RunContext
 from fcbench.results.store import Row, options_hash
 
-PROTOCOLS = ("auto", "verification", "classification", "identification")
+PROTOCOLS = ("auto", "verification", "classification", "identification", "detection")
 
 
 def __getattr__(name: str) -> Any:
@@ -108,6 +111,9 @@ def _check_flip(cfg: EvalConfig, protocol: str) -> None:
     if cfg.flip and protocol == "classification":
         raise FcbenchError("eval: --flip fuses face embeddings (verification, identification); a classifier's "
                            "top-1 has no flip test: drop --flip")
+    if cfg.flip and protocol == "detection":
+        raise FcbenchError("eval: --flip fuses face embeddings (verification, identification); a detector's "
+                           "mAP has no flip test: drop --flip")
 
 
 class _RuntimeModel:
@@ -188,7 +194,7 @@ def _check_input_size(dataset, manifest: Manifest, path: Path) -> None:
 
 
 _REFERENCES: dict[tuple, dict[str, float]] = {}
-HEADLINE = {"verification": "accuracy", "classification": "top1", "identification": "rank1"}
+HEADLINE = {"verification": "accuracy", "classification": "top1", "identification": "rank1", "detection": "map50"}
 
 
 def headline_drop(report: EvalReport) -> tuple[str, float | None]:
@@ -273,10 +279,25 @@ def _plugin_of(backend: str) -> str:
 
 
 def _pick_protocol(cfg: EvalConfig, dataset, task: str, name: str) -> str:
+    from fcbench.data.detection import DetectionImages
+
     is_pairs = hasattr(dataset, "issame")
+    has_boxes = isinstance(dataset, DetectionImages)
     protocol = cfg.protocol
     if protocol == "auto":
-        protocol = "verification" if is_pairs else ("classification" if task == "classification" else "identification")
+        protocol = "detection" if task == "detection" or has_boxes else (
+            "verification" if is_pairs else ("classification" if task == "classification" else "identification"))
+    if (protocol == "detection") != (task == "detection"):
+        raise FcbenchError(f"eval: model '{name}' is a detector; use --protocol detection (or auto)"
+                           if task == "detection" else
+                           f"eval: the detection protocol needs a detector, and model '{name}' is not one; "
+                           "use --protocol auto")
+    if protocol == "detection" and not has_boxes:
+        raise FcbenchError(f"eval: detector '{name}' needs images with boxes (e.g. synthetic:video, COCO JSON, "
+                           f"Pascal VOC); '{dataset.source}' has none")
+    if protocol != "detection" and has_boxes:
+        raise FcbenchError(f"eval: '{dataset.source}' holds images with boxes, for a detector; model '{name}' "
+                           f"is not one")
     if protocol == "verification" and not is_pairs:
         raise FcbenchError(
             f"eval: verification needs a pair set (e.g. an insightface .bin); '{dataset.source}' has none")
@@ -293,6 +314,8 @@ def _metrics(model, dataset, protocol: str, cfg: EvalConfig):
     from fcbench.metrics.identification import identification_metrics
     from fcbench.metrics.verification import verification_metrics
 
+    if protocol == "detection":
+        return _detection_metrics(model, dataset, cfg)
     if protocol == "verification":
         emb, _ = _forward_all(model, dataset, cfg.batch_size, cfg.workers, cfg.flip)
         return verification_metrics(emb[0::2], emb[1::2], np.asarray(dataset.issame), nfolds=cfg.nfolds)
@@ -303,6 +326,47 @@ def _metrics(model, dataset, protocol: str, cfg: EvalConfig):
     g, gl = _forward_all(model, Subset(dataset, gallery_idx), cfg.batch_size, cfg.workers, cfg.flip)
     p, pl = _forward_all(model, Subset(dataset, probe_idx), cfg.batch_size, cfg.workers, cfg.flip)
     return identification_metrics(g, gl, p, pl)
+
+
+def _detection_config(model) -> dict[str, Any]:
+    """The decode config of a detector: a runtime's from its manifest, an eager model's from its options."""
+    manifest = getattr(model, "manifest", None)
+    if manifest is not None:
+        from fcbench.detection.postprocess import decode_config
+
+        try:
+            return decode_config(manifest.extra)
+        except ValueError as exc:
+            raise FcbenchError(f"eval: {getattr(model, 'name', 'the artifact')}: {exc}; convert the detector's "
+                               "checkpoint again with this fcbench") from exc
+    from fcbench.detection.anchors import decode_config as from_options
+
+    return from_options(model.fcbench_options, getattr(model, "class_names", None))
+
+
+@torch.no_grad()
+def _detection_metrics(model, dataset, cfg: EvalConfig):
+    """Every image through ``model`` (eager or a runtime), its raw output decoded and NMS'd in numpy,
+    scored against the data's boxes (normalised xyxy)."""
+    from fcbench.data.detection import collate
+    from fcbench.detection.anchors import anchors_for
+    from fcbench.detection.postprocess import decode_batch
+    from fcbench.metrics.detection import detection_metrics
+
+    det = _detection_config(model)
+    if int(det["num_classes"]) != int(dataset.num_classes):
+        raise FcbenchError(f"eval: the detector has {det['num_classes']} classes ({', '.join(det['class_names'][:5])})"
+                           f" but '{dataset.source}' has {dataset.num_classes} "
+                           f"({', '.join(map(str, dataset.class_names[:5]))}); evaluate on the data it was trained for")
+    anchors = anchors_for(det["anchors"])
+    dets, gts = [], []
+    for x, targets in DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers,
+                                 collate_fn=collate):
+        out = model(x)
+        raw = out.float().numpy() if isinstance(out, torch.Tensor) else np.asarray(out, np.float32)
+        dets.extend(decode_batch(raw, det, anchors))
+        gts.extend((t["boxes"].numpy(), t["labels"].numpy()) for t in targets)
+    return detection_metrics(dets, gts, int(det["num_classes"]), det.get("class_names"))
 
 
 def _evaluate_artifact(cfg: EvalConfig, ctx: RunContext) -> EvalReport:
@@ -323,7 +387,7 @@ def _evaluate_artifact(cfg: EvalConfig, ctx: RunContext) -> EvalReport:
     label = cfg.backend or formats.default_backend(manifest)
     if label is None:
         raise FcbenchError(f"eval: no default backend for format {manifest.format}; pass --backend")
-    task = "classification" if manifest.output_kind == "logits" else "embedding"
+    task = task_of(manifest.output_kind)
     name = manifest.model.get("name", path.stem)
     pre = dc_replace(manifest.preprocessing, layout="NCHW")  # the runtime wrapper transposes for NHWC inputs
     dataset = open_dataset(cfg.data, preprocessing=pre, **cfg.data_options)

@@ -173,7 +173,9 @@ class _Search:
         manifest = read_manifest(path)
         pre = replace(manifest.preprocessing, layout="NCHW")
         dataset = open_dataset(self.cfg.data, preprocessing=pre, **self.cfg.data_options)
-        task = "classification" if manifest.output_kind == "logits" else "embedding"
+        from fcbench.artifact import task_of
+
+        task = task_of(manifest.output_kind)
         protocol = _pick_protocol(self.eval_cfg, dataset, task, manifest.model.get("name", ""))
         _check_input_size(dataset, manifest, path)
         rt = _RuntimeModel(path, manifest, label, self.threads)

@@ -176,7 +176,7 @@ OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("step", "cosine", "constant")
 AMP = ("auto", "on", "off")
 HEADS = ("arcface", "cosface", "softmax")  # fcbench.models.heads.HEADS (a test keeps the two equal)
-PROTOCOLS = ("auto", "verification", "classification", "identification")
+PROTOCOLS = ("auto", "verification", "classification", "identification", "detection")
 PREPROCESSINGS = ("face", "imagenet", "cifar")  # fcbench.infer.PRESETS (a test keeps the two equal)
 MAX_THREADS = 1024
 MAX_WORKERS = 256
@@ -598,7 +598,7 @@ class EvalConfig(Checked):
     data: Any = opt("synthetic:pairs", help="Dataset: synthetic[:kind], NAME:PATH or a path")
     data_options: dict[str, Any] = opt(default_factory=dict, flags=("--data-opt",), parse=parse_kv,
                                        help="Dataset option KEY=VALUE")
-    protocol: str = opt("auto", choices=PROTOCOLS, help="auto, verification, classification, identification")
+    protocol: str = opt("auto", choices=PROTOCOLS, help="auto, verification, classification, identification, detection")
     batch_size: int = opt(64, range=(1, MAX_BATCH))
     nfolds: int = opt(10, range=(1, 1000), help="Folds of the verification protocol (1: train and test on all)")
     workers: int = opt(0, range=(0, MAX_WORKERS))

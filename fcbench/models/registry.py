@@ -23,7 +23,7 @@ from fcbench import plugins
 from fcbench.data.preprocess import CIFAR, FACE, IMAGENET, Preprocessing
 from fcbench.errors import FcbenchError, suggest
 
-TASKS = ("embedding", "classification")
+TASKS = ("embedding", "classification", "detection")
 
 Resolver = Callable[[dict[str, Any]], dict[str, Any]]
 PreFn = Callable[[dict[str, Any], tuple[int, int]], Preprocessing]

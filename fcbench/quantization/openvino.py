@@ -114,6 +114,9 @@ def _validation(source: Source, spec: Spec) -> _Validation:
     nfolds = int(options.pop("nfolds", 10))
     dataset = open_dataset(spec.eval_data, preprocessing=pre, **options)
     is_pairs = hasattr(dataset, "issame")
+    if manifest.output_kind not in ("logits", "embedding"):
+        raise FcbenchError(f"quantize: accuracy control measures top-1 or verification accuracy, and "
+                           f"{source.path.name} outputs {manifest.output_kind}; quantize it without --eval-data")
     classifier = manifest.output_kind == "logits"
     if not is_pairs and not classifier:
         raise FcbenchError(f"quantize: --eval-data {spec.eval_data} is no pair set, and accuracy control of a face "

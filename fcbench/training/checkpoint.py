@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from fcbench.artifact import Manifest, Step, TensorSpec, load_manifest, sha256_file, write_manifest
+from fcbench.artifact import Manifest, Step, TensorSpec, load_manifest, output_kind_of, sha256_file, write_manifest
 from fcbench.data.preprocess import Preprocessing
 from fcbench.errors import FcbenchError
 from fcbench.formats import CHECKPOINT as CHECKPOINT_FORMAT
@@ -50,6 +50,7 @@ class Checkpoint:
     manifest: Manifest | None
     structure: list[dict[str, Any]] | None = None  # modules changed from create()'s (see module doc)
     train_run: str | None = None  # the training run that wrote it (train's checkpoints; see training.runfolder)
+    class_names: list[str] | None = None  # a detector's object classes (the data it was trained on)
 
     def build_model(self) -> torch.nn.Module:
         from fcbench.models import create
@@ -65,6 +66,8 @@ class Checkpoint:
                 f"{self.path}: weights do not fit model '{self.model_name}' with options "
                 f"{self.model_options}: {' '.join(s.strip() for s in first)}"
             ) from exc
+        if self.class_names is not None:
+            model.class_names = list(self.class_names)
         model.eval()
         return model
 
@@ -239,6 +242,9 @@ def save_checkpoint(
         payload["structure"] = structure
     if train_run:
         payload["train_run"] = train_run
+    class_names = getattr(model, "class_names", None)
+    if class_names is not None:
+        payload["class_names"] = [str(c) for c in class_names]
     if head is not None and head_spec is not None:
         payload["head"] = {**head_spec, "state_dict": {k: v.detach().cpu() for k, v in head.state_dict().items()}}
     _atomic_save(payload, path)
@@ -253,16 +259,26 @@ def save_checkpoint(
         model=payload["model"],
         inputs=[TensorSpec(name="input", shape=shape, dtype="float32", layout=pre.layout)],
         preprocessing=pre,
-        output_kind="embedding" if model.fcbench_task == "embedding" else "logits",
+        output_kind=output_kind_of(model.fcbench_task),
         output_size=int(model.output_size),
         params=profile.get("params"),
         macs=profile.get("macs"),
         flops=profile.get("flops"),
         lineage=list(lineage or []),
-        extra={"train_run": train_run} if train_run else {},
+        extra={**({"train_run": train_run} if train_run else {}), **_task_extra(model)},
     )
     write_manifest(manifest, path)
     return manifest
+
+
+def _task_extra(model: torch.nn.Module) -> dict[str, Any]:
+    """What a manifest needs beyond the common fields to use the model's output: a detector's decode
+    config (``extra.detection``), which convert carries into every artifact made from it."""
+    if model.fcbench_task != "detection":
+        return {}
+    from fcbench.detection.anchors import decode_config
+
+    return {"detection": decode_config(model.fcbench_options, getattr(model, "class_names", None))}
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
@@ -298,4 +314,5 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         manifest=manifest,
         structure=payload.get("structure"),
         train_run=payload.get("train_run"),
+        class_names=payload.get("class_names"),
     )

@@ -23,6 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from fcbench.artifact import Step, sha256_file
+from fcbench.detection.loss import multibox_loss
 from fcbench.errors import FcbenchError, first_line
 from fcbench.hooks import Hooks, or_default
 from fcbench.results.context import RunContext, new_run_id
@@ -232,6 +233,51 @@ def _hook_terms(hook: LossHook, inputs: LossInputs) -> dict[str, torch.Tensor]:
     return {name: term.float().reshape(()) for name, term in terms.items()}
 
 
+def _classification_step(ddp_net: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_hook: LossHook | None,
+                         ce_weight: float, use_amp: bool, device: torch.device, model: nn.Module, step: int,
+                         epoch: int, head: nn.Module | None, extra: nn.Module | None,
+                         term_sums: dict[str, float]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One batch's loss of a face model or a classifier: cross-entropy (+ the loss hook's terms)."""
+    margin = loss_hook.margin(x, y) if hasattr(loss_hook, "margin") else None
+    with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+        outputs, logits = ddp_net(x, y, margin) if margin is not None else ddp_net(x, y)
+    loss = nn.functional.cross_entropy(logits.float(), y) * ce_weight
+    terms: dict[str, torch.Tensor] = {}
+    if loss_hook is not None:
+        terms = {"ce": loss, **_hook_terms(loss_hook, LossInputs(
+            x, y, outputs.float(), logits.float(), model, step, epoch, device, head, extra))}
+        loss = sum(terms.values())
+        for name, term in terms.items():
+            term_sums[name] = term_sums.get(name, 0.0) + term.item()
+    return loss, terms
+
+
+def _detection_setup(cfg: TrainConfig, model: nn.Module, dataset: Any, loss_hook: LossHook | None) -> torch.Tensor:
+    """Checks for training a detector (box data, no head, no loss hook, matching classes); gives the model
+    the data's class names (saved in its checkpoints) and returns its anchors."""
+    from fcbench.data.detection import DetectionImages
+    from fcbench.options import TrainConfig as _Defaults
+
+    if not isinstance(dataset, DetectionImages):
+        raise FcbenchError(f"train: model '{cfg.model}' is a detector and data '{dataset.source}' has no boxes; "
+                           "give detection data (images with boxes, e.g. synthetic:video, COCO JSON, Pascal VOC)")
+    if cfg.head != _Defaults.head or cfg.head_options:
+        raise FcbenchError(f"train: model '{cfg.model}' is a detector with its own box and class predictors; "
+                           "--head and --head-opt are for face models: drop them")
+    if loss_hook is not None:
+        raise FcbenchError(f"train: model '{cfg.model}' is a detector; distillation and loss hooks train face "
+                           "models and classifiers only")
+    if model.output_size != dataset.num_classes:
+        raise FcbenchError(
+            f"train: model '{cfg.model}' detects {model.output_size} classes but data '{dataset.source}' has "
+            f"{dataset.num_classes} ({', '.join(map(str, dataset.class_names[:5]))}); pass model option "
+            f"num_classes={dataset.num_classes}")
+    model.class_names = [str(c) for c in dataset.class_names]
+    from fcbench.detection.anchors import anchors_for
+
+    return torch.from_numpy(anchors_for(model.fcbench_options))
+
+
 def train(cfg: TrainConfig, ctx: RunContext | None = None, hooks: Hooks | None = None,
           loss_hook: LossHook | None = None) -> TrainResult:
     """Train; return the final checkpoint (``OUT/model.pt``) and the per-epoch rows.
@@ -284,7 +330,11 @@ def train(cfg: TrainConfig, ctx: RunContext | None = None, hooks: Hooks | None =
         raise FcbenchError(f"train: data '{dataset.source}' has no class labels (is it a verification pair set?)")
     head: nn.Module | None = None
     head_spec: dict[str, Any] | None = None
-    if model.fcbench_task == "embedding":
+    detector = model.fcbench_task == "detection"
+    anchors: torch.Tensor | None = None
+    if detector:  # boxes and labels, the MultiBox loss; no head
+        anchors = _detection_setup(cfg, model, dataset, loss_hook)
+    elif model.fcbench_task == "embedding":
         head_spec = {"name": cfg.head, "embedding_size": int(model.output_size),
                      "num_classes": int(dataset.num_classes), "options": dict(cfg.head_options)}
         head = create_head(cfg.head, model.output_size, dataset.num_classes, **cfg.head_options)
@@ -318,8 +368,11 @@ def train(cfg: TrainConfig, ctx: RunContext | None = None, hooks: Hooks | None =
     if extra is not None and any(p.requires_grad for p in extra.parameters()):
         optimizers.append(make_opt([p for p in extra.parameters() if p.requires_grad], cfg.lr))
     sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed, drop_last=True)
+    collate = None
+    if detector:
+        from fcbench.data.detection import collate
     loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
-                        drop_last=True, persistent_workers=cfg.workers > 0)
+                        drop_last=True, persistent_workers=cfg.workers > 0, collate_fn=collate)
     steps_per_epoch = len(loader)
     if steps_per_epoch == 0:
         raise FcbenchError(
@@ -395,17 +448,18 @@ def train(cfg: TrainConfig, ctx: RunContext | None = None, hooks: Hooks | None =
             t0, seen, loss_sum, batches = time.perf_counter(), 0, 0.0, 0
             term_sums: dict[str, float] = {}
             for x, y in loader:
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                margin = loss_hook.margin(x, y) if hasattr(loss_hook, "margin") else None
-                with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                    outputs, logits = ddp_net(x, y, margin) if margin is not None else ddp_net(x, y)
-                loss = nn.functional.cross_entropy(logits.float(), y) * ce_weight
-                if loss_hook is not None:
-                    terms = {"ce": loss, **_hook_terms(loss_hook, LossInputs(
-                        x, y, outputs.float(), logits.float(), model, step, epoch, device, head, extra))}
-                    loss = sum(terms.values())
+                if detector:
+                    x = x.to(device, non_blocking=True)
+                    with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                        raw, _ = ddp_net(x, None)
+                    terms = multibox_loss(raw.float(), y, anchors)
+                    loss = terms["loc"] + terms["conf"]
                     for name, term in terms.items():
                         term_sums[name] = term_sums.get(name, 0.0) + term.item()
+                else:
+                    x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                    loss, terms = _classification_step(ddp_net, x, y, loss_hook, ce_weight, use_amp, device,
+                                                       model, step, epoch, head, extra, term_sums)
                 if not torch.isfinite(loss):
                     raise FcbenchError(f"train: loss became {loss.item()} at step {step}; lower --lr", exit_code=1)
                 for o in optimizers:
@@ -462,7 +516,8 @@ def train(cfg: TrainConfig, ctx: RunContext | None = None, hooks: Hooks | None =
         if main_proc:
             net.backbone.eval()
             prof = profile(model, input_size=tuple(model.preprocessing.size))
-            verb, technique, step_opts = "train", cfg.head if head is not None else "softmax", lineage_opts
+            technique = cfg.head if head is not None else ("multibox" if detector else "softmax")
+            verb, step_opts = "train", lineage_opts
             if hasattr(loss_hook, "lineage_step"):
                 verb, technique, step_opts = loss_hook.lineage_step(dict(lineage_opts))
             with runfolder.uninterrupted():
