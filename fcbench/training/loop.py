@@ -252,6 +252,12 @@ def _classification_step(ddp_net: nn.Module, x: torch.Tensor, y: torch.Tensor, l
     return loss, terms
 
 
+def _has_boxes(dataset: Any) -> bool:
+    from fcbench.data.detection import DetectionImages
+
+    return isinstance(dataset, DetectionImages)
+
+
 def _detection_setup(cfg: TrainConfig, model: nn.Module, dataset: Any, loss_hook: LossHook | None) -> torch.Tensor:
     """Checks for training a detector (box data, no head, no loss hook, matching classes); gives the model
     the data's class names (saved in its checkpoints) and returns its anchors."""
@@ -334,6 +340,10 @@ def train(cfg: TrainConfig, ctx: RunContext | None = None, hooks: Hooks | None =
     anchors: torch.Tensor | None = None
     if detector:  # boxes and labels, the MultiBox loss; no head
         anchors = _detection_setup(cfg, model, dataset, loss_hook)
+    elif _has_boxes(dataset):
+        raise FcbenchError(f"train: data '{dataset.source}' holds images with boxes, for a detector, and model "
+                           f"'{cfg.model}' is a {model.fcbench_task} model; train a detector (e.g. ssd-mobilenetv2) "
+                           "or give labelled images")
     elif model.fcbench_task == "embedding":
         head_spec = {"name": cfg.head, "embedding_size": int(model.output_size),
                      "num_classes": int(dataset.num_classes), "options": dict(cfg.head_options)}
