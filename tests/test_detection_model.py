@@ -96,6 +96,7 @@ def test_split_at_or_after_the_first_tap_is_refused(tiny, m):
 
 
 def test_split_parts_export_to_onnx(tiny, tmp_path):
+    """Each part exports on its own (motion gating runs them as two artifacts) and they chain to the model's output."""
     pytest.importorskip("onnx", reason="onnx is not installed")
     ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
     x = torch.randn(1, 3, 64, 64)
@@ -103,8 +104,10 @@ def test_split_parts_export_to_onnx(tiny, tmp_path):
     with torch.no_grad():
         feat = front(x)
         want = back(feat).numpy()
-    torch.onnx.export(front, (x,), tmp_path / "front.onnx", dynamo=False)
-    torch.onnx.export(back, (feat,), tmp_path / "back.onnx", dynamo=False)
+    from fcbench.conversion.onnx import OnnxExporter  # what convert uses
+
+    OnnxExporter().export(front, x, tmp_path / "front.onnx", {})
+    OnnxExporter().export(back, feat, tmp_path / "back.onnx", {})
 
     def run(name: str, arr: np.ndarray) -> np.ndarray:
         sess = ort.InferenceSession(str(tmp_path / name))
@@ -161,6 +164,19 @@ def test_decode_raw_rows_per_class():
     np.testing.assert_allclose(boxes, [[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0]], atol=1e-6)
     p = np.exp(10) / (np.exp(10) + np.exp(5) + 1)
     np.testing.assert_allclose(scores, [p, p], rtol=1e-5)
+
+
+def test_decoder_for_a_video_runner(tiny):
+    """``decoder(options)`` decodes a batch-of-one raw output like ``decode`` with the model's anchors."""
+    from fcbench.detection.postprocess import decoder
+
+    with torch.no_grad():
+        raw = tiny(torch.randn(1, 3, 64, 64)).numpy()
+    got = decoder(tiny.fcbench_options, score_threshold=0.0)(raw)
+    want = decode(raw[0], anchors_for(tiny.fcbench_options), score_threshold=0.0)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, w)
+    assert len(got[0]) == 100  # max_detections
 
 
 def test_postprocess_needs_no_torch():

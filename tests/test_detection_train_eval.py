@@ -129,3 +129,22 @@ def test_eval_bad_input_is_one_line(trained, rects, cli, in_tmp):
     _one_line_error(cli("eval", trained, "--data", "rects", "--flip"), "drop --flip")
     _one_line_error(cli("train", "--model", "mobilenet_v2", "-o", "width=0.25", "-o", "num_classes=2", "-o",
                         "input_size=32", "--data", "rects", "--batch-size", "16", "--out", "cls"), "for a detector")
+
+
+@pytest.mark.slow
+def test_training_beats_untrained_map(rects, cli, in_tmp):
+    """Done-when: a tiny detector trained through the CLI (3 epochs of 2048 rects images at 64x64, about
+    400 AdamW steps, about a minute on 2 free cores) detects held-out images far better than its
+    untrained init. Measured: untrained mAP@0.5 0.003, trained ~0.6."""
+    res = cli("train", *TINY, "--data", "rects", "--data-opt", "n=2048", "--epochs", "3", "--batch-size", "16",
+              "--lr", "0.005", "--optimizer", "adamw", "--weight-decay", "0", "--threads", "2", "--out", "det")
+    assert res.code == 0, res.err
+    scores = {}
+    for name in ("init", "model"):
+        r = cli("eval", f"det/{name}.pt", "--data", "rects", "--data-opt", "n=128", "--data-opt", "seed=1",
+                "--format", "json")
+        assert r.code == 0, r.err
+        scores[name] = json.loads(r.out)["metrics"]
+    assert scores["init"]["map50"] < 0.05, scores
+    assert scores["model"]["map50"] > 0.3, scores
+    assert scores["model"]["recall50"] > scores["init"]["recall50"]

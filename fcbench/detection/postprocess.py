@@ -91,3 +91,16 @@ def decode_batch(raw: np.ndarray, detection: Mapping[str, Any], anchors: np.ndar
     raw = np.asarray(raw, np.float32)
     raw = raw.reshape(-1, len(anchors), width)
     return [decode(r, anchors, **kwargs) for r in raw]
+
+
+def decoder(detection: Mapping[str, Any], **kwargs: Any):
+    """``decode(raw) -> (boxes, scores, labels)`` for one image, with the anchors of ``detection`` (a
+    manifest's ``extra.detection``, or the detector's model options) computed once: what a video runner
+    takes as its ``decode`` step. ``raw`` may be ``[A, 5 + K]`` or a batch of one ``[1, A, 5 + K]``."""
+    anchors = anchors_for(detection.get("anchors", detection))
+    k = int(detection["num_classes"])
+
+    def run(raw: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return decode(np.asarray(raw, np.float32).reshape(len(anchors), 5 + k), anchors, **kwargs)
+
+    return run
