@@ -132,7 +132,7 @@ def _image(path: Path, w: int, h: int, seed: int) -> np.ndarray:
 
 COCO_BOXES = {  # image id -> [(category_id, [x, y, w, h], iscrowd)]
     1: [(3, [2.0, 3.0, 10.0, 8.0], 0), (7, [20.5, 1.0, 11.5, 15.0], 0)],
-    2: [(7, [0.0, 0.0, 40.0, 30.0], 1)],
+    2: [(7, [0.0, 0.0, 40.0, 30.0], 1), (3, [5.0, 5.0, 0.0, 4.0], 0)],  # the second: zero width
     3: [],
 }
 
@@ -222,6 +222,7 @@ def test_coco_boxes_labels_classes_and_crowd(tmp_path: Path) -> None:
     np.testing.assert_allclose(boxes, [[2, 3, 12, 11], [20.5, 1, 32, 16]])  # [x, y, w, h] -> x1 y1 x2 y2
     assert labels.tolist() == [0, 1] and ds.difficult(0).tolist() == [False, False]
     assert ds.target(1)[1].tolist() == [1] and ds.difficult(1).tolist() == [True]  # iscrowd kept, flagged
+    assert ds.empty_boxes == 1  # the zero-width box is left out, and counted
     assert ds.target(2)[0].shape == (0, 4)
     assert ds.rgb(1).shape == (30, 40, 3)
     x, t = ds[0]

@@ -6,7 +6,8 @@ and ``categories`` (``id``, ``name``). Images are found relative to the JSON's f
 own layout (``annotations/instances_val2017.json`` beside ``val2017/``), or in the ``images`` option's
 folder. Classes are the categories in id order, or the ``classes`` option
 (names, comma-separated or a list) fixing the order; a category not listed there is refused.
-``iscrowd`` boxes are kept and flagged by ``difficult(i)`` for evaluation to ignore. Every image is
+``iscrowd`` boxes are kept and flagged by ``difficult(i)`` for evaluation to ignore; boxes of zero
+width or height (COCO's own files have a few) are left out and counted in ``empty_boxes``. Every image is
 listed, with or without boxes, in the file's order. Everything is checked when the set is opened:
 every box inside its image, every ``category_id`` and ``image_id`` known, every image file present.
 """
@@ -70,6 +71,7 @@ class CocoDetection(DetectionImages):
         self.files, self.sizes, self._boxes, self._labels, self._crowd = files, sizes, boxes, labels, crowd
         self.class_names, self.num_classes = class_names, len(class_names)
         self.preprocessing, self.source = preprocessing, source
+        self.empty_boxes = 0  # zero-width or zero-height boxes left out
 
     def __len__(self) -> int:
         return len(self.files)
@@ -188,6 +190,7 @@ def _build(p: Path, doc: Any, root: Path, classes: list[str] | None, preprocessi
     boxes: list[list[list[float]]] = [[] for _ in files]
     labels: list[list[int]] = [[] for _ in files]
     crowd: list[list[bool]] = [[] for _ in files]
+    empty = 0
     for k, a in enumerate(anns):
         where = f"annotations[{k}]" + (f" (id {a['id']})" if isinstance(a, dict) and "id" in a else "")
         iid = _field(p, a, "image_id", int, where)
@@ -203,6 +206,9 @@ def _build(p: Path, doc: Any, root: Path, classes: list[str] | None, preprocessi
             raise FcbenchError(f"{p}: {where} bbox {bbox!r} is not [x, y, width, height]; fix the annotation")
         x, y, bw, bh = (float(v) for v in bbox)
         j = index[iid]
+        if bw == 0.0 or bh == 0.0:  # a zero-width or zero-height box (COCO has a few): nothing to detect
+            empty += 1
+            continue
         box = [x, y, x + bw, y + bh]
         w, h = sizes[j]
         check_boxes(np.asarray([box]), np.asarray([label_of[cid]]), w, h, len(class_names),
@@ -210,9 +216,11 @@ def _build(p: Path, doc: Any, root: Path, classes: list[str] | None, preprocessi
         boxes[j].append([min(max(box[0], 0.0), w), min(max(box[1], 0.0), h), min(box[2], w), min(box[3], h)])
         labels[j].append(label_of[cid])
         crowd[j].append(bool(a.get("iscrowd", 0)))
-    return CocoDetection(files, sizes, [np.asarray(b, np.float32).reshape(-1, 4) for b in boxes],
-                         [np.asarray(lab, np.int64) for lab in labels], [np.asarray(c, bool) for c in crowd],
-                         class_names, preprocessing, str(p))
+    ds = CocoDetection(files, sizes, [np.asarray(b, np.float32).reshape(-1, 4) for b in boxes],
+                       [np.asarray(lab, np.int64) for lab in labels], [np.asarray(c, bool) for c in crowd],
+                       class_names, preprocessing, str(p))
+    ds.empty_boxes = empty
+    return ds
 
 
 __all__ = ["CocoDataset", "CocoDetection", "load_json", "parse_classes"]
