@@ -36,6 +36,27 @@ def toy_detector() -> tuple[nn.Module, nn.Module]:
     return nn.Sequential(front_conv, nn.ReLU()).eval(), back.eval()
 
 
+def onnx_parts(folder) -> tuple:
+    """The toy detector's front and back exported to two ONNX files in ``folder`` and run by ONNX Runtime, as
+    numpy callables (skips the test when onnxruntime is not installed)."""
+    import warnings
+
+    import pytest
+
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
+    out = []
+    for name, module, shape in zip(("front", "back"), toy_detector(), ((1, 3, SIZE, SIZE), (1, 6, 16, 16)),
+                                   strict=True):
+        path = str(folder / f"{name}.onnx")
+        with warnings.catch_warnings():  # the TorchScript exporter's deprecation notice
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(module, (torch.zeros(shape),), path, input_names=["x"], output_names=["y"],
+                              dynamo=False)
+        sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        out.append(lambda x, sess=sess: sess.run(None, {"x": np.asarray(x, np.float32)})[0])
+    return tuple(out)
+
+
 def components(mask: np.ndarray) -> list[list[tuple[int, int]]]:
     """4-connected groups of True cells, in raster order of their first cell."""
     seen = np.zeros_like(mask, dtype=bool)

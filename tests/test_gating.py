@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import itertools
-import warnings
 
 import numpy as np
 import pytest
-from detection_toys import STILL_BOX, decode_cells, to_input, toy_detector, toy_video, tp_fp
+from detection_toys import STILL_BOX, decode_cells, onnx_parts, to_input, toy_detector, toy_video, tp_fp
 
 from fcbench.detection.gating import DEFAULT_ALPHA, DEFAULT_LAM, DEFAULT_LAYER, MotionGate, box_cells, cosine_diff
 from fcbench.detection.pipeline import VIDEO_STAGES, numpy_callable, run_video
@@ -225,25 +224,10 @@ def test_stage_times_follow_the_decisions() -> None:
 
 def test_gated_runner_through_onnxruntime_matches_torch(video, tmp_path) -> None:
     """The same split detector exported to two ONNX files and run by ONNX Runtime: the same decisions and boxes."""
-    ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
-    import torch
-
-    front_m, back_m = toy_detector()
-    paths = {}
-    for name, module, shape in (("front", front_m, (1, 3, 64, 64)), ("back", back_m, (1, 6, 16, 16))):
-        paths[name] = tmp_path / f"{name}.onnx"
-        with warnings.catch_warnings():  # the TorchScript exporter's deprecation notice
-            warnings.simplefilter("ignore", DeprecationWarning)
-            torch.onnx.export(module, (torch.zeros(shape),), str(paths[name]), input_names=["x"],
-                              output_names=["y"], dynamo=False)
-
-    def session(path):
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        return lambda x: sess.run(None, {"x": np.asarray(x, np.float32)})[0]
-
+    onnx_front, onnx_back = onnx_parts(tmp_path)
     front, back, frames, _, _ = video
     ref = run_video(front, back, decode_cells, frames, gate=MotionGate())
-    got = run_video(session(paths["front"]), session(paths["back"]), decode_cells, frames, gate=MotionGate())
+    got = run_video(onnx_front, onnx_back, decode_cells, frames, gate=MotionGate())
     assert got.run_head.tolist() == ref.run_head.tolist()
     np.testing.assert_allclose(got.max_diff, ref.max_diff, atol=1e-5)
     for a, b in zip(got.detections, ref.detections, strict=True):
@@ -260,3 +244,17 @@ def test_runner_bad_callables_and_decode_output_are_one_line(video) -> None:
         run_video(front, back, lambda raw: (np.zeros((2, 3)), np.zeros(2), np.zeros(2)), frames[:1])
     with pytest.raises(FcbenchError, match="gate must be a MotionGate"):
         run_video(front, back, decode_cells, frames, gate="yes")
+
+
+def test_an_object_that_stops_keeps_the_head_running() -> None:
+    """The background learns only on static frames, so an object that arrives and stops differs from it on
+    every later frame: the head keeps running and the object keeps its box (the method as the dissertation
+    gives it; ``alpha`` never gets a chance to absorb it)."""
+    g = MotionGate(lam=0.4, alpha=0.5)
+    empty = fmap({}, [1.0, 0.0])
+    here = fmap({(1, 1): [0.0, 1.0]}, [1.0, 0.0])
+    g.step(empty)
+    decisions = [g.step(here) for _ in range(10)]
+    assert all(d.run_head for d in decisions)
+    assert all(g.keep(np.array([[0.25, 0.25, 0.5, 0.5]]), d.diff_map)[0] for d in decisions)
+    np.testing.assert_array_equal(g.background, empty)
