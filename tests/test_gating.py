@@ -133,6 +133,7 @@ def test_a_batch_of_one_is_accepted() -> None:
     (dict(lam="x"), "lam must be a number"),
     (dict(alpha=1.0), "alpha must be in [0, 1)"),
     (dict(alpha=float("nan")), "alpha must be a finite number"),
+    (dict(alpha_moving=1.5), "alpha_moving must be in [0, 1]"),
     (dict(layer=-1), "layer must be a non-negative integer"),
     (dict(layer=1.5), "layer must be a non-negative integer"),
 ])
@@ -258,3 +259,60 @@ def test_an_object_that_stops_keeps_the_head_running() -> None:
     assert all(d.run_head for d in decisions)
     assert all(g.keep(np.array([[0.25, 0.25, 0.5, 0.5]]), d.diff_map)[0] for d in decisions)
     np.testing.assert_array_equal(g.background, empty)
+
+
+# ------------------------------------------------------------------- the built-in synthetic video
+
+
+def random_split_net() -> tuple:
+    """A small conv net with fixed random weights, split by hand at its stride-8 map (signed features: the
+    front ends on a convolution, as MobileNetV2's linear bottlenecks do), as numpy callables."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    front = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1), nn.ReLU(), nn.Conv2d(16, 32, 3, 2, 1), nn.ReLU(),
+                          nn.Conv2d(32, 64, 3, 2, 1))
+    back = nn.Sequential(nn.ReLU(), nn.Conv2d(64, 64, 3, 1, 1), nn.ReLU(), nn.Conv2d(64, 1, 1))
+    return numpy_callable(front), numpy_callable(back)
+
+
+def synthetic_video(**options):
+    from fcbench.data import open_dataset
+    from fcbench.data.preprocess import Preprocessing
+
+    ds = open_dataset("synthetic:video", preprocessing=Preprocessing(size=(96, 96)), **options)
+    return ds, [[ds[i][0].numpy()[None] for i in seq] for seq in ds.sequences()]
+
+
+def test_synthetic_video_a_still_scene_with_sensor_noise_is_skipped() -> None:
+    ds, videos = synthetic_video(videos=1, frames=16, moving_fraction=0.0)
+    assert not any(ds.moving(i) for i in ds.sequences()[0][1:])
+    front, back = random_split_net()
+    plain = run_video(front, back, decode_cells, videos[0])
+    gated = run_video(front, back, decode_cells, videos[0], gate=MotionGate(lam=0.1))
+    assert plain.skipped == 0
+    assert gated.run_head.tolist() == [True] + [False] * 15  # noise alone never wakes the head
+    assert gated.max_diff[1:].max() < 0.1
+    assert gated.times["back"][1:].sum() == 0 and gated.times["decode"][1:].sum() == 0
+    assert gated.times["back"].sum() < 0.5 * plain.times["back"].sum()
+
+
+def test_synthetic_video_frames_with_motion_run_the_head_and_static_stretches_skip() -> None:
+    """Motion is never skipped two frames running (an object moving a pixel a frame can stay under lambda for
+    one frame; the background follows it only partly, so the next frame catches it). With the dissertation's
+    rule (alpha_moving = 1) the objects that paused in a static stretch away from where the background saw
+    them keep the head running; letting the background follow (alpha_moving = 0.8) skips most of it."""
+    ds, videos = synthetic_video(videos=2, frames=48, static_stretches=1)
+    front, back = random_split_net()
+    for seq, frames in zip(ds.sequences(), videos, strict=True):
+        moving = np.array([ds.moving(i) for i in seq])
+        static = np.array([ds.static(i) for i in seq])
+        assert static.sum() >= 8 and moving[~static].all()
+        literal = run_video(front, back, decode_cells, frames, gate=MotionGate(lam=0.1))
+        follow = run_video(front, back, decode_cells, frames, gate=MotionGate(lam=0.1, alpha_moving=0.8))
+        for run in (literal, follow):
+            missed = moving & ~run.run_head
+            assert not (missed[1:] & missed[:-1]).any() and missed.sum() <= 0.1 * moving.sum()
+        assert literal.run_head[static].all()
+        assert (~follow.run_head[static]).sum() >= static.sum() // 2

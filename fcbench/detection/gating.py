@@ -10,6 +10,8 @@ and the head, makes the detections). Keep a background map ``M_bg`` and compare 
   slowly: ``M_bg = alpha * M_bg + (1 - alpha) * M_i``.
 * otherwise the back runs, ``M_bg`` is left alone, and each box whose mean ``Diff`` over the feature
   cells it covers is ``< lam`` is dropped (an object that did not move against the background).
+  (``alpha_moving < 1``, an fcbench option, off by default, lets the background follow these frames too:
+  ``M_bg = alpha_moving * M_bg + (1 - alpha_moving) * M_i``; see below.)
 * the first frame initialises ``M_bg = M_1`` and runs the back; its boxes are all kept (there is no
   background yet to judge motion against, so the detector's own output is all there is).
 
@@ -32,6 +34,13 @@ The dissertation gives no alpha; ``alpha = 0.9`` is fcbench's choice: the backgr
 an old scene in about 6.6 static frames (``log 0.5 / log 0.9``), slow enough that one noisy frame does
 not become background, fast enough to follow lighting drift.
 
+One consequence of the method as given: the background learns only on static frames, so an object that
+arrives and *stops* differs from the background on every later frame; those frames are never static, the
+head keeps running and the object keeps its box until it leaves (a pedestrian crossing CDNet2014's scenes
+leaves; an object that parks does not). ``alpha_moving`` (default 1.0: the dissertation's method) lets the
+background absorb such an object over a few dozen frames (``alpha_moving = 0.95``: about 14 frames to forget
+half), after which the frames are static again and skipped. Skipping stays exact either way.
+
 Numpy only, so a device's bench worker runs it beside any runtime. Decisions are deterministic: the
 same feature maps in the same order give the same decisions (float64 arithmetic, no randomness).
 """
@@ -47,17 +56,20 @@ from fcbench.errors import FcbenchError
 DEFAULT_LAYER = 11  # the dissertation's m
 DEFAULT_LAM = 0.4  # the dissertation's lambda
 DEFAULT_ALPHA = 0.9  # fcbench's choice (the dissertation gives none); see the module docstring
+DEFAULT_ALPHA_MOVING = 1.0  # the dissertation: the background never learns from frames that run the head
 
 
 @dataclass(frozen=True)
 class GateOptions:
-    """The gate's three options: ``layer`` (m, where the backbone is split: used by whoever splits the
-    detector, not by the gate itself), ``lam`` (lambda, a threshold on ``1 - cos`` in [0, 2]) and ``alpha``
-    (the background's memory on static frames, in [0, 1): 0 replaces it with each static frame)."""
+    """The gate's options: ``layer`` (m, where the backbone is split: used by whoever splits the detector, not
+    by the gate itself), ``lam`` (lambda, a threshold on ``1 - cos`` in [0, 2]), ``alpha`` (the background's
+    memory on static frames, in [0, 1): 0 replaces it with each static frame) and ``alpha_moving`` (its
+    memory on frames that run the head, in [0, 1]; 1, the default, is the dissertation's method)."""
 
     layer: int = DEFAULT_LAYER
     lam: float = DEFAULT_LAM
     alpha: float = DEFAULT_ALPHA
+    alpha_moving: float = DEFAULT_ALPHA_MOVING
 
     def __post_init__(self) -> None:
         if isinstance(self.layer, bool) or not isinstance(self.layer, (int, np.integer)) or self.layer < 0:
@@ -70,9 +82,14 @@ class GateOptions:
         if not 0.0 <= alpha < 1.0:
             raise FcbenchError(f"motion gating: alpha must be in [0, 1) (the background's memory), got {alpha:g}; "
                                f"the default is {DEFAULT_ALPHA}")
+        alpha_moving = _real(self.alpha_moving, "alpha_moving")
+        if not 0.0 <= alpha_moving <= 1.0:
+            raise FcbenchError(f"motion gating: alpha_moving must be in [0, 1] (1: the background ignores frames "
+                               f"that run the head, as the dissertation), got {alpha_moving:g}")
         object.__setattr__(self, "layer", int(self.layer))
         object.__setattr__(self, "lam", lam)
         object.__setattr__(self, "alpha", alpha)
+        object.__setattr__(self, "alpha_moving", alpha_moving)
 
 
 def _real(v: object, name: str) -> float:
@@ -139,8 +156,9 @@ class MotionGate:
     gives the mask of boxes to keep on a frame that ran the head. ``reset()`` starts a new video.
     """
 
-    def __init__(self, layer: int = DEFAULT_LAYER, lam: float = DEFAULT_LAM, alpha: float = DEFAULT_ALPHA) -> None:
-        self.options = GateOptions(layer=layer, lam=lam, alpha=alpha)
+    def __init__(self, layer: int = DEFAULT_LAYER, lam: float = DEFAULT_LAM, alpha: float = DEFAULT_ALPHA,
+                 alpha_moving: float = DEFAULT_ALPHA_MOVING) -> None:
+        self.options = GateOptions(layer=layer, lam=lam, alpha=alpha, alpha_moving=alpha_moving)
         self.background: np.ndarray | None = None
         self.frames = 0
         self.skipped = 0
@@ -156,6 +174,10 @@ class MotionGate:
     @property
     def alpha(self) -> float:
         return self.options.alpha
+
+    @property
+    def alpha_moving(self) -> float:
+        return self.options.alpha_moving
 
     def reset(self) -> None:
         """Forget the background: the next frame initialises it (a new video)."""
@@ -193,6 +215,9 @@ class MotionGate:
             self.background += (1.0 - self.alpha) * f
             self.skipped += 1
             return Decision(run_head=False, max_diff=max_diff, diff_map=diff)
+        if self.alpha_moving < 1.0:
+            self.background *= self.alpha_moving
+            self.background += (1.0 - self.alpha_moving) * f
         return Decision(run_head=True, max_diff=max_diff, diff_map=diff)
 
     def keep(self, boxes: np.ndarray, diff_map: np.ndarray | None) -> np.ndarray:
@@ -212,5 +237,6 @@ class MotionGate:
         return np.array([float(d[box_cells(box, d.shape)].mean()) for box in b], dtype=np.float64)
 
     def __repr__(self) -> str:
-        return (f"MotionGate(layer={self.layer}, lam={self.lam:g}, alpha={self.alpha:g}; "
+        extra = "" if self.alpha_moving == 1.0 else f", alpha_moving={self.alpha_moving:g}"
+        return (f"MotionGate(layer={self.layer}, lam={self.lam:g}, alpha={self.alpha:g}{extra}; "
                 f"{self.frames} frames, {self.skipped} skipped)")
