@@ -152,6 +152,8 @@ def test_bad_feature_maps_are_one_line() -> None:
         g.step(np.ones((3, 5, 5)))
     with pytest.raises(FcbenchError, match="NaN or inf"):
         g.step(np.full((3, 4, 4), np.nan))
+    with pytest.raises(FcbenchError, match="a box has a NaN"):
+        g.keep(np.array([[0, 0, np.nan, 1]]), np.zeros((4, 4)))
 
 
 # ---------------------------------------------------------------------------- the gated video runner
@@ -243,6 +245,8 @@ def test_runner_bad_callables_and_decode_output_are_one_line(video) -> None:
         run_video(front, back, lambda raw: raw, frames[:1])
     with pytest.raises(FcbenchError, match=r"need \[N, 4\] normalised"):
         run_video(front, back, lambda raw: (np.zeros((2, 3)), np.zeros(2), np.zeros(2)), frames[:1])
+    with pytest.raises(FcbenchError, match="NaN or inf boxes"):
+        run_video(front, back, lambda raw: (np.full((1, 4), np.nan), np.ones(1), np.zeros(1)), frames[:1])
     with pytest.raises(FcbenchError, match="gate must be a MotionGate"):
         run_video(front, back, decode_cells, frames, gate="yes")
 

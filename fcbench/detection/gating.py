@@ -231,6 +231,8 @@ class MotionGate:
     def box_diff(self, boxes: np.ndarray, diff_map: np.ndarray) -> np.ndarray:
         """Mean ``Diff`` over each box's cells (what :meth:`keep` compares with ``lam``)."""
         b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        if not np.all(np.isfinite(b)):
+            raise FcbenchError("motion gating: a box has a NaN or inf coordinate; boxes are normalised x1 y1 x2 y2")
         d = np.asarray(diff_map, dtype=np.float64)
         if d.ndim != 2 or 0 in d.shape:
             raise FcbenchError(f"motion gating: diff_map must be a non-empty [H, W] array, got shape {d.shape}")

@@ -81,6 +81,9 @@ def _decoded(out: Any) -> FrameDetections:
     if boxes.ndim != 2 or boxes.shape[1] != 4 or scores.shape[0] != n or labels.shape[0] != n:
         raise FcbenchError(f"detector: decode returned boxes {boxes.shape}, scores {scores.shape}, labels "
                            f"{labels.shape}; need [N, 4] normalised x1 y1 x2 y2 boxes and [N] scores and labels")
+    if not (np.all(np.isfinite(boxes)) and np.all(np.isfinite(scores))):
+        raise FcbenchError("detector: decode returned NaN or inf boxes or scores; check the detector's output "
+                           "and its box decoding")
     landmarks = None
     if len(out) == 4 and out[3] is not None:
         landmarks = np.asarray(out[3], dtype=np.float32)
@@ -364,8 +367,9 @@ def identify(frames: Iterable[np.ndarray], detector: Detector, embedder: Embedde
             best, sim = gallery.match(emb)
             for k in range(len(crops)):
                 ok = sim[k] >= gallery.threshold
+                label = gallery.labels[best[k]]
                 frame_matches.append(Match(box=dets.boxes[k], score=float(dets.scores[k]),
-                                           label=gallery.labels[best[k]].item() if ok else None,
+                                           label=(label.item() if hasattr(label, "item") else label) if ok else None,
                                            similarity=float(sim[k]), aligned=aligned[k]))
             t["embed"], t["match"] = t2 - t1, clock() - t2
         else:
