@@ -11,7 +11,15 @@ import fcbench.metrics.identification as ident
 from fcbench.data.preprocess import Preprocessing
 from fcbench.detection.align import ARCFACE_TEMPLATE, align, crop, similarity_transform, template, warp_affine
 from fcbench.detection.gating import MotionGate
-from fcbench.detection.pipeline import IDENTIFY_STAGES, Detector, Embedder, Gallery, identify, numpy_callable
+from fcbench.detection.pipeline import (
+    IDENTIFY_STAGES,
+    Detector,
+    Embedder,
+    Gallery,
+    identify,
+    numpy_callable,
+    probe_set,
+)
 from fcbench.errors import FcbenchError
 
 # ------------------------------------------------------------------------------------------------ align
@@ -329,3 +337,27 @@ def test_identify_unknown_below_the_threshold_and_bad_wiring_is_one_line() -> No
         identify([np.zeros((64, 64, 3), np.float32)], torch_detector(), emb, toy_gallery(emb))
     with pytest.raises(FcbenchError, match="gallery: 2 embeddings but labels of shape"):
         Gallery(np.ones((2, 8)), np.array(["a"]))
+
+
+def faces_truth(frames: int = 6, with_bob: bool = True) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Normalised ground-truth boxes and identities of :func:`faces_video` (the stranger is 'carol')."""
+    boxes, ids = [], []
+    for i in range(frames):
+        b = [[8 * i, 4, 8 * i + FACE, 20], [8 * i, 44, 8 * i + FACE, 60]] + ([[44, 24, 60, 40]] if with_bob else [])
+        boxes.append(np.array(b, float) / 64)
+        ids.append(np.array(["alice", "carol"] + (["bob"] if with_bob else [])))
+    return boxes, ids
+
+
+def test_faces_found_become_probes_for_dir_at_fpir() -> None:
+    emb = pixel_embedder()
+    gallery = toy_gallery(emb)
+    run = identify(faces_video(), torch_detector(), emb, gallery)
+    probes, who = probe_set(run, *faces_truth())
+    assert probes.shape == (18, FACE * FACE * 3) and sorted(set(who)) == ["alice", "bob", "carol"]
+    r = ident.dir_at_fpir(ident.similarity_matrix(probes, gallery.embeddings), gallery.labels, who, fpir=0.2)
+    assert (r.n_mated, r.n_nonmated, r.dir) == (12, 6, 1.0)
+    probes, who = probe_set(run, *faces_truth(with_bob=False))  # Bob's boxes now match no truth: left out
+    assert len(who) == 12 and "bob" not in set(who)
+    with pytest.raises(FcbenchError, match="6 frames were identified but the ground truth has 5"):
+        probe_set(run, *(t[:5] for t in faces_truth()))

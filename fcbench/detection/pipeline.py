@@ -285,6 +285,7 @@ class Match:
     label: Any
     similarity: float
     aligned: bool  # cut out by 5 landmarks (else by the box)
+    embedding: np.ndarray | None = None  # the face's embedding, for open-set metrics (probe_set)
 
 
 @dataclass
@@ -370,7 +371,7 @@ def identify(frames: Iterable[np.ndarray], detector: Detector, embedder: Embedde
                 label = gallery.labels[best[k]]
                 frame_matches.append(Match(box=dets.boxes[k], score=float(dets.scores[k]),
                                            label=(label.item() if hasattr(label, "item") else label) if ok else None,
-                                           similarity=float(sim[k]), aligned=aligned[k]))
+                                           similarity=float(sim[k]), aligned=aligned[k], embedding=emb[k]))
             t["embed"], t["match"] = t2 - t1, clock() - t2
         else:
             t["embed"] = t["match"] = 0.0
@@ -380,3 +381,51 @@ def identify(frames: Iterable[np.ndarray], detector: Detector, embedder: Embedde
             times[s].append(t[s])
     return IdentifyRun(matches=matches, run_head=np.asarray(ran, dtype=bool),
                        times={s: np.asarray(v, dtype=np.float64) for s, v in times.items()})
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU ``[len(a), len(b)]`` of two sets of x1 y1 x2 y2 boxes."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
+    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def probe_set(run: IdentifyRun, truth_boxes: list[np.ndarray], truth_ids: list[np.ndarray],
+              iou: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """The faces :func:`identify` found, as probes for :func:`~fcbench.metrics.identification.dir_at_fpir`:
+    (embeddings ``[F, D]``, identities ``[F]``). Each frame's faces are matched, highest detection score first,
+    to that frame's ground-truth boxes (normalised x1 y1 x2 y2, ``truth_ids`` their identities; a person
+    not in the gallery is a distractor) at IoU >= ``iou``, each truth box once; a face matching no truth box
+    is a false detection and is left out (the detector's precision, not identification)."""
+    if len(truth_boxes) != run.frames or len(truth_ids) != run.frames:
+        raise FcbenchError(f"probe_set: {run.frames} frames were identified but the ground truth has "
+                           f"{len(truth_boxes)} box lists and {len(truth_ids)} identity lists")
+    embs, ids = [], []
+    for f, (faces, boxes, who) in enumerate(zip(run.matches, truth_boxes, truth_ids, strict=True)):
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        who = np.asarray(who).reshape(-1)
+        if len(who) != len(boxes):
+            raise FcbenchError(f"probe_set: frame {f} has {len(boxes)} truth boxes but {len(who)} identities")
+        if not faces or not len(boxes):
+            continue
+        overlap = box_iou(np.stack([m.box for m in faces]), boxes)
+        free = np.ones(len(boxes), dtype=bool)
+        for k in sorted(range(len(faces)), key=lambda k: -faces[k].score):
+            if faces[k].embedding is None:
+                continue
+            cand = np.where(free, overlap[k], -1.0)
+            j = int(cand.argmax())
+            if cand[j] >= iou:
+                free[j] = False
+                embs.append(faces[k].embedding)
+                ids.append(who[j])
+    if not embs:
+        raise FcbenchError("probe_set: no detected face overlaps a ground-truth face; check the detector and "
+                           "that the boxes are normalised")
+    return np.stack(embs), np.asarray(ids)
