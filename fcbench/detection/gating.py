@@ -29,7 +29,8 @@ centre. A cell where both feature vectors are zero has ``Diff = 0`` (nothing the
 where only one is zero, ``cos = 0`` and ``Diff = 1``.
 
 Defaults: ``layer = 11`` and ``lam = 0.4`` are the dissertation's (its CDNet2014 pedestrian result uses
-m = 11, lambda = 0.4; layer 11 of MobileNetV2's ``features`` is a stride-16 block, 19 x 19 cells at 300 x 300).
+m = 11, lambda = 0.4; counted as torchvision numbers MobileNetV2's ``features``, block 11 is a 96-channel
+stride-16 block: 19 x 19 cells at 300 x 300; the detector's ``split_at`` says what m means for it).
 The dissertation gives no alpha; ``alpha = 0.9`` is fcbench's choice: the background forgets half of
 an old scene in about 6.6 static frames (``log 0.5 / log 0.9``), slow enough that one noisy frame does
 not become background, fast enough to follow lighting drift.
