@@ -89,6 +89,16 @@ def test_box_cells_maps_normalised_boxes_onto_the_grid() -> None:
     assert box_cells(np.array([0.2, 0.2, 0.4, 0.4]), (4, 4)) == (slice(1, 2), slice(1, 2))  # holds centre 0.375 only
 
 
+def test_box_diff_is_the_mean_over_each_boxs_cells() -> None:
+    rng = np.random.default_rng(2)
+    d = rng.uniform(0, 2, size=(7, 9))
+    xy = rng.uniform(-0.2, 1.2, size=(200, 2, 2))
+    boxes = np.concatenate([xy.min(axis=1), xy.max(axis=1)], axis=1)
+    boxes[:20, 2:] = boxes[:20, :2] + 1e-3  # smaller than a cell
+    expected = [d[box_cells(b, d.shape)].mean() for b in boxes]
+    np.testing.assert_allclose(MotionGate().box_diff(boxes, d), expected, rtol=1e-12)
+
+
 def test_skipping_equals_running_the_head_then_filtering() -> None:
     """On a static frame every box the head could give is dropped by the filter, so a skipped frame's empty
     output is exactly what running the head would give."""

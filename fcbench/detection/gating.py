@@ -131,22 +131,23 @@ def cosine_diff(background: np.ndarray, feature: np.ndarray) -> np.ndarray:
     return diff
 
 
+def _spans(lo: np.ndarray, hi: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """First and last cell index (inclusive) on an axis of ``n`` cells for each normalised span ``[lo, hi]``:
+    cells whose centres ``(k + 0.5) / n`` lie inside, else the cell under the span's centre."""
+    a = np.maximum(0, np.ceil(lo * n - 0.5)).astype(np.int64)
+    b = np.minimum(n - 1, np.floor(hi * n - 0.5)).astype(np.int64)
+    c = np.clip(np.floor((lo + hi) / 2 * n), 0, n - 1).astype(np.int64)
+    empty = a > b
+    return np.where(empty, c, a), np.where(empty, c, b)
+
+
 def box_cells(box: np.ndarray, grid: tuple[int, int]) -> tuple[slice, slice]:
     """The feature cells a normalised ``x1, y1, x2, y2`` box covers on an ``(H, W)`` grid, as (rows, cols)
     slices: cells whose centres lie inside the box, else the one cell under the box's centre."""
-    h, w = grid
-
-    def span(lo: float, hi: float, n: int) -> slice:
-        # centre of cell k is (k + 0.5) / n; inside when lo <= centre <= hi
-        a = max(0, int(np.ceil(lo * n - 0.5)))
-        b = min(n - 1, int(np.floor(hi * n - 0.5)))
-        if a > b:
-            c = min(n - 1, max(0, int(np.floor((lo + hi) / 2 * n))))
-            return slice(c, c + 1)
-        return slice(a, b + 1)
-
-    x1, y1, x2, y2 = (float(v) for v in box)
-    return span(y1, y2, h), span(x1, x2, w)
+    x1, y1, x2, y2 = (np.asarray([float(v)]) for v in box)
+    r0, r1 = _spans(y1, y2, grid[0])
+    c0, c1 = _spans(x1, x2, grid[1])
+    return slice(int(r0[0]), int(r1[0]) + 1), slice(int(c0[0]), int(c1[0]) + 1)
 
 
 class MotionGate:
@@ -237,7 +238,12 @@ class MotionGate:
         d = np.asarray(diff_map, dtype=np.float64)
         if d.ndim != 2 or 0 in d.shape:
             raise FcbenchError(f"motion gating: diff_map must be a non-empty [H, W] array, got shape {d.shape}")
-        return np.array([float(d[box_cells(box, d.shape)].mean()) for box in b], dtype=np.float64)
+        r0, r1 = _spans(b[:, 1], b[:, 3], d.shape[0])
+        c0, c1 = _spans(b[:, 0], b[:, 2], d.shape[1])
+        sat = np.zeros((d.shape[0] + 1, d.shape[1] + 1))  # summed-area table: one lookup of 4 cells a box
+        sat[1:, 1:] = d.cumsum(axis=0).cumsum(axis=1)
+        total = sat[r1 + 1, c1 + 1] - sat[r0, c1 + 1] - sat[r1 + 1, c0] + sat[r0, c0]
+        return total / ((r1 - r0 + 1) * (c1 - c0 + 1))
 
     def __repr__(self) -> str:
         extra = "" if self.alpha_moving == 1.0 else f", alpha_moving={self.alpha_moving:g}"
