@@ -27,10 +27,11 @@ if TYPE_CHECKING:
     from fcbench.data.detection import DetectionImages
 
 __all__ = ["open_dataset", "gallery_probe_split", "detect", "LabelledImages", "VerificationPairs", "Preprocessing",
-           "write_verification_bin"]
+           "write_verification_bin", "write_video"]
 
 # Built-in formats are asked first, most specific first; third-party plugins after, by name.
-SNIFF_ORDER = ("insightface-rec", "verification-bin", "cifar10", "imagefolder")
+# (voc and cdnet before imagefolder: their JPEGImages/ and input/ folders look like a class folder)
+SNIFF_ORDER = ("insightface-rec", "verification-bin", "cifar10", "coco", "voc", "cdnet", "video", "imagefolder")
 _NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.+-]+")
 
 
@@ -43,6 +44,10 @@ def __getattr__(name: str) -> Any:
         from fcbench.data.verification_bin import write_verification_bin
 
         return write_verification_bin
+    if name == "write_video":
+        from fcbench.data.video import write_video
+
+        return write_video
     raise AttributeError(f"module 'fcbench.data' has no attribute '{name}'")
 
 

@@ -306,7 +306,7 @@ class SyntheticDataset(DatasetPlugin):
                 raise FcbenchError(f"dataset 'synthetic:{path}' conflicts with option kind={options['kind']}; "
                                    "give the kind once")
             kind = path
-        check_choice(cls.name, "kind", kind, KINDS)
+        check_choice(cls.name, "kind", kind, (*KINDS, "video"))
         split = check_choice(cls.name, "split", opts["split"], tuple(_SPLIT_CODE))
         num_classes = cls.DEFAULT_CLASSES.get(kind, 2) if opts["num_classes"] is None else opts["num_classes"]
         for key, value, low in (("num_classes", num_classes, 2), ("samples_per_class", opts["samples_per_class"], 1),
