@@ -1022,7 +1022,7 @@ class InspectConfig(Checked):
 
 @dataclass
 class ResultsConfig(Checked):
-    run: str | None = opt(None, help="A run id, or 'last'")
+    run: str | None = opt(None, help="A run id, 'last' or 'last~N' (N runs before the last)")
     kind: str | None = opt(None, help="speed, quality, train or compress")
     model: str | None = opt(None)
     metric: str | None = opt(None, help="A metric, or several comma-separated (accuracy,rank1)")
