@@ -18,6 +18,13 @@ FLOPs do not map exactly onto time) with the share of pairs called slower / unkn
 Targets (issue 18): false alarms <= 1 %, detection >= 95 % at 10 %. ``--quick``: 3 reruns of a tiny
 setting, to check the script works (its rates mean little).
 
+``--ab``: what ``fcbench compare A.onnx B.onnx`` does instead (both files timed now, in turn, in one worker).
+Per rerun, model and backend, one worker times the base, a second copy of the base and every slowed variant
+in turn (``fcbench.benchmark.run.run_interleaved``, ``--seconds`` of timed calls each); base vs its copy is a
+false-alarm trial, base vs each slowed variant a detection trial, judged by
+``fcbench.compare.stats.compare_interleaved`` at the default threshold. Five files share each round here
+where the CLI's pair has two, so each pair is timed up to 0.4 s apart instead of 0.1 s: harsher than the CLI.
+
     python benchmarks/compare_false_alarms.py --workdir /tmp/fcbench-cmp          # ~25 min on 2 cores
     python benchmarks/compare_false_alarms.py --quick
 """
@@ -28,6 +35,7 @@ import itertools
 import json
 import random
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -85,6 +93,7 @@ def main() -> None:
     p.add_argument("--backends", default="onnxruntime:cpu,openvino:CPU")
     p.add_argument("--reruns", type=int, default=20, help="reruns of every artifact (default 20)")
     p.add_argument("--slowdowns", default="5,10,20", help="per cent more FLOPs (default 5,10,20)")
+    p.add_argument("--ab", action="store_true", help="A/B: the files timed in turn in one worker (compare A B)")
     p.add_argument("--analyse-only", action="store_true",
                    help="compare the reruns already in the workdir's store (of an earlier run) without benching")
     p.set_defaults(seconds=1.0)
@@ -120,6 +129,9 @@ def main() -> None:
         arts[(model, s)] = made["onnx"].parent
         files += [str(f) for f in (made["onnx"], made["openvino"]) if str(f) not in files]
         print(f"{model} {h}x{w}: FLOPs x{r:.3f}" + (f" (asked +{s:g} %)" if s else " (base)"))
+    if args.ab:
+        ab(args, run, root, models, backends, slowdowns, sizes, arts)
+        return
     store_path = root / "compare-false-alarms.sqlite"
     if store_path.exists() and not args.analyse_only:
         store_path.unlink()
@@ -213,6 +225,72 @@ def main() -> None:
                           "unknown %": 100 * counts.get("unknown", 0) / total,
                           "same %": 100 * counts.get("same", 0) / total})
         print(_common.markdown(table, list(table[0]) if table else []))
+    print("targets: false alarms <= 1 %, slower >= 95 % at +10 %")
+    run.end()
+
+
+def ab(args, run, root: Path, models, backends, slowdowns, sizes, arts) -> None:
+    import numpy as np
+
+    from fcbench.backends import expand
+    from fcbench.benchmark.run import load_artifact, run_interleaved
+    from fcbench.compare.stats import AB_NOISE, compare_interleaved, round_ratios
+    from fcbench.options import COMPARE_THRESHOLDS, BenchConfig
+
+    threshold = COMPARE_THRESHOLDS["latency"] / 100
+    cfg = BenchConfig(artifacts=["x"], warmup=args.warmup, runs=args.runs, min_seconds=args.seconds)
+    null: dict[str, int] = {}
+    found: dict[float, dict[str, int]] = {s: {} for s in slowdowns}
+    ratios: dict[float, list[float]] = {s: [] for s in slowdowns}
+    spread: list[float] = []  # per A/B run of the same file: the estimate of log(ratio), for AB_NOISE
+    suffix = {"onnxruntime": "model.onnx", "openvino": "model.xml"}
+    t0 = time.time()
+    for i in range(args.reruns):
+        if args.quiet_wait > 0:
+            _common.wait_quiet(args)
+        for model in models:
+            for backend in backends:
+                spec = expand([backend])[0]
+                name = suffix[spec.plugin]
+                base = arts[(model, 0.0)] / name
+                files = [base, base] + [arts[(model, s)] / name for s in slowdowns]
+                items = [load_artifact(f, cfg) for f in files]
+                cells = run_interleaved(items, spec, cfg, args.threads)
+                if any(c.status != "ok" for c in cells):
+                    raise SystemExit(f"{model} {backend}: " + "; ".join(c.reason for c in cells if c.reason))
+                b = cells[0].extra
+                for k, c in enumerate(cells[1:]):
+                    st = compare_interleaved(b["samples_ms"], b["rounds"], c.extra["samples_ms"], c.extra["rounds"],
+                                             threshold)
+                    if k == 0:
+                        null[st.verdict] = null.get(st.verdict, 0) + 1
+                        d = round_ratios(b["samples_ms"], b["rounds"], c.extra["samples_ms"], c.extra["rounds"])
+                        spread.append(float(np.median(d)))
+                    else:
+                        s = slowdowns[k - 1]
+                        found[s][st.verdict] = found[s].get(st.verdict, 0) + 1
+                        ratios[s].append(st.ratio)
+        print(f"rerun {i + 1}/{args.reruns} done ({time.time() - t0:.0f} s)")
+        sys.stdout.flush()
+    trials = sum(null.values())
+    alarms = null.get("slower", 0) + null.get("faster", 0)
+    print()
+    print(f"## A/B (timed in turn in one worker), {args.seconds:g} s of timed calls per file, threshold "
+          f"{100 * threshold:g} %")
+    print(f"false alarms: {alarms} of {trials} base-vs-copy trials = {100 * alarms / max(trials, 1):.2f} % "
+          f"(target <= 1 %); verdicts {json.dumps(null, sort_keys=True)}")
+    print(f"spread of one A/B run's estimate for the same file (sd of log ratio): {np.std(spread, ddof=1):.4f}; "
+          f"compare's floor AB_NOISE = {AB_NOISE}")
+    table = []
+    for s in slowdowns:
+        total = max(sum(found[s].values()), 1)
+        flops = np.median([sizes[(m, s)][2] for m in models])
+        table.append({"asked +%": f"{s:g}", "FLOPs ratio": float(flops),
+                      "measured ratio (median)": float(np.median(ratios[s] or [0])), "trials": total,
+                      "slower %": 100 * found[s].get("slower", 0) / total,
+                      "unknown %": 100 * found[s].get("unknown", 0) / total,
+                      "same %": 100 * found[s].get("same", 0) / total})
+    print(_common.markdown(table, list(table[0])))
     print("targets: false alarms <= 1 %, slower >= 95 % at +10 %")
     run.end()
 

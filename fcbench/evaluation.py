@@ -359,13 +359,16 @@ def _detection_metrics(model, dataset, cfg: EvalConfig):
                            f" but '{dataset.source}' has {dataset.num_classes} "
                            f"({', '.join(map(str, dataset.class_names[:5]))}); evaluate on the data it was trained for")
     anchors = anchors_for(det["anchors"])
+    scored = [i for i in range(len(dataset)) if dataset.evaluated(i)]  # e.g. CDNet frames outside the ROI are not
     dets, gts = [], []
-    for x, targets in DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers,
-                                 collate_fn=collate):
+    for start in range(0, len(scored), cfg.batch_size):
+        idx = scored[start:start + cfg.batch_size]
+        x, targets = collate([dataset[i] for i in idx])
         out = model(x)
         raw = out.float().numpy() if isinstance(out, torch.Tensor) else np.asarray(out, np.float32)
         dets.extend(decode_batch(raw, det, anchors))
-        gts.extend((t["boxes"].numpy(), t["labels"].numpy()) for t in targets)
+        gts.extend((t["boxes"].numpy(), t["labels"].numpy(), dataset.difficult(i))
+                   for i, t in zip(idx, targets, strict=True))
     return detection_metrics(dets, gts, int(det["num_classes"]), det.get("class_names"))
 
 

@@ -99,14 +99,10 @@ def median_ci(stats) -> float:
 
 
 def pareto(cands: list[Candidate]) -> list[Candidate]:
-    """The measured candidates no other one beats on both latency and accuracy."""
-    ok = [c for c in cands if c.status == "ok" and c.p50_ms is not None and c.metric is not None]
-    front = []
-    for c in ok:
-        if not any((o.p50_ms <= c.p50_ms and o.metric >= c.metric) and (o.p50_ms < c.p50_ms or o.metric > c.metric)
-                   for o in ok):
-            front.append(c)
-    return sorted(front, key=lambda c: c.p50_ms)
+    """The measured candidates no other one beats on both latency and accuracy, fastest first."""
+    from fcbench.pareto import pareto_front
+
+    return pareto_front([c for c in cands if c.status == "ok"], lambda c: c.p50_ms, lambda c: c.metric)
 
 
 def _slug(prefix: str) -> str:

@@ -1022,7 +1022,7 @@ class InspectConfig(Checked):
 
 @dataclass
 class ResultsConfig(Checked):
-    run: str | None = opt(None, help="A run id, or 'last'")
+    run: str | None = opt(None, help="A run id, 'last' or 'last~N' (N runs before the last)")
     kind: str | None = opt(None, help="speed, quality, train or compress")
     model: str | None = opt(None)
     metric: str | None = opt(None, help="A metric, or several comma-separated (accuracy,rank1)")
@@ -1097,7 +1097,8 @@ def parse_thresholds(items: list[str], what: str = "threshold") -> dict[str, flo
 @dataclass
 class CompareConfig(Checked):
     base: str = opt("", argument=True, help="BASE: a CSV/JSON export (fcbench results --format csv), a results "
-                                              "store (path or URL), or a run id in --store (last, last~1, an id)")
+                                              "store (path or URL), a run id in --store (last, last~1, an id), or "
+                                              "a model file (then NEW is one too: both are timed now, in turn)")
     new: str = opt("", argument=True, help="NEW: the same kinds as BASE")
     threshold: list[str] = opt(default_factory=list, parse=parse_list, metavar="METRIC=LIMIT",
                                help="A limit, repeatable: latency=PERCENT (default 5), top1/accuracy/rank1/auc/eer"
@@ -1107,6 +1108,16 @@ class CompareConfig(Checked):
     store: str | None = opt(None, help="Results store for run ids and --history (SQLite file or URL). Default: "
                                        "results/fcbench.sqlite")
     seed: int = opt(0, range=(0, MAX_SEED), help="Seed of the bootstrap")
+    backend: list[str] = opt(default_factory=list, parse=parse_list,
+                             help="BASE and NEW model files: the backend(s) they are timed on, in turn (A/B). "
+                                  "Default: the format's default backend")
+    threads: int | None = opt(None, range=(1, MAX_THREADS), help="BASE and NEW model files: threads per runtime "
+                                                                  "(default: all cores)")
+    runs: int = opt(50, min=1, help="BASE and NEW model files: minimum timed queries of each")
+    min_seconds: float = opt(2.0, min=0, help="BASE and NEW model files: minimum timed seconds of each (longer "
+                                              "narrows the interval)")
+    worker_timeout: float | None = opt(None, gt=0, help="BASE and NEW model files: fail if the bench worker runs "
+                                                        "longer than this many seconds")
 
     def limits(self) -> dict[str, float]:
         return {**COMPARE_THRESHOLDS, **parse_thresholds(self.threshold)}

@@ -29,7 +29,7 @@ import numpy as np
 from fcbench.artifact import Manifest, verify
 from fcbench.backends.base import Backend, Session
 from fcbench.benchmark.job import BenchJob
-from fcbench.benchmark.timing import PeakMemory, time_queries
+from fcbench.benchmark.timing import BLOCK_SECONDS, PeakMemory, time_interleaved, time_queries
 from fcbench.devices.fingerprint import machine_info
 from fcbench.errors import FcbenchError, first_line
 
@@ -69,6 +69,41 @@ def measure(backend: Backend, path: Path, manifest: Manifest, variant: str, thre
             "also": extra}
 
 
+def measure_interleaved(backend: Backend, items: list[tuple[Path, Manifest, np.ndarray]], variant: str,
+                        threads: int | None, options: dict[str, Any], *, warmup: int, runs: int, min_seconds: float,
+                        max_seconds: float | None, block_seconds: float | None = None,
+                        import_ms: float | None = None) -> list[dict[str, Any]]:
+    """:func:`measure` for several artifacts at once, timed in turn (A/B): all loaded into one process on one
+    backend, then :func:`~fcbench.benchmark.timing.time_interleaved`. One raw result per artifact, each with
+    ``rounds`` beside its samples; peak memory is the process's, for them all. A failure fails them all."""
+    sessions: list[Session] = []
+    try:
+        with PeakMemory() as mem:
+            if import_ms is None:
+                import_ms = backend.import_runtime()
+            inits = []
+            for path, manifest, _ in items:
+                t = time.perf_counter()
+                sessions.append(backend.load(path, manifest, variant, threads, options))
+                inits.append((time.perf_counter() - t) * 1e3)
+            queries = [lambda s=s, x=x: s.run(x) for s, (_, _, x) in zip(sessions, items, strict=True)]
+            timings = time_interleaved(queries, warmup=warmup, min_runs=runs, min_seconds=min_seconds,
+                                       max_seconds=max_seconds, block_seconds=block_seconds or BLOCK_SECONDS)
+            outs = [np.asarray(s.run(x)) for s, (_, _, x) in zip(sessions, items, strict=True)]
+            placements = [s.placement() for s in sessions]
+    except FcbenchError as exc:
+        return [{"status": "failed", "reason": str(exc)} for _ in items]
+    finally:
+        for s in sessions:
+            s.close()
+    return [{"status": "ok", "samples_ms": tm.samples_ms, "rounds": tm.rounds, "first_run_ms": tm.first_run_ms,
+             "warmup": tm.warmup, "init_ms": init, "import_ms": import_ms, "peak_mem_mb": mem.peak_mb,
+             "mem_delta_mb": mem.delta_mb, "placement": [p.to_dict() for p in pl], "versions": backend.versions(),
+             "output": _floats(out[:1]), "output_shape": list(out.shape), "also": None,
+             "interleaved": {"with": len(items), "block_seconds": block_seconds or BLOCK_SECONDS}}
+            for tm, init, out, pl in zip(timings, inits, outs, placements, strict=True)]
+
+
 def _floats(a: np.ndarray) -> list[float]:
     return np.asarray(a, dtype=np.float64).ravel().tolist()
 
@@ -102,6 +137,26 @@ def execute(job: BenchJob, job_dir: Path) -> dict[str, Any]:
         ok, reason = backend.can_run(path, manifest, job.variant)
         if not ok:
             return {"status": "skipped", "reason": reason}
+        if job.kind == "bench" and job.others:
+            from fcbench.benchmark.run import prepared_input
+
+            items = [(path, manifest, prepared_input(manifest, job.batch, job.seed))]
+            for o in job.others:
+                m = Manifest.from_dict(o["manifest"])
+                p = job_dir / o["artifact"]
+                verify(p, m, cache=False)
+                ok, reason = backend.can_run(p, m, job.variant)
+                if not ok:
+                    return {"status": "skipped", "reason": f"{o['artifact']}: {reason}"}
+                items.append((p, m, prepared_input(m, job.batch, job.seed)))
+            raws = measure_interleaved(backend, items, job.variant, job.threads, job.options, warmup=job.warmup,
+                                       runs=job.runs, min_seconds=job.min_seconds, max_seconds=job.max_seconds,
+                                       block_seconds=job.block_seconds, import_ms=import_ms)
+            first = dict(raws[0])
+            first.pop("also", None)
+            if first.get("status") == "ok":
+                first["others"] = [{k: v for k, v in r.items() if k != "also"} for r in raws[1:]]
+            return first
         if job.kind == "bench":
             from fcbench.benchmark.run import prepared_input
 

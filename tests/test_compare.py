@@ -387,3 +387,14 @@ def test_the_defaults_hold_their_rates_when_runs_wobble_as_much_as_the_floor():
     assert slow.count("slower") >= 36, slow  # >= 90 % of 40 (the benchmark measures the real rate)
     three = compare_latency([run(5.0) for _ in range(3)], [run(5.0) for _ in range(3)], reps=400)
     assert three.base_runs == 3 and three.verdict in ("same", "unknown")
+
+
+def test_results_report_and_compare_name_runs_alike(cli, tmp_path):
+    """last, last~N and ids resolve the same way in results, compare and report (Store.resolve_run)."""
+    s = store_with(tmp_path / "s.sqlite", [speed("r1", times(5.0))], [speed("r2", times(5.0))])
+    res = cli("results", "--store", s, "--run", "last~1", "--format", "json")
+    assert res.code == 0 and {r["run_id"] for r in json.loads(res.out)} == {"r1"}, res.err
+    for args in (("results", "--store", s, "--run", "last~2"), ("compare", "last~2", "last", "--store", s),
+                 ("report", "--store", s, "--run", "last~2", "--out", tmp_path / "r.html")):
+        line = _one_line_exit_2(cli(*args))
+        assert "holds 2 run(s); last~1 is the oldest" in line, line

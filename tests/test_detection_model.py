@@ -284,6 +284,19 @@ def test_metrics_hand_computed_example():
     assert [name for name, _ in r.to_rows()] == ["map50", "map", "precision50", "recall50", "ap50/cat", "ap50/dog"]
 
 
+def test_difficult_boxes_are_neither_hit_nor_miss():
+    """One image, cats A [0,0,10,10] and B [20,20,30,30], B difficult. d1 0.9 on B: ignored; d2 0.8 on
+    nothing: FP; d3 0.7 on A: TP. Curve FP, TP over 1 box: precision 0, 1/2, recall 0, 1 -> AP 1/2.
+    Without the flag B counts: TP FP TP over 2 boxes, precision 1, 1/2, 2/3, recall 1/2, 1/2, 1 ->
+    AP 1/2 x 1 + 1/2 x 2/3 = 5/6. Score >= 0.5: d2 FP, d3 TP (d1 ignored): precision 1/2, recall 1/1."""
+    dets = [(np.array([[20, 20, 30, 30], [50, 50, 60, 60], [0, 0, 10, 10]]), np.array([0.9, 0.8, 0.7]),
+             np.array([0, 0, 0]))]
+    boxes, labels = np.array([[0, 0, 10, 10], [20, 20, 30, 30]]), np.array([0, 0])
+    r = detection_metrics(dets, [(boxes, labels, np.array([False, True]))], 1)
+    assert r.map50 == pytest.approx(0.5) and (r.precision50, r.recall50) == pytest.approx((0.5, 1.0))
+    assert detection_metrics(dets, [(boxes, labels)], 1).map50 == pytest.approx(5 / 6)
+
+
 def test_ap_curves_by_hand():
     assert voc_ap([0.5, 1.0], [1.0, 0.5]) == pytest.approx(0.5 * 1 + 0.5 * 0.5)
     assert coco_ap([1.0], [1.0]) == 1.0

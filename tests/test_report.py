@@ -210,7 +210,7 @@ def test_report_bad_input(cli, tmp_path):
     with Store(s) as st:
         st.add(_speed("fast", 1.0, "fast"))
     r = cli("report", "--store", s, "--run", "bnech", "--out", tmp_path / "r.html")
-    assert r.code == 2 and "no rows with run 'bnech'" in r.err and "did you mean 'bench'" in r.err
+    assert r.code == 2 and "'bnech' is no run in" in r.err and "did you mean 'bench'" in r.err
     r = cli("report", "--store", s, "--run", "last~3", "--out", tmp_path / "r.html")
     assert r.code == 2 and "holds 1 run" in r.err
     trained = tmp_path / "trained.sqlite"

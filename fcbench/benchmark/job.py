@@ -5,6 +5,9 @@ files, inputs), so every file name here is relative to the job's folder. Two kin
 
 - ``bench``: time single-stream queries of the prepared input (``prepared_input(manifest, batch,
   seed)``, made by the worker) and report raw samples; the host computes the statistics.
+  With ``others`` (more artifacts, each ``{"artifact", "manifest", "companions"}``), the artifacts are
+  timed *in turn* in one process (``block_seconds`` each, round after round: A/B testing, see
+  :func:`fcbench.benchmark.timing.time_interleaved`), and the result carries one raw result per artifact.
 - ``run``: run the array in ``inputs`` (an ``.npy`` beside the job, in the manifest's layout) in
   slices of ``batch`` (the artifact's fixed batch; the last slice is padded) and write the
   outputs to ``outputs`` (an ``.npy`` beside the job); nothing is timed.
@@ -41,11 +44,14 @@ class BenchJob:
     inputs: str | None = None  # run: .npy file of inputs, relative to the job folder
     outputs: str | None = None  # run: .npy file the worker writes, relative to the job folder
     label: str = ""  # how the host names the cell in messages, e.g. "model.onnx on ort-cpu"
+    others: list[dict[str, Any]] = field(default_factory=list)  # bench: artifacts timed in turn with this one
+    block_seconds: float | None = None  # with others: seconds each artifact is timed before the next takes over
     version: int = JOB_VERSION
 
     def files(self) -> list[str]:
         """The files the job folder must hold before the worker starts."""
-        return [self.artifact, *self.companions, *([self.inputs] if self.inputs else [])]
+        others = [n for o in self.others for n in [o["artifact"], *o.get("companions", [])]]
+        return [self.artifact, *self.companions, *others, *([self.inputs] if self.inputs else [])]
 
     def validate(self) -> BenchJob:
         problems = []
@@ -56,6 +62,9 @@ class BenchJob:
         if self.version > JOB_VERSION:
             problems.append(f"job version {self.version} is newer than this worker's {JOB_VERSION}; update fcbench "
                             "on the device")
+        if self.others and (self.kind != "bench" or
+                            not all(isinstance(o, dict) and {"artifact", "manifest"} <= set(o) for o in self.others)):
+            problems.append("others: bench jobs only, each with artifact and manifest")
         if self.batch < 1 or self.runs < 1 or self.warmup < 0:
             problems.append("batch and runs must be >= 1, warmup >= 0")
         for name in self.files() + ([self.outputs] if self.outputs else []):

@@ -176,6 +176,73 @@ def _measure_on_device(path: Path, manifest: Manifest, spec: BackendSpec, option
     return raw
 
 
+def run_interleaved(items: list[tuple[Path, Manifest]], spec: BackendSpec, cfg: BenchConfig, threads: int,
+                    block_seconds: float | None = None, device: Device | None = None) -> list[Cell]:
+    """Cells of several artifacts on one backend, timed *in turn* by one bench worker (A/B testing:
+    :func:`fcbench.benchmark.timing.time_interleaved`); each cell's ``extra["rounds"]`` says which round each
+    of its samples came from, and ``extra["interleaved"]`` with what. Checked as :func:`run_cell` checks one
+    artifact; one that cannot run here skips them all (there is nothing to compare it with)."""
+    from fcbench.benchmark.job import BenchJob
+    from fcbench.devices.local import LocalDevice
+    from fcbench.devices.runner import run_job
+
+    cells = [Cell(artifact=str(p), format=m.format, backend=spec.label, status="skipped") for p, m in items]
+    backend = None
+    for cell, (path, manifest) in zip(cells, items, strict=True):
+        backend, why = why_not(spec, path, manifest)
+        if why:
+            for c in cells:
+                c.reason = why if c is cell else f"{Path(cell.artifact).name}: {why}"
+            return cells
+    assert backend is not None
+    options = dict(spec.options)
+    if cfg.precision:
+        if cfg.precision not in backend.precisions(spec.variant):
+            for c in cells:
+                c.reason = f"{spec.label} cannot be asked for {cfg.precision}"
+            return cells
+        options.update(backend.precision_options(cfg.precision))
+    files: dict[str, Path] = {}
+    parts = []
+    for k, (path, manifest) in enumerate(items):
+        prefix = "" if k == 0 else f"ab{k}/"  # two artifacts may share a file name (base/model.onnx, new/model.onnx)
+        companions = _companions(path, manifest)
+        files.update({prefix + n: path.parent / n for n in [path.name, *companions]})
+        parts.append({"artifact": prefix + path.name, "manifest": manifest.to_dict(),
+                      "companions": [prefix + c for c in companions]})
+    job = BenchJob(artifact=parts[0]["artifact"], manifest=parts[0]["manifest"], plugin=spec.plugin,
+                   variant=spec.variant, companions=parts[0]["companions"], options=options, threads=threads,
+                   warmup=cfg.warmup, runs=cfg.runs, min_seconds=cfg.min_seconds, max_seconds=cfg.max_seconds,
+                   batch=cfg.batch, others=parts[1:], block_seconds=block_seconds,
+                   label=f"{' / '.join(p.name for p, _ in items)} in turn on {spec.label}")
+    dev = device or LocalDevice()
+    t = time.perf_counter()
+    try:
+        raw = run_job(dev, job, files, logs=_worker_logs(cfg, items[0][0], spec), clean=device is not None,
+                      timeout=cfg.worker_timeout)
+    except (TypeError, ValueError) as exc:
+        raw = {"status": "failed", "reason": f"{spec.label}: cannot send the job to {dev.name}: {exc}"}
+    finally:
+        if device is None:
+            dev.cleanup()
+    shared = {"isolation": "subprocess", "device": dev.name, "worker_wall_ms": (time.perf_counter() - t) * 1e3}
+    raws = [raw, *(raw.get("others") or [])] if raw.get("status") == "ok" else [raw] * len(items)
+    if len(raws) != len(items):
+        raws = [{"status": "failed", "reason": f"{spec.label}: the worker returned {len(raws)} results for "
+                                               f"{len(items)} artifacts"}] * len(items)
+    for cell, r, (_, manifest), k in zip(cells, raws, items, range(len(items)), strict=True):
+        r = {**r, **shared, "machine": raw.get("machine", {})}
+        r.pop("others", None)
+        cell.options = options
+        cell.size_mb = artifact_size_mb(Path(cell.artifact), manifest)
+        _cell_from_raw(cell, r, manifest, spec, backend, cfg, threads)
+        if cell.status == "ok":
+            cell.extra["rounds"] = list(r.get("rounds") or [])
+            cell.extra["interleaved"] = {**(r.get("interleaved") or {}), "position": k,
+                                         "artifacts": [str(p) for p, _ in items]}
+    return cells
+
+
 def _cell_from_raw(cell: Cell, raw: dict[str, Any], manifest: Manifest, spec: BackendSpec, backend: Backend,
                    cfg: BenchConfig, threads: int) -> Cell:
     """Fill a cell from a raw result (the worker's, or ``_measure_here``'s): statistics from the samples."""

@@ -48,6 +48,7 @@ class Timing:
     first_run_ms: float
     warmup: int
     samples_ms: list[float] = field(default_factory=list)
+    rounds: list[int] = field(default_factory=list)  # interleaved timing: the round each sample was timed in
 
     @property
     def stats(self) -> Stats:
@@ -80,6 +81,64 @@ def time_queries(
         if len(samples) >= min_runs and (elapsed >= min_seconds or (max_seconds and elapsed >= max_seconds)):
             break
     return Timing(first_run_ms=first, warmup=warmup, samples_ms=samples)
+
+
+#: Interleaved timing: seconds each query is timed for before the next one takes over.
+BLOCK_SECONDS = 0.1
+#: Interleaved timing: fewest rounds (every query timed once per round), so that per-round ratios can be tested.
+MIN_ROUNDS = 12
+
+
+def time_interleaved(
+    queries: list[Callable[[], Any]], *, warmup: int = 10, min_runs: int = 50, min_seconds: float = 1.0,
+    block_seconds: float = BLOCK_SECONDS, min_rounds: int = MIN_ROUNDS, max_seconds: float | None = None,
+) -> list[Timing]:
+    """Time several queries *in turn* in one process: round after round, each query is timed for
+    ``block_seconds`` (at least one sample), the order reversed every round (A B, B A, A B ...) so neither
+    always follows the other; each block starts with two untimed calls (the other query's block evicted
+    its caches). What slows the machine for a while (a neighbour, the clock, another tenant) then slows
+    every query alike, and the per-round ratios of two queries cancel it: this is A/B testing.
+
+    Stops when every query has ``min_runs`` samples and ``min_seconds`` of timed calls, after at least
+    ``min_rounds`` rounds (or at ``max_seconds`` of wall time once those counts are met). Each Timing's
+    ``rounds`` says which round each sample came from."""
+    if not queries:
+        raise ValueError("no queries")
+    clock = time.perf_counter_ns
+    out = []
+    for q in queries:
+        t = clock()
+        q()
+        out.append(Timing(first_run_ms=(clock() - t) / 1e6, warmup=warmup))
+    for q in queries:
+        for _ in range(warmup):
+            q()
+    timed_ns = [0] * len(queries)
+    start = clock()
+    order = list(range(len(queries)))
+    r = 0
+    while True:
+        for k in order:
+            q, tm = queries[k], out[k]
+            q()
+            q()
+            block_start = clock()
+            while True:
+                t = clock()
+                q()
+                end = clock()
+                tm.samples_ms.append((end - t) / 1e6)
+                tm.rounds.append(r)
+                timed_ns[k] += end - t
+                if end - block_start >= block_seconds * 1e9:
+                    break
+        r += 1
+        order.reverse()
+        counted = r >= min_rounds and all(len(tm.samples_ms) >= min_runs for tm in out)
+        if counted and (min(timed_ns) >= min_seconds * 1e9 or
+                        (max_seconds and clock() - start >= max_seconds * 1e9)):
+            break
+    return out
 
 
 def _status_kb(field_name: str) -> float | None:

@@ -61,9 +61,10 @@ class CompareResult:
     unmatched: list[Unmatched] = field(default_factory=list)
     skipped: int = 0
     limits: dict[str, float] = field(default_factory=dict)
+    measured: list[Any] = field(default_factory=list)  # two artifacts compared A/B: the bench rows of both
 
     def to_rows(self) -> list:
-        return []  # compare reads the store; it writes nothing
+        return list(self.measured)  # results and runs are only read; two artifacts are measured, and stored
 
     def failures(self) -> list[str]:
         out = []
@@ -167,6 +168,13 @@ def run_compare(cfg: Any, ctx: Any = None, hooks: Any = None) -> CompareResult:
 
     hooks = or_default(hooks)
     cfg.validate()
+    from fcbench.compare.ab import is_artifact_pair, run_ab
+
+    if is_artifact_pair(cfg.base, cfg.new):
+        return run_ab(cfg, ctx, hooks)
+    if cfg.backend or cfg.threads:
+        raise FcbenchError("compare: --backend and --threads apply when BASE and NEW are two model files (measured "
+                           "now, in turn); these are results, already measured")
     limits = cfg.limits()
     base = load(cfg.base, cfg.store, "BASE")
     new = load(cfg.new, cfg.store, "NEW")

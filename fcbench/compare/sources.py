@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from fcbench.compare.match import IDENTITY
-from fcbench.errors import FcbenchError, suggest
+from fcbench.errors import FcbenchError
 from fcbench.results.store import _JSON_COLUMNS as _JSON
 from fcbench.results.store import is_url as _is_url
 
@@ -101,25 +101,6 @@ def read_json(path: Path) -> list[dict[str, Any]]:
     return [_typed(r, f"compare: {path} row {i}") for i, r in enumerate(data, start=1)]
 
 
-def _pick_run(spec: str, run_ids: list[str], store: str, which: str) -> str:
-    if spec == "last" or spec.startswith("last~"):
-        back = 0
-        if spec != "last":
-            tail = spec[len("last~"):]
-            if not tail.isdigit():
-                raise FcbenchError(f"compare: {which} '{spec}': write last~N with N a whole number, e.g. last~1")
-            back = int(tail)
-        if back >= len(run_ids):
-            raise FcbenchError(f"compare: {which} '{spec}': the store {store} holds {len(run_ids)} run(s); "
-                               f"last~{max(len(run_ids) - 1, 0)} is the oldest")
-        return run_ids[-1 - back]
-    if spec not in run_ids:
-        shown = ", ".join(run_ids[-5:]) or "none"
-        raise FcbenchError(f"compare: {which} '{spec}' is no file, URL or run id in {store}{suggest(spec, run_ids)}; "
-                           f"its newest runs: {shown} (or last, last~1)")
-    return spec
-
-
 def default_store(store: str | None) -> str:
     from fcbench.results.store import DEFAULT_STORE
 
@@ -161,5 +142,5 @@ def load(spec: str, store: str | None, which: str) -> Source:
         raise FcbenchError(f"compare: {which} '{spec}' is no file, and the store {ref} where run ids are looked up "
                            "does not exist; give a CSV/JSON export or a store, or --store the one holding the run")
     with open_store(ref, which) as s:
-        run = _pick_run(spec, s.run_ids(), str(s.path), which)
+        run = s.resolve_run(spec, f"compare: {which}", "file, URL or run id")
         return Source(spec, f"run {run}", s.query(run_id=run), store=ref, run_id=run)

@@ -67,6 +67,7 @@ class LatencyStats:
     run_noise: float  # the between-run standard deviation used (log scale)
     runs_needed: int | None = None  # unknown: more runs per side that would decide (MANY: many)
     notes: list[str] = field(default_factory=list)
+    rounds: int | None = None  # A/B (timed in turn): the rounds compared; runs_needed then counts rounds
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -195,6 +196,91 @@ def compare_latency(base: list[Any], new: list[Any], threshold: float = LATENCY_
             needed = runs_needed(abs(log_r), se, z_eq, up, runs)
     return LatencyStats(verdict, b_med, n_med, n_med / b_med, math.exp(lo), math.exp(hi), p, len(b_runs),
                         len(n_runs), int(b_all.size), int(n_all.size), noise, needed, notes)
+
+
+# --- interleaved (A/B) timing: per-round ratios ----------------------------------------------------
+
+#: A/B noise floor: log-scale standard deviation of one A/B run's ratio around the next run's (same files), beyond
+#: what the rounds' spread shows; measured by benchmarks/compare_false_alarms.py --ab (docs/performance.md).
+AB_NOISE = 0.01
+
+
+def round_ratios(base: Any, base_rounds: Any, new: Any, new_rounds: Any) -> np.ndarray:
+    """Per round timed on both sides: log(median of NEW's samples / median of BASE's)."""
+    b, br = np.asarray(base, float), np.asarray(base_rounds, int)
+    n, nr = np.asarray(new, float), np.asarray(new_rounds, int)
+    if b.size != br.size or n.size != nr.size:
+        raise ValueError("every sample needs its round")
+    out = []
+    for r in sorted(set(br.tolist()) & set(nr.tolist())):
+        mb, mn = np.median(b[br == r]), np.median(n[nr == r])
+        if mb > 0 and mn > 0:
+            out.append(math.log(mn / mb))
+    return np.asarray(out)
+
+
+def hodges_lehmann(d: np.ndarray, confidence: float) -> tuple[float, float, float]:
+    """The Hodges-Lehmann estimate of the centre of paired differences ``d`` (the median of the Walsh
+    averages (d_i + d_j) / 2, i <= j) and its distribution-free interval from the Wilcoxon signed-rank
+    statistic's normal approximation: robust to the odd round a burst of contention slowed ten-fold."""
+    n = d.size
+    i, j = np.triu_indices(n)
+    walsh = np.sort((d[i] + d[j]) / 2)
+    m = walsh.size  # n (n + 1) / 2
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    c = int(math.floor(m / 2 - z * math.sqrt(n * (n + 1) * (2 * n + 1) / 24)))
+    c = min(max(c, 0), m - 1)
+    return float(np.median(walsh)), float(walsh[c]), float(walsh[m - 1 - c])
+
+
+def compare_interleaved(base: Any, base_rounds: Any, new: Any, new_rounds: Any,
+                        threshold: float = LATENCY_THRESHOLD, *, ab_noise: float = AB_NOISE,
+                        confidence: float = CONFIDENCE, equivalence: float = EQUIVALENCE) -> LatencyStats:
+    """BASE and NEW timed in turn in one run (``fcbench compare A B`` of two artifacts): round ``k`` timed both
+    within a fraction of a second, so what slowed the machine then slowed both, and ``d_k = log(NEW_k /
+    BASE_k)`` (the rounds' medians) cancels it. The change is the Hodges-Lehmann estimate of the ``d_k`` with
+    its Wilcoxon signed-rank interval (:func:`hodges_lehmann`), widened by :data:`AB_NOISE` (the residual
+    spread between A/B runs of the same files); the p value is the signed-rank test's. Verdicts as
+    :func:`compare_latency`'s; ``runs_needed`` counts more *rounds* here (intervals narrow as 1/sqrt(rounds))."""
+    from scipy.stats import wilcoxon
+
+    d = round_ratios(base, base_rounds, new, new_rounds)
+    b, n = np.asarray(base, float), np.asarray(new, float)
+    if d.size < 6:
+        raise ValueError(f"an A/B comparison needs at least 6 rounds timed on both sides, got {d.size}")
+    k = d.size
+
+    def interval(conf: float) -> tuple[float, float, float]:
+        est, lo, hi = hodges_lehmann(d, conf)
+        z = NormalDist().inv_cdf(0.5 + conf / 2)
+        widen = lambda half: math.sqrt(half ** 2 + (z * ab_noise) ** 2)  # noqa: E731
+        return est, est - widen(est - lo), est + widen(hi - est)
+
+    log_r, lo, hi = interval(confidence)
+    _, eq_lo, eq_hi = interval(2 * equivalence - 1)  # the 90 % two one-sided tests: a (2 x 0.9 - 1) interval
+    alpha = 1 - confidence
+    p = 1.0 if np.allclose(d, 0) else float(wilcoxon(d).pvalue)
+    significant = (lo > 0 or hi < 0) and p < alpha
+    up = math.log1p(threshold)
+    needed = None
+    if significant and log_r > up:
+        verdict = "slower"
+    elif significant and log_r < -up:
+        verdict = "faster"
+    elif -up < eq_lo and eq_hi < up:
+        verdict = "same"
+    else:
+        verdict = "unknown"
+        z = NormalDist().inv_cdf(0.5 + confidence / 2)
+        se = max((hi - lo) / (2 * z), 1e-12)
+        if abs(log_r) > up:
+            needed = runs_needed(log_r, se, z, 0.0, k)
+        else:
+            z_eq = NormalDist().inv_cdf(equivalence)
+            needed = runs_needed(abs(log_r), (eq_hi - eq_lo) / (2 * z_eq), z_eq, up, k)
+    notes = [f"A/B: {k} rounds timed in turn in one run"]
+    return LatencyStats(verdict, float(np.median(b)), float(np.median(n)), math.exp(log_r), math.exp(lo),
+                        math.exp(hi), p, 1, 1, int(b.size), int(n.size), ab_noise, needed, notes, rounds=k)
 
 
 # --- quality: absolute differences in points ------------------------------------------------------

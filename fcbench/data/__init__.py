@@ -2,12 +2,14 @@
 
 Spec forms (a string, or a dict ``{"name": ..., "path": ..., **options}`` as recipes write it):
 
-* ``synthetic``, ``synthetic:faces``, ``synthetic:pairs``, ``synthetic:classes`` -- built-in data;
+* ``synthetic``, ``synthetic:faces``, ``synthetic:pairs``, ``synthetic:classes``, ``synthetic:video`` -- built-in
+  data (``video``: frames with object boxes, :mod:`fcbench.data.synthetic_video`);
 * ``NAME:PATH`` -- an explicit plugin, e.g. ``cifar10:/data/cifar-10-batches-py``;
 * ``PATH`` -- auto-detected by asking each plugin's ``sniff``.
 
-What comes back is a :class:`~fcbench.data.base.LabelledImages` or a
-:class:`~fcbench.data.base.VerificationPairs`; both carry ``.preprocessing`` and ``.source``.
+What comes back is a :class:`~fcbench.data.base.LabelledImages`, a
+:class:`~fcbench.data.base.VerificationPairs` or (detection readers) a
+:class:`~fcbench.data.detection.DetectionImages`; all carry ``.preprocessing`` and ``.source``.
 Importing this package stays light (no torch); the readers load on first use.
 """
 
@@ -22,12 +24,14 @@ from fcbench.errors import FcbenchError, suggest
 
 if TYPE_CHECKING:
     from fcbench.data.base import LabelledImages, VerificationPairs
+    from fcbench.data.detection import DetectionImages
 
 __all__ = ["open_dataset", "gallery_probe_split", "detect", "LabelledImages", "VerificationPairs", "Preprocessing",
-           "write_verification_bin"]
+           "write_verification_bin", "write_video"]
 
 # Built-in formats are asked first, most specific first; third-party plugins after, by name.
-SNIFF_ORDER = ("insightface-rec", "verification-bin", "cifar10", "imagefolder")
+# (voc and cdnet before imagefolder: their JPEGImages/ and input/ folders look like a class folder)
+SNIFF_ORDER = ("insightface-rec", "verification-bin", "cifar10", "coco", "voc", "cdnet", "video", "imagefolder")
 _NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.+-]+")
 
 
@@ -40,6 +44,10 @@ def __getattr__(name: str) -> Any:
         from fcbench.data.verification_bin import write_verification_bin
 
         return write_verification_bin
+    if name == "write_video":
+        from fcbench.data.video import write_video
+
+        return write_video
     raise AttributeError(f"module 'fcbench.data' has no attribute '{name}'")
 
 
@@ -111,7 +119,7 @@ def detect(path: str | Path) -> str:
 
 def open_dataset(
     spec: str | dict[str, Any], *, preprocessing: Preprocessing | None = None, **options: Any
-) -> LabelledImages | VerificationPairs:
+) -> LabelledImages | VerificationPairs | DetectionImages:
     """Open a dataset from ``spec`` with ``preprocessing`` (default: the face preprocessing).
 
     ``options`` go to the plugin (on top of those in a dict spec); unknown ones raise FcbenchError

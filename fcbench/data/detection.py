@@ -9,7 +9,9 @@ needs one adds it itself). ``N`` may be 0.
 Readers implement ``__len__``, ``rgb(i)`` (RGB uint8 HWC, before preprocessing) and
 ``target(i)`` (boxes in *pixels* of ``rgb(i)`` as float32 ``[N, 4]`` and int64 labels ``[N]``).
 Video readers also override ``sequences()``: the frame indices of each video in play order, which
-motion gating walks frame by frame. :func:`collate` stacks a batch for a ``DataLoader``.
+motion gating walks frame by frame. ``difficult(i)`` (boxes evaluation ignores: VOC difficult, COCO
+crowd) and ``evaluated(i)`` (frames outside a CDNet temporal ROI are not scored) default to none ignored.
+:func:`collate` stacks a batch for a ``DataLoader``.
 """
 
 from __future__ import annotations
@@ -47,6 +49,16 @@ class DetectionImages(Dataset):
     def sequences(self) -> list[list[int]]:
         """Frame indices of each video in play order; a still-image set is one sequence per image."""
         return [[i] for i in range(len(self))]
+
+    def difficult(self, i: int) -> np.ndarray:
+        """Per box of ``target(i)`` (same order): True for a box evaluation should ignore -- neither a
+        hit nor a miss (VOC ``<difficult>1``, COCO ``iscrowd``). Default: none."""
+        return np.zeros(len(self.target(i)[1]), dtype=bool)
+
+    def evaluated(self, i: int) -> bool:
+        """Whether frame ``i`` is scored at all (a CDNet frame outside ``temporalROI.txt`` is not: it is
+        there for a background model to warm up on, and stays in ``sequences()``). Default: every frame."""
+        return True
 
     def normalised_target(self, i: int, size: tuple[int, int] | None = None) -> dict[str, torch.Tensor]:
         """``target(i)`` with boxes divided by the image's width and height (``size`` = (H, W) when the

@@ -45,7 +45,7 @@ from fcbench.data.base import DatasetPlugin, LabelledImages, VerificationPairs, 
 from fcbench.data.preprocess import Preprocessing
 from fcbench.errors import FcbenchError
 
-KINDS = ("faces", "pairs", "classes")
+KINDS = ("faces", "pairs", "classes")  # and "video": fcbench/data/synthetic_video.py
 _T_WORLD, _T_IDENTITY, _T_SAMPLE, _T_PAIRS, _T_CLASS = 11, 12, 13, 14, 15
 _KIND_CODE = {"faces": 1, "pairs": 2, "classes": 3}
 _SPLIT_CODE = {"train": 0, "test": 1}
@@ -106,6 +106,7 @@ class World:
             mask = 1.0 / (1.0 + np.exp((r - 1.0) * 18.0))
         else:
             mask = np.ones_like(u)
+        self.mask = mask.astype(np.float32)  # the face's soft mask on the padded canvas (for synthetic video)
         layers: list[np.ndarray] = [self._template(u, v, mask, style.face)]
         # identity (or class) patterns: localised colour Gabors and smooth colour cosines
         for k in range(latent_dim):
@@ -150,8 +151,10 @@ class World:
         face_rgb = skin * (1.0 - np.clip(shade, 0, 0.8))[..., None]
         return face_rgb * mask[..., None]
 
-    def render(self, style: Style, difficulty: float, z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """One RGB uint8 HWC image of latent ``z`` (already noised) with fresh nuisances from ``rng``."""
+    def render(self, style: Style, difficulty: float, z: np.ndarray, rng: np.random.Generator,
+               shift: bool = True) -> np.ndarray:
+        """One RGB uint8 HWC image of latent ``z`` (already noised) with fresh nuisances from ``rng``;
+        ``shift=False`` keeps the face centred (``mask[pad:pad+h, pad:pad+w]`` is then its alpha)."""
         d, nn = self.latent_dim, self.n_nuisance
         coef = np.empty(self.basis.shape[0], dtype=np.float32)
         coef[0] = 1.0
@@ -161,8 +164,8 @@ class World:
         coef[4 + d + nn:] = difficulty * style.background * rng.standard_normal(2)
         canvas = torch.matmul(torch.from_numpy(coef), self.basis).numpy().reshape(self.canvas_shape)
         h, w, p = self.height, self.width, self.pad
-        reach = min(p, int(round(difficulty * p)))
-        dy, dx = (int(t) for t in rng.integers(-reach, reach + 1, 2))
+        reach = min(p, int(round(difficulty * p))) if shift else 0
+        dy, dx = (int(t) for t in rng.integers(-reach, reach + 1, 2)) if shift else (0, 0)
         img = canvas[p + dy:p + dy + h, p + dx:p + dx + w]
         contrast = np.float32(np.exp(difficulty * style.contrast * rng.standard_normal()))
         offset = (0.5 - 0.5 * contrast + difficulty * style.brightness * rng.standard_normal(3)).astype(np.float32)
@@ -272,7 +275,7 @@ class SyntheticPairs(_Synthetic, VerificationPairs):
 
 
 class SyntheticDataset(DatasetPlugin):
-    """The ``synthetic`` plugin: ``synthetic[:faces|pairs|classes]``."""
+    """The ``synthetic`` plugin: ``synthetic[:faces|pairs|classes|video]``."""
 
     name: ClassVar[str] = "synthetic"
     detects: ClassVar[str] = "built in, never auto-detected"
@@ -289,8 +292,13 @@ class SyntheticDataset(DatasetPlugin):
 
     @classmethod
     def open(cls, path: str | None, *, preprocessing: Preprocessing,
-             **options: Any) -> SyntheticImages | SyntheticPairs:
-        """``path`` is the kind (``synthetic:pairs`` gives ``path="pairs"``) or None."""
+             **options: Any) -> Any:
+        """``path`` is the kind (``synthetic:pairs`` gives ``path="pairs"``) or None; ``video`` is the
+        ``synthetic-video`` plugin's (its own options)."""
+        if (path or options.get("kind")) == "video":
+            from fcbench.data.synthetic_video import SyntheticVideoDataset
+
+            return SyntheticVideoDataset.open(None, preprocessing=preprocessing, **options)
         opts = cls.check_options(options)
         kind = opts["kind"]
         if path:
@@ -298,7 +306,7 @@ class SyntheticDataset(DatasetPlugin):
                 raise FcbenchError(f"dataset 'synthetic:{path}' conflicts with option kind={options['kind']}; "
                                    "give the kind once")
             kind = path
-        check_choice(cls.name, "kind", kind, KINDS)
+        check_choice(cls.name, "kind", kind, (*KINDS, "video"))
         split = check_choice(cls.name, "split", opts["split"], tuple(_SPLIT_CODE))
         num_classes = cls.DEFAULT_CLASSES.get(kind, 2) if opts["num_classes"] is None else opts["num_classes"]
         for key, value, low in (("num_classes", num_classes, 2), ("samples_per_class", opts["samples_per_class"], 1),

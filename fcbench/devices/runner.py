@@ -74,15 +74,17 @@ def _last_line(text: str) -> str:
     return lines[-1][:160] if lines else ""
 
 
-def run_job(device: Device, job: BenchJob, files: list[str | Path], *, logs: str | Path | None = None,
-            timeout: float | None = None, clean: bool = True) -> dict[str, Any]:
+def run_job(device: Device, job: BenchJob, files: list[str | Path] | dict[str, str | Path], *,
+            logs: str | Path | None = None, timeout: float | None = None, clean: bool = True) -> dict[str, Any]:
     """Run ``job`` on ``device``; ``files`` are the local paths of the files it names (matched by
-    file name). Returns the worker's raw result; on failure also ``logs`` (the kept folder, when
-    ``logs`` was given). ``clean`` removes the job folder on the device afterwards (leave it to
+    file name; or a mapping from the job's names, which may hold a subfolder, to local paths).
+    Returns the worker's raw result; on failure also ``logs`` (the kept folder, when ``logs`` was
+    given). ``clean`` removes the job folder on the device afterwards (leave it to
     ``device.cleanup()`` for a device made for this job alone). For a ``run`` job the outputs
     come back loaded, as ``outputs`` (a numpy array)."""
     job.validate()
-    by_name = {Path(f).name: Path(f) for f in files}
+    by_name = ({str(k): Path(v) for k, v in files.items()} if isinstance(files, dict)
+               else {Path(f).name: Path(f) for f in files})
     missing = [n for n in job.files() if n not in by_name]
     if missing:
         raise ValueError(f"run_job: no local file given for {', '.join(missing)}")

@@ -1,7 +1,10 @@
 """Detection quality: precision and recall at IoU >= 0.5, AP per class, mAP@0.5 (VOC) and mAP@[.5:.95] (COCO).
 
 Inputs are per image: detections ``(boxes [N, 4], scores [N], labels [N])`` and ground truth
-``(boxes [M, 4], labels [M])``, boxes ``x1, y1, x2, y2`` in one unit (normalised or pixels).
+``(boxes [M, 4], labels [M])`` or ``(boxes, labels, difficult [M])``, boxes ``x1, y1, x2, y2`` in one
+unit (normalised or pixels). A *difficult* box (VOC difficult, COCO crowd) is neither a hit nor a miss:
+it is not counted in the ground truth, and a detection it would match is left out of the curve (as
+VOC's devkit does).
 
 * **AP@0.5, VOC style.** Per class, the detections of every image sorted by score (ties keep input
   order); each is a true positive when its highest-IoU ground-truth box of that class in its image
@@ -28,7 +31,7 @@ from fcbench.detection.boxes import iou
 
 COCO_THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
 Detections = tuple[np.ndarray, np.ndarray, np.ndarray]
-GroundTruth = tuple[np.ndarray, np.ndarray]
+GroundTruth = tuple[np.ndarray, ...]  # (boxes, labels) or (boxes, labels, difficult)
 
 
 @dataclass
@@ -70,29 +73,37 @@ def coco_ap(recall: np.ndarray, precision: np.ndarray) -> float:
     return float(np.mean(np.where(idx < len(recall), envelope[np.minimum(idx, len(recall) - 1)], 0.0)))
 
 
-def _match(dets: list[tuple[float, int, np.ndarray]], gts: dict[int, np.ndarray], threshold: float,
-           voc: bool) -> np.ndarray:
-    """TP flags of ``dets`` (score, image, box), already in score order, against one class's boxes."""
-    used = {i: np.zeros(len(b), bool) for i, b in gts.items()}
-    tp = np.zeros(len(dets), bool)
+def _match(dets: list[tuple[float, int, np.ndarray]], gts: dict[int, tuple[np.ndarray, np.ndarray]],
+           threshold: float, voc: bool) -> np.ndarray:
+    """Per detection of ``dets`` (score, image, box), already in score order, against one class's boxes
+    (per image: boxes and difficult flags): 1 true positive, 0 false positive, -1 ignored (it matches a
+    difficult box)."""
+    used = {i: np.zeros(len(b), bool) for i, (b, _) in gts.items()}
+    out = np.zeros(len(dets), np.int8)
     for k, (_, img, box) in enumerate(dets):
-        g = gts.get(img)
-        if g is None or not len(g):
+        g, hard = gts.get(img, (np.zeros((0, 4)), np.zeros(0, bool)))
+        if not len(g):
             continue
         ov = iou(box[None], g)[0]
-        if voc:
-            j = int(np.argmax(ov))
-            if ov[j] >= threshold and not used[img][j]:
-                used[img][j] = tp[k] = True
-        else:
-            ov = np.where(used[img], -1.0, ov)
+        if voc:  # the best-overlapping box decides, taken or not
             j = int(np.argmax(ov))
             if ov[j] >= threshold:
-                used[img][j] = tp[k] = True
-    return tp
+                if hard[j]:
+                    out[k] = -1
+                elif not used[img][j]:
+                    used[img][j], out[k] = True, 1
+            continue
+        easy = np.where(used[img] | hard, -1.0, ov)  # COCO: the best free box at the threshold, else a difficult one
+        j = int(np.argmax(easy))
+        if easy[j] >= threshold:
+            used[img][j], out[k] = True, 1
+        elif np.any(hard & (ov >= threshold)):
+            out[k] = -1
+    return out
 
 
-def _curve(tp: np.ndarray, n_gt: int) -> tuple[np.ndarray, np.ndarray]:
+def _curve(flags: np.ndarray, n_gt: int) -> tuple[np.ndarray, np.ndarray]:
+    tp = flags[flags >= 0] == 1
     ctp = np.cumsum(tp)
     return ctp / n_gt, ctp / np.arange(1, len(tp) + 1)
 
@@ -106,26 +117,28 @@ def detection_metrics(detections: Sequence[Detections], ground_truth: Sequence[G
     per_class_dets: dict[int, list[tuple[float, int, np.ndarray]]] = {c: [] for c in range(num_classes)}
     per_class_gt: dict[int, dict[int, np.ndarray]] = {c: {} for c in range(num_classes)}
     n_det = n_gt = 0
-    for img, ((boxes, scores, labels), (gboxes, glabels)) in enumerate(zip(detections, ground_truth, strict=True)):
+    for img, ((boxes, scores, labels), truth) in enumerate(zip(detections, ground_truth, strict=True)):
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-        gboxes = np.asarray(gboxes, np.float64).reshape(-1, 4)
-        glabels = np.asarray(glabels).reshape(-1).astype(np.int64)
+        gboxes = np.asarray(truth[0], np.float64).reshape(-1, 4)
+        glabels = np.asarray(truth[1]).reshape(-1).astype(np.int64)
+        hard = (np.asarray(truth[2], bool).reshape(-1) if len(truth) > 2 and truth[2] is not None
+                else np.zeros(len(gboxes), bool))
         n_det += len(boxes)
-        n_gt += len(gboxes)
+        n_gt += int((~hard).sum())
         for b, s, lab in zip(boxes, np.asarray(scores).reshape(-1), np.asarray(labels).reshape(-1), strict=True):
             per_class_dets.setdefault(int(lab), []).append((float(s), img, b))
         for c in np.unique(glabels):
-            per_class_gt.setdefault(int(c), {})[img] = gboxes[glabels == c]
+            per_class_gt.setdefault(int(c), {})[img] = (gboxes[glabels == c], hard[glabels == c])
     ap50: dict[str, float] = {}
     ap_coco: dict[str, float] = {}
     tp_pr = n_pr = 0
     for c in sorted(per_class_gt):
         gts = per_class_gt[c]
         dets = sorted(per_class_dets.get(c, []), key=lambda d: -d[0])  # stable: ties keep input order
-        count = sum(len(b) for b in gts.values())
-        confident = [d for d in dets if d[0] >= score_threshold]
-        tp_pr += int(_match(confident, gts, 0.5, voc=True).sum())
-        n_pr += len(confident)
+        count = sum(int((~h).sum()) for _, h in gts.values())
+        confident = _match([d for d in dets if d[0] >= score_threshold], gts, 0.5, voc=True)
+        tp_pr += int((confident == 1).sum())
+        n_pr += int((confident >= 0).sum())
         if count == 0:
             continue
         name = names[c] if c < len(names) else f"class{c}"

@@ -8,13 +8,12 @@ cell; and, asked for, the verdicts of ``fcbench compare`` between two runs. Rows
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from fcbench.errors import FcbenchError, suggest
+from fcbench.errors import FcbenchError
 from fcbench.options import ReportConfig
 
 
@@ -31,29 +30,15 @@ class ReportResult:
         return []  # the rows are the store's already
 
 
-_LAST = re.compile(r"^last(?:~(\d+))?$")
 
 
 def resolve_runs(store: Any, wanted: list[str]) -> list[str]:
-    """Run ids for ``wanted`` (ids, ``last``, ``last~N``: N runs before the last), in store order; a run the
-    store lacks is one line (``Store.why_empty``), exit 2."""
+    """Run ids for ``wanted`` (ids, ``last``, ``last~N``: N runs before the last; ``Store.resolve_run``), in
+    store order; a run the store lacks is one line, exit 2."""
     have = store.run_ids()
     out: list[str] = []
     for w in wanted:
-        m = _LAST.match(w)
-        if m:
-            back = int(m.group(1) or 0)
-            if back >= len(have):
-                raise FcbenchError(f"--run {w}: the store {store.path} holds {len(have)} run(s); "
-                                   f"use last~{max(len(have) - 1, 0)} at most")
-            run = have[-1 - back]
-        elif w in have:
-            run = w
-        elif suggest(w.split("~")[0], ["last"]):
-            raise FcbenchError(f"--run {w} is not a run in {store.path}{suggest(w.split('~')[0], ['last'])}; "
-                               "give a run id, last or last~N")
-        else:
-            raise FcbenchError(store.why_empty({"run_id": w}))
+        run = store.resolve_run(w, "--run")
         if run not in out:
             out.append(run)
     return sorted(out, key=have.index)

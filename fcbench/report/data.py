@@ -173,13 +173,9 @@ def join_accuracy(point: Point, by_sha: dict, by_file: dict, by_lineage: dict) -
 
 def pareto_front(points: list[Point]) -> list[Point]:
     """Points no other point beats on both latency (lower) and accuracy (higher), fastest first."""
-    rated = sorted((p for p in points if p.accuracy is not None), key=lambda p: (p.p50_ms, -(p.accuracy or 0)))
-    front, best = [], -math.inf
-    for p in rated:
-        if p.accuracy is not None and p.accuracy > best:
-            front.append(p)
-            best = p.accuracy
-    return front
+    from fcbench.pareto import pareto_front as front
+
+    return front(points, lambda p: p.p50_ms, lambda p: p.accuracy)
 
 
 def build(rows: list[dict[str, Any]]) -> ReportData:

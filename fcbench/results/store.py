@@ -517,6 +517,29 @@ class Store:
     def run_ids(self) -> list[str]:
         return [r[0] for r in self._db.execute("SELECT run_id FROM results GROUP BY run_id ORDER BY MIN(id)")]
 
+    def resolve_run(self, spec: str, what: str = "run", noun: str = "run") -> str:
+        """The run id ``spec`` names: ``last``, ``last~N`` (N runs before the last) or an id the store holds;
+        otherwise FcbenchError naming the store, with the closest id and the newest ones (``what`` names the
+        caller's argument, e.g. ``compare: BASE``; ``noun`` what else ``spec`` could have been)."""
+        from fcbench.errors import suggest
+
+        have = self.run_ids()
+        m = re.fullmatch(r"last(?:~(.*))?", spec.strip())
+        if m:
+            tail = m.group(1)
+            if tail is not None and not tail.isdigit():
+                raise FcbenchError(f"{what} '{spec}': write last~N with N a whole number, e.g. last~1")
+            back = int(tail or 0)
+            if back >= len(have):
+                raise FcbenchError(f"{what} '{spec}': the store {self.path} holds {len(have)} run(s); "
+                                   + (f"last~{len(have) - 1} is the oldest" if have else "bench or eval into it first"))
+            return have[-1 - back]
+        if spec not in have:
+            shown = ", ".join(have[-5:]) or "none"
+            raise FcbenchError(f"{what} '{spec}' is no {noun} in {self.path}{suggest(spec, have)}; its newest runs: "
+                               f"{shown} (or last, last~1)")
+        return spec
+
     @staticmethod
     def _decode(raw: tuple) -> dict[str, Any]:
         out: dict[str, Any] = {"id": raw[0]}

@@ -517,9 +517,10 @@ def run_results(cfg: ResultsConfig, ctx=None, hooks=None) -> ResultsResult:
                            f"{path / DEFAULT_STORE.name}")
     with Store(path) as s:
         path = s.path  # a URL without its password, for the title
-        run = None if cfg.run == "last" else cfg.run
+        last = bool(cfg.run) and (cfg.run == "last" or cfg.run.startswith("last~"))
+        run = s.resolve_run(cfg.run, "results: --run") if last and s.run_ids() else cfg.run
         metrics = [m.strip() for m in (cfg.metric or "").split(",") if m.strip()]
-        rows = s.query(run_id=run, last_run=cfg.run == "last", kind=cfg.kind, model=cfg.model,
+        rows = s.query(run_id=run, kind=cfg.kind, model=cfg.model,
                        metric=metrics[0] if len(metrics) == 1 else None, limit=None if len(metrics) > 1 else cfg.limit)
         if len(metrics) > 1:
             rows = [r for r in rows if r["metric"] in metrics]
