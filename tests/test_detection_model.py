@@ -171,12 +171,23 @@ def test_decoder_for_a_video_runner(tiny):
     from fcbench.detection.postprocess import decoder
 
     with torch.no_grad():
-        raw = tiny(torch.randn(1, 3, 64, 64)).numpy()
+        raw = tiny.eval()(torch.randn(1, 3, 64, 64)).numpy()
     got = decoder(tiny.fcbench_options, score_threshold=0.0)(raw)
     want = decode(raw[0], anchors_for(tiny.fcbench_options), score_threshold=0.0)
     for g, w in zip(got, want, strict=True):
         np.testing.assert_array_equal(g, w)
     assert len(got[0]) == 100  # max_detections
+
+
+def test_bench_pipeline_postprocess_decodes_detections(tiny):
+    """The app-like timing's postprocess stage decodes and NMSes a detector's output (not a softmax)."""
+    from fcbench.benchmark.pipeline import postprocess
+    from fcbench.detection.anchors import decode_config
+
+    with torch.no_grad():
+        raw = tiny.eval()(torch.randn(2, 3, 64, 64)).numpy()
+    out = postprocess(raw, "detections", decode_config(tiny.fcbench_options))
+    assert len(out) == 2 and all(len(o) == 3 and o[0].shape[1:] == (4,) for o in out)
 
 
 def test_postprocess_needs_no_torch():

@@ -100,19 +100,37 @@ def test_convert_parity_eval_and_bench_through_runtimes(trained, rects, cli, in_
     for k in ("map50", "map", "recall50"):
         assert got["metrics"][k] == pytest.approx(want[k], abs=1e-3)
         assert got["pytorch"][k] == pytest.approx(want[k])  # the float parent, run beside it
-    bench = cli("bench", files["onnx"], "--backend", "onnxruntime:cpu", "--runs", "3", "--min-seconds", "0")
+    import numpy as np
+    from PIL import Image
+
+    images = in_tmp / "frames"
+    images.mkdir()
+    for i in range(3):
+        pixels = np.random.default_rng(i).integers(0, 255, (96, 128, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(images / f"{i}.png")
+    bench = cli("bench", files["onnx"], "--backend", "onnxruntime:cpu", "--runs", "3", "--min-seconds", "0",
+                "--pipeline", "--images", images, "--format", "json")
     assert bench.code == 0, bench.err
+    (cell,) = json.loads(bench.out)
+    assert cell["status"] == "ok" and cell["app_postprocess_ms"] > 0  # box decoding + NMS, timed as a stage
 
 
-def test_tflite_converts_with_parity(trained, cli, in_tmp):
+def test_tflite_converts_with_parity(trained, cli, in_tmp, monkeypatch):
     res = cli("convert", trained, "--to", "tflite", "--out", in_tmp, "--format", "json")
     assert res.code == 0, res.err
     outcomes = json.loads(res.out)
     outcomes = outcomes.get("outcomes", outcomes) if isinstance(outcomes, dict) else outcomes
     from fcbench.artifact import load_manifest
 
-    m = load_manifest(converted_file(outcomes, "tflite"))
+    file = converted_file(outcomes, "tflite")
+    m = load_manifest(file)
     assert m.output_kind == "detections" and m.extra["parity"]["ok"] is True
+    assert m.inputs[0].layout == "NHWC"  # eval transposes the data for it, and decodes its raw rows the same way
+    register(monkeypatch)
+    via = cli("eval", file, "--data", "rects", "--data-opt", "n=16", "--format", "json")
+    assert via.code == 0, via.err
+    got = json.loads(via.out)
+    assert got["metrics"]["map50"] == pytest.approx(got["pytorch"]["map50"], abs=1e-3)
 
 
 def test_train_bad_input_is_one_line(rects, cli, in_tmp):
