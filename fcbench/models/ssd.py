@@ -155,8 +155,7 @@ def _resolve(opts: dict[str, Any]) -> dict[str, Any]:
     return opts
 
 
-@register_model(task="detection", input_size=(300, 300), resolve=_resolve,
-                preprocessing=lambda opts, size: IMAGENET.__class__(**{**IMAGENET.to_dict(), "size": size}))
+@register_model(task="detection", input_size=(300, 300), resolve=_resolve, preprocessing=IMAGENET)
 def ssd_mobilenetv2(num_classes: int = 1, width: float = 1.0, input_size: list[int] | None = None,
                     extra_layers: int = 4, min_scale: float = 0.2, max_scale: float = 0.95,
                     aspect_ratios: list[float] | None = (2.0, 3.0)) -> nn.Module:

@@ -1,7 +1,8 @@
 """The training loop: one process, or DDP under ``torchrun`` (gloo on CPU, nccl on GPU).
 
 Face models train an embedding through a margin head (ArcFace, CosFace) or a softmax head;
-classification models train their logits directly. The backbone and the head have
+classification models train their logits directly; detectors (task ``detection``) train on images with
+boxes with the MultiBox loss (``fcbench.detection.loss``; no head). The backbone and the head have
 separate optimizers (as in the Serbian thesis' recipe), stepped together. Checkpoints are
 written every epoch with optimizer, schedule and RNG state, so ``resume`` continues exactly.
 """
