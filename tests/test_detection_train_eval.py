@@ -132,6 +132,24 @@ def test_tflite_converts_with_parity(trained, cli, in_tmp, monkeypatch):
     assert got["metrics"]["map50"] == pytest.approx(got["pytorch"]["map50"], abs=1e-3)
 
 
+def test_train_and_eval_on_synthetic_video(cli, in_tmp):
+    """The built-in synthetic video (faces, squares, discs) trains the detector and evaluates per class
+    through the CLI; the checkpoint keeps the video's class names."""
+    res = cli("train", "--model", "ssd-mobilenetv2", "-o", "width=0.25", "-o", "input_size=64", "-o", "num_classes=3",
+              "--data", "synthetic:video", "--data-opt", "videos=1", "--epochs", "1", "--batch-size", "16",
+              "--lr", "0.005", "--optimizer", "adamw", "--threads", "2", "--out", "vid", "--store", "s.sqlite")
+    assert res.code == 0, res.err
+    from fcbench.artifact import load_manifest
+
+    assert load_manifest(in_tmp / "vid" / "model.pt").extra["detection"]["class_names"] == ["face", "square", "disc"]
+    res = cli("eval", "vid/model.pt", "--data", "synthetic:video", "--data-opt", "split=test", "--data-opt", "videos=1",
+              "--format", "json")
+    assert res.code == 0, res.err
+    got = json.loads(res.out)
+    assert got["protocol"] == "detection"
+    assert {"ap50/face", "ap50/square", "ap50/disc", "map50", "map"} <= set(got["metrics"])
+
+
 def test_train_bad_input_is_one_line(rects, cli, in_tmp):
     _one_line_error(cli("train", *TINY, "--data", "rects", "--head", "cosface", "--out", "a"), "--head", "detector")
     _one_line_error(cli("train", *TINY, "--data", "synthetic:classes", "--out", "b"), "has no boxes")
@@ -152,7 +170,10 @@ def test_eval_bad_input_is_one_line(trained, rects, cli, in_tmp):
 def test_training_beats_untrained_map(rects, cli, in_tmp):
     """Done-when: a tiny detector trained through the CLI (3 epochs of 2048 rects images at 64x64, about
     400 AdamW steps, about a minute on 2 free cores) detects held-out images far better than its
-    untrained init. Measured: untrained mAP@0.5 0.003, trained ~0.6."""
+    untrained init. Measured: untrained mAP@0.5 0.003, trained ~0.6. On synthetic:video the same budget
+    (3 epochs of 2048 frames at 64x64, from 8 or 16 videos: more videos make its frames much slower to draw)
+    reaches only 0.02-0.07 on the test split's unseen videos (0.0001 untrained): too few distinct scenes to
+    generalise, so this test uses the rects data (fresh scenes in every image)."""
     res = cli("train", *TINY, "--data", "rects", "--data-opt", "n=2048", "--epochs", "3", "--batch-size", "16",
               "--lr", "0.005", "--optimizer", "adamw", "--weight-decay", "0", "--threads", "2", "--out", "det")
     assert res.code == 0, res.err
