@@ -86,6 +86,7 @@ def test_split_at_front_then_back_is_the_model(tiny, m):
         assert torch.equal(back(feat), tiny(x))
     assert isinstance(front, torch.nn.Module) and isinstance(back, torch.nn.Module)
     assert len(front) == m + 1
+    assert not front.training and not back.training  # the model's mode: exporting a part keeps it in eval
 
 
 @pytest.mark.parametrize("m", [14, 18, -1, 30])
@@ -171,7 +172,7 @@ def test_decoder_for_a_video_runner(tiny):
     from fcbench.detection.postprocess import decoder
 
     with torch.no_grad():
-        raw = tiny.eval()(torch.randn(1, 3, 64, 64)).numpy()
+        raw = tiny(torch.randn(1, 3, 64, 64)).numpy()
     got = decoder(tiny.fcbench_options, score_threshold=0.0)(raw)
     want = decode(raw[0], anchors_for(tiny.fcbench_options), score_threshold=0.0)
     for g, w in zip(got, want, strict=True):
@@ -185,7 +186,7 @@ def test_bench_pipeline_postprocess_decodes_detections(tiny):
     from fcbench.detection.anchors import decode_config
 
     with torch.no_grad():
-        raw = tiny.eval()(torch.randn(2, 3, 64, 64)).numpy()
+        raw = tiny(torch.randn(2, 3, 64, 64)).numpy()
     out = postprocess(raw, "detections", decode_config(tiny.fcbench_options))
     assert len(out) == 2 and all(len(o) == 3 and o[0].shape[1:] == (4,) for o in out)
 

@@ -146,7 +146,8 @@ class SSDMobileNetV2(nn.Module):
             raise FcbenchError(f"{NAME}: layer {m!r} cannot split the model: the backbone's layers are 0 (stem) .. "
                                f"{LAST_LAYER} and the head taps block {TAP_BLOCK}; pick m in 0..{TAP_BLOCK - 1}")
         front = nn.Sequential(*[self.features[i] for i in range(m + 1)])
-        return front, _Rest(self, m + 1)
+        back = _Rest(self, m + 1)
+        return front.train(self.training), back.train(self.training)  # in the model's mode (eval, once built)
 
 
 def _resolve(opts: dict[str, Any]) -> dict[str, Any]:
