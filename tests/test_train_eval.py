@@ -26,7 +26,8 @@ FACES = {"num_classes": 8, "samples_per_class": 8}
 def tiny_cfg(tmp_path, **kw) -> TrainConfig:
     base = dict(model="r18", model_options=dict(TINY_OPTS), head="arcface", head_options={"s": 16.0, "m": 0.2},
                 data="synthetic:faces", data_options=dict(FACES), epochs=2, batch_size=16, lr=0.05,
-                out=str(tmp_path / "run"), seed=1)
+                out=str(tmp_path / "run"), seed=1, threads=2)  # fixed: the result must not depend on
+    # the torch thread count an earlier test in this process left behind
     base.update(kw)
     return TrainConfig(**base)
 
