@@ -123,19 +123,6 @@ TINY_TRAIN = """  - train:
 """
 
 
-# Under ``pytest -n 2 --dist loadgroup`` (the README's test command) the end-to-end files run in one worker and
-# everything else in the other, each in the order a plain ``pytest`` runs them: the split is the same every time,
-# so no test meets another's leftovers (a torch thread count, a loaded plugin) in an order never seen before.
-E2E_FILES = ("test_docs.py", "test_recipes.py", "test_detection_train_eval.py")
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist names each test's group in its node id
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        group = "e2e" if item.path.name in E2E_FILES else "main"
-        item.add_marker(pytest.mark.xdist_group(group))
-
-
 class _CheapTwins:
     @pytest.hookimpl(trylast=True)  # after -m / -k have deselected what they do
     def pytest_collection_modifyitems(self, config, items):
