@@ -145,6 +145,16 @@ def runs_needed(log_ratio: float, se: float, z: float, boundary: float, runs: in
     return int(min(MANY, max(1, math.ceil(need - runs))))
 
 
+def _verdict(significant: bool, log_r: float, up: float, inside: bool) -> str:
+    """slower / faster when ``significant`` and the log ratio is past ``up`` (log of 1 + threshold) either way,
+    same when the equivalence interval is ``inside`` the threshold, else unknown."""
+    if significant and log_r > up:
+        return "slower"
+    if significant and log_r < -up:
+        return "faster"
+    return "same" if inside else "unknown"
+
+
 def compare_latency(base: list[Any], new: list[Any], threshold: float = LATENCY_THRESHOLD, *,
                     run_noise: float = RUN_NOISE, confidence: float = CONFIDENCE, equivalence: float = EQUIVALENCE,
                     seed: int = 0, reps: int = BOOTSTRAP) -> LatencyStats:
@@ -181,14 +191,8 @@ def compare_latency(base: list[Any], new: list[Any], threshold: float = LATENCY_
     significant = (lo > 0 or hi < 0) and (p is None or p < alpha)
     up = math.log1p(threshold)
     needed = None
-    if significant and log_r > up:
-        verdict = "slower"
-    elif significant and log_r < -up:
-        verdict = "faster"
-    elif abs(log_r) + z_eq * se < up:
-        verdict = "same"
-    else:
-        verdict = "unknown"
+    verdict = _verdict(significant, log_r, up, abs(log_r) + z_eq * se < up)
+    if verdict == "unknown":
         runs = min(len(b_runs), len(n_runs))
         if abs(log_r) > up:  # past the threshold, not yet significant
             needed = runs_needed(log_r, se, z, 0.0, runs)
@@ -265,14 +269,8 @@ def compare_interleaved(base: Any, base_rounds: Any, new: Any, new_rounds: Any,
     significant = (lo > 0 or hi < 0) and p < alpha
     up = math.log1p(threshold)
     needed = None
-    if significant and log_r > up:
-        verdict = "slower"
-    elif significant and log_r < -up:
-        verdict = "faster"
-    elif -up < eq_lo and eq_hi < up:
-        verdict = "same"
-    else:
-        verdict = "unknown"
+    verdict = _verdict(significant, log_r, up, -up < eq_lo and eq_hi < up)
+    if verdict == "unknown":
         z = NormalDist().inv_cdf(0.5 + confidence / 2)
         se = max((hi - lo) / (2 * z), 1e-12)
         if abs(log_r) > up:
