@@ -27,6 +27,7 @@ from fcbench.lineage import float_parent
 from fcbench.options import EvalConfig
 from fcbench.results.context import RunContext
 from fcbench.results.store import Row, options_hash
+from fcbench.threads import restores_torch_threads
 
 PROTOCOLS = ("auto", "verification", "classification", "identification", "detection")
 
@@ -221,6 +222,7 @@ def _reference(report: EvalReport, parent: Path, cfg: EvalConfig, protocol: str,
     report.reference = dict(_REFERENCES[key])
 
 
+@restores_torch_threads
 def evaluate(cfg: EvalConfig, ctx: RunContext | None = None) -> EvalReport:
     from fcbench.data import open_dataset
 

@@ -244,3 +244,17 @@ def test_eval_writes_the_whole_roc(cli, tmp_path):
         assert r.code == 2 and needle in r.err, (args, r.err)
     r = cli("eval", final, final, "--roc", roc, "--store", tmp_path / "s.sqlite")
     assert r.code == 2 and "one curve" in r.err
+
+
+def test_train_and_eval_put_torch_thread_count_back(tmp_path):
+    """torch's thread count is process-wide: ``threads=1`` holds for the verb's own work, not for what follows."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        ckpt = train(tiny_cfg(tmp_path, epochs=1, threads=1))
+        assert torch.get_num_threads() == 2
+        evaluate(EvalConfig(checkpoint=str(ckpt), data="synthetic:pairs", data_options={"num_pairs": 20},
+                            threads=1))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -18,6 +18,7 @@ class _TorchSession(Session):
 
         self._torch = torch
         self.model = model
+        self._threads_before = torch.get_num_threads()
         if threads:
             torch.set_num_threads(threads)
 
@@ -28,6 +29,9 @@ class _TorchSession(Session):
             except RuntimeError as exc:
                 raise FcbenchError(f"pytorch: run failed on input {list(x.shape)}: {first_line(exc)}",
                                    exit_code=1) from exc
+
+    def close(self) -> None:
+        self._torch.set_num_threads(self._threads_before)  # the thread count is process-wide: put it back
 
 
 class PytorchBackend(Backend):

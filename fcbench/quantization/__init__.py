@@ -23,6 +23,7 @@ import numpy as np
 
 from fcbench.errors import FcbenchError, first_line, suggest
 from fcbench.quantization.base import Calibration, Quantized, QuantMethod, Source, Spec
+from fcbench.threads import restores_torch_threads
 
 if TYPE_CHECKING:
     from fcbench.artifact import Manifest
@@ -261,6 +262,7 @@ def fidelity(artifact: Path, manifest: Manifest, reference_ckpt: Path, images: C
     return result
 
 
+@restores_torch_threads
 def quantize(cfg: QuantizeConfig, ctx: RunContext | None = None, hooks: Any = None) -> QuantizeResult:
     """Quantize ``cfg.input`` with ``cfg.method``; see the module doc. Bad input raises one line (exit 2)
     before anything is written; a method that fails raises one line (exit 1) and leaves nothing behind."""

@@ -29,6 +29,7 @@ from fcbench.errors import FcbenchError, first_line
 from fcbench.hooks import Hooks, or_default
 from fcbench.results.context import RunContext, new_run_id
 from fcbench.results.store import Row
+from fcbench.threads import restores_torch_threads
 from fcbench.training import runfolder
 from fcbench.training.checkpoint import load_checkpoint, save_checkpoint
 from fcbench.training.config import TrainConfig
@@ -285,6 +286,7 @@ def _detection_setup(cfg: TrainConfig, model: nn.Module, dataset: Any, loss_hook
     return torch.from_numpy(anchors_for(model.fcbench_options))
 
 
+@restores_torch_threads
 def train(cfg: TrainConfig, ctx: RunContext | None = None, hooks: Hooks | None = None,
           loss_hook: LossHook | None = None) -> TrainResult:
     """Train; return the final checkpoint (``OUT/model.pt``) and the per-epoch rows.
