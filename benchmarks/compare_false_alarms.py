@@ -19,10 +19,13 @@ Targets (issue 18): false alarms <= 1 %, detection >= 95 % at 10 %. ``--quick``:
 setting, to check the script works (its rates mean little).
 
 ``--ab``: what ``fcbench compare A.onnx B.onnx`` does instead (both files timed now, in turn, in one worker).
-Per rerun, model and backend, one worker times the base, a second copy of the base and every slowed variant
-in turn (``fcbench.benchmark.run.run_interleaved``, ``--seconds`` of timed calls each); base vs its copy is a
-false-alarm trial, base vs each slowed variant a detection trial, judged by
-``fcbench.compare.stats.compare_interleaved`` at the default threshold. Five files share each round here
+Per rerun, model and backend, one fresh worker times the base, a second copy of the base and every slowed
+variant in turn (``fcbench.benchmark.run.run_interleaved``, ``--seconds`` of timed calls each; every other rerun
+loads them in the reverse order, as ``compare --repeats`` does). Consecutive reruns are grouped ``--pool`` at a
+time (default 3, compare's default ``--repeats``) into one compare, judged by ``fcbench.compare.stats.compare_ab``
+at the default threshold: base vs its copy is a false-alarm trial, base vs each slowed variant a detection
+trial; single runs are judged too. Every run's samples go to ``WORKDIR/ab-runs.json`` (``--analyse-only``
+re-judges them). Five files share each round here
 where the CLI's pair has two, so each pair is timed up to 0.4 s apart instead of 0.1 s: harsher than the CLI.
 
     python benchmarks/compare_false_alarms.py --workdir /tmp/fcbench-cmp          # ~25 min on 2 cores
@@ -94,6 +97,8 @@ def main() -> None:
     p.add_argument("--reruns", type=int, default=20, help="reruns of every artifact (default 20)")
     p.add_argument("--slowdowns", default="5,10,20", help="per cent more FLOPs (default 5,10,20)")
     p.add_argument("--ab", action="store_true", help="A/B: the files timed in turn in one worker (compare A B)")
+    p.add_argument("--pool", type=int, default=3, help="--ab: A/B runs pooled per compare, as compare --repeats "
+                                                       "(default 3); one run alone is judged too")
     p.add_argument("--analyse-only", action="store_true",
                    help="compare the reruns already in the workdir's store (of an earlier run) without benching")
     p.set_defaults(seconds=1.0)
@@ -234,18 +239,17 @@ def ab(args, run, root: Path, models, backends, slowdowns, sizes, arts) -> None:
 
     from fcbench.backends import expand
     from fcbench.benchmark.run import load_artifact, run_interleaved
-    from fcbench.compare.stats import AB_NOISE, compare_interleaved, round_ratios
+    from fcbench.compare.stats import AB_NOISE, compare_ab, hodges_lehmann, round_ratios
     from fcbench.options import COMPARE_THRESHOLDS, BenchConfig
 
     threshold = COMPARE_THRESHOLDS["latency"] / 100
     cfg = BenchConfig(artifacts=["x"], warmup=args.warmup, runs=args.runs, min_seconds=args.seconds)
-    null: dict[str, int] = {}
-    found: dict[float, dict[str, int]] = {s: {} for s in slowdowns}
-    ratios: dict[float, list[float]] = {s: [] for s in slowdowns}
-    spread: list[float] = []  # per A/B run of the same file: the estimate of log(ratio), for AB_NOISE
     suffix = {"onnxruntime": "model.onnx", "openvino": "model.xml"}
+    data_file = root / "ab-runs.json"  # every A/B run's samples and rounds: --analyse-only re-judges them
+    # runs[f"{model} {backend}"] = list of reruns; each: [[samples, rounds] per file: base, copy, slowed ...]
+    runs: dict[str, list] = json.loads(data_file.read_text()) if args.analyse_only and data_file.exists() else {}
     t0 = time.time()
-    for i in range(args.reruns):
+    for i in range(0 if args.analyse_only else args.reruns):
         if args.quiet_wait > 0:
             _common.wait_quiet(args)
         for model in models:
@@ -255,42 +259,59 @@ def ab(args, run, root: Path, models, backends, slowdowns, sizes, arts) -> None:
                 base = arts[(model, 0.0)] / name
                 files = [base, base] + [arts[(model, s)] / name for s in slowdowns]
                 items = [load_artifact(f, cfg) for f in files]
-                cells = run_interleaved(items, spec, cfg, args.threads)
+                # as compare --repeats does: every other run loads (and starts) the files in the other order
+                order = list(range(len(items))) if i % 2 == 0 else list(range(len(items)))[::-1]
+                cells = run_interleaved([items[k] for k in order], spec, cfg, args.threads)
                 if any(c.status != "ok" for c in cells):
                     raise SystemExit(f"{model} {backend}: " + "; ".join(c.reason for c in cells if c.reason))
-                b = cells[0].extra
-                for k, c in enumerate(cells[1:]):
-                    st = compare_interleaved(b["samples_ms"], b["rounds"], c.extra["samples_ms"], c.extra["rounds"],
-                                             threshold)
-                    if k == 0:
-                        null[st.verdict] = null.get(st.verdict, 0) + 1
-                        d = round_ratios(b["samples_ms"], b["rounds"], c.extra["samples_ms"], c.extra["rounds"])
-                        spread.append(float(np.median(d)))
-                    else:
-                        s = slowdowns[k - 1]
-                        found[s][st.verdict] = found[s].get(st.verdict, 0) + 1
-                        ratios[s].append(st.ratio)
+                by_file = [None] * len(items)
+                for k, c in zip(order, cells, strict=True):
+                    by_file[k] = [c.extra["samples_ms"], c.extra["rounds"]]
+                runs.setdefault(f"{model} {backend}", []).append(by_file)
+        data_file.write_text(json.dumps(runs))
         print(f"rerun {i + 1}/{args.reruns} done ({time.time() - t0:.0f} s)")
         sys.stdout.flush()
-    trials = sum(null.values())
-    alarms = null.get("slower", 0) + null.get("faster", 0)
+
+    def pair(rerun: list, k: int) -> tuple:
+        (b, br), (n, nr) = rerun[0], rerun[k]
+        return b, br, n, nr
+
+    spread = [hodges_lehmann(round_ratios(*pair(r, 1)), 0.99)[0] for rs in runs.values() for r in rs]
+    n_runs = len(next(iter(runs.values()), []))
     print()
     print(f"## A/B (timed in turn in one worker), {args.seconds:g} s of timed calls per file, threshold "
-          f"{100 * threshold:g} %")
-    print(f"false alarms: {alarms} of {trials} base-vs-copy trials = {100 * alarms / max(trials, 1):.2f} % "
-          f"(target <= 1 %); verdicts {json.dumps(null, sort_keys=True)}")
+          f"{100 * threshold:g} %, {n_runs} runs of each of {len(runs)} model/backend cells")
     print(f"spread of one A/B run's estimate for the same file (sd of log ratio): {np.std(spread, ddof=1):.4f}; "
           f"compare's floor AB_NOISE = {AB_NOISE}")
-    table = []
-    for s in slowdowns:
-        total = max(sum(found[s].values()), 1)
-        flops = np.median([sizes[(m, s)][2] for m in models])
-        table.append({"asked +%": f"{s:g}", "FLOPs ratio": float(flops),
-                      "measured ratio (median)": float(np.median(ratios[s] or [0])), "trials": total,
-                      "slower %": 100 * found[s].get("slower", 0) / total,
-                      "unknown %": 100 * found[s].get("unknown", 0) / total,
-                      "same %": 100 * found[s].get("same", 0) / total})
-    print(_common.markdown(table, list(table[0])))
+    for k in sorted({1, args.pool}):
+        null: dict[str, int] = {}
+        found: dict[float, dict[str, int]] = {s: {} for s in slowdowns}
+        ratios: dict[float, list[float]] = {s: [] for s in slowdowns}
+        for rs in runs.values():
+            for g in range(0, len(rs) - k + 1, k):  # disjoint groups of k consecutive runs: one compare each
+                group = rs[g:g + k]
+                st = compare_ab([pair(r, 1) for r in group], threshold)
+                null[st.verdict] = null.get(st.verdict, 0) + 1
+                for j, s in enumerate(slowdowns):
+                    st = compare_ab([pair(r, 2 + j) for r in group], threshold)
+                    found[s][st.verdict] = found[s].get(st.verdict, 0) + 1
+                    ratios[s].append(st.ratio)
+        trials = sum(null.values())
+        alarms = null.get("slower", 0) + null.get("faster", 0)
+        print()
+        print(f"### {k} A/B run{'s' if k > 1 else ''} per compare (--repeats {k})")
+        print(f"false alarms: {alarms} of {trials} base-vs-copy compares = {100 * alarms / max(trials, 1):.2f} % "
+              f"(target <= 1 %); verdicts {json.dumps(null, sort_keys=True)}")
+        table = []
+        for s in slowdowns:
+            total = max(sum(found[s].values()), 1)
+            flops = np.median([sizes[(m, s)][2] for m in models])
+            table.append({"asked +%": f"{s:g}", "FLOPs ratio": float(flops),
+                          "measured ratio (median)": float(np.median(ratios[s] or [0])), "compares": total,
+                          "slower %": 100 * found[s].get("slower", 0) / total,
+                          "unknown %": 100 * found[s].get("unknown", 0) / total,
+                          "same %": 100 * found[s].get("same", 0) / total})
+        print(_common.markdown(table, list(table[0])))
     print("targets: false alarms <= 1 %, slower >= 95 % at +10 %")
     run.end()
 

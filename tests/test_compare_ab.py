@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from fcbench.compare.stats import compare_interleaved, compare_latency
+from fcbench.compare.stats import AB_NOISE, compare_ab, compare_interleaved, compare_latency
 from fcbench.results.store import Store
 
 
@@ -57,6 +57,28 @@ def test_a_burst_that_slows_one_round_ten_fold_does_not_decide():
     assert s.verdict in ("same", "unknown") and abs(s.ratio - 1) < 0.05, s
 
 
+def _ab_process(rng, ratio: float):
+    """One A/B run in its own worker: on top of the rounds' wander, the process's sessions land a few per cent
+    apart (memory placement, which core), a per-run offset as large as compare's floor."""
+    b, br, n, nr = _ab(rng, ratio, sd=0.05)
+    return b, br, n * np.exp(rng.normal(0, AB_NOISE)), nr
+
+
+def test_pooling_fresh_workers_averages_out_what_one_run_cannot():
+    """Per-run offsets of AB_NOISE: one run cannot tell a 10 % slowdown from them often enough; three runs
+    pooled (compare's default --repeats) catch it nearly always and still do not cry wolf on equal files."""
+    rng = np.random.default_rng(11)
+    one = [compare_ab([_ab_process(rng, 1.10)]) for _ in range(60)]
+    three = [compare_ab([_ab_process(rng, 1.10) for _ in range(3)]) for _ in range(60)]
+    null = [compare_ab([_ab_process(rng, 1.00) for _ in range(3)]) for _ in range(60)]
+    caught_one = sum(s.verdict == "slower" for s in one)
+    caught_three = sum(s.verdict == "slower" for s in three)
+    assert caught_three >= 56 and caught_three > caught_one + 10, (caught_one, caught_three)
+    assert not any(s.verdict in ("slower", "faster") for s in null), [s.verdict for s in null]
+    assert all(s.base_runs == 3 and s.rounds == 60 and "3 runs" in s.notes[0] for s in three)
+    assert one[0].ci_high - one[0].ci_low > three[0].ci_high - three[0].ci_low
+
+
 def test_too_few_rounds_is_an_error():
     with pytest.raises(ValueError, match="at least 6 rounds"):
         compare_interleaved([1.0] * 3, [0, 1, 2], [1.0] * 3, [0, 1, 2])
@@ -81,7 +103,7 @@ def two_onnx(tmp_path_factory):
     return out
 
 
-FAST = ("--threads", "1", "--runs", "10", "--min-seconds", "0.4")
+FAST = ("--threads", "1", "--runs", "10", "--min-seconds", "0.4", "--repeats", "2")
 
 
 def test_two_model_files_are_timed_in_turn_stored_and_compared(cli, in_tmp, two_onnx):
@@ -93,15 +115,17 @@ def test_two_model_files_are_timed_in_turn_stored_and_compared(cli, in_tmp, two_
     assert row["stats"]["rounds"] >= 12 and row["backend"] == "onnxruntime" and row["threads"] == "1"
     with Store(in_tmp / "s.sqlite") as s:
         rows = s.query(kind="speed")
-    assert len(rows) == 2 and len({r["run_id"] for r in rows}) == 1  # one run, both files
-    assert [r["extra"]["interleaved"]["position"] for r in rows] == [0, 1]
+    assert len(rows) == 4 and len({r["run_id"] for r in rows}) == 1  # one run, both files
+    # two repeats (FAST), each a fresh worker; the second loads and starts with NEW
+    assert [r["artifact"] == str(two_onnx["base"]) for r in rows] == [True, False, True, False]
+    assert [r["extra"]["repeat"] for r in rows] == [0, 0, 1, 1]
+    assert [r["extra"]["interleaved"]["position"] for r in rows] == [0, 1, 1, 0]
     assert all(len(r["extra"]["rounds"]) == len(r["samples_ms"]) for r in rows)
-    assert rows[0]["artifact"] == str(two_onnx["base"]) and rows[1]["artifact"] == str(two_onnx["big"])
     # the same file twice: never a regression (a loose threshold: this is a shared machine)
     res = cli("compare", two_onnx["base"], two_onnx["base"], *FAST, "--threshold", "latency=50", "--format",
               "markdown", "--store", "s.sqlite")
     assert res.code == 0, res.err
-    assert "A/B," in res.out and "rounds" in res.out
+    assert "A/B, 2 run(s)" in res.out and "rounds" in res.out
 
 
 def test_ab_bad_input_is_one_line_exit_2(cli, in_tmp, two_onnx, tmp_path):

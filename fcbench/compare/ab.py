@@ -45,7 +45,7 @@ def run_ab(cfg: Any, ctx: Any, hooks: Any) -> Any:
     from fcbench.benchmark.run import cell_row, load_artifact, run_interleaved
     from fcbench.compare import Compared, CompareResult, Unmatched, limit_for
     from fcbench.compare.match import LATENCY, describe_key, key_label, key_of
-    from fcbench.compare.stats import MANY, compare_interleaved
+    from fcbench.compare.stats import MANY, compare_ab
     from fcbench.options import BenchConfig
     from fcbench.results.context import RunContext
     from fcbench.results.store import DEFAULT_STORE
@@ -74,10 +74,23 @@ def run_ab(cfg: Any, ctx: Any, hooks: Any) -> Any:
     result = CompareResult(str(bp), str(np_), limits=limits)
     store = cfg.store or str(DEFAULT_STORE)
     for spec in specs:
-        hooks.progress("compare", 0, 1, f"{bp.name} / {np_.name} in turn on {spec.label}")
-        cells = run_interleaved(items, spec, bench_cfg, threads)
-        rows = [cell_row(ctx, c, m, spec, bench_cfg, threads) for c, (_, m) in zip(cells, items, strict=True)
-                if c.status != "skipped"]
+        pairs = []  # per repeat: (base cell, new cell)
+        rows = []
+        for rep in range(cfg.repeats):
+            hooks.progress("compare", rep, cfg.repeats, f"{bp.name} / {np_.name} in turn on {spec.label}")
+            # a fresh worker each repeat, the files loaded in the other order every other one (what loads first
+            # may land differently in memory)
+            order = items if rep % 2 == 0 else items[::-1]
+            cells = run_interleaved(order, spec, bench_cfg, threads)
+            if rep % 2:
+                cells = cells[::-1]
+            for c in cells:
+                c.extra["repeat"] = rep
+            rows += [cell_row(ctx, c, m, spec, bench_cfg, threads) for c, (_, m) in zip(cells, items, strict=True)
+                     if c.status != "skipped"]
+            pairs.append(cells)
+            if any(c.status != "ok" for c in cells):
+                break  # skipped or failed: the first such repeat says why
         if rows:
             hooks.rows_to(store, rows)
             result.measured.extend(rows)
@@ -85,7 +98,7 @@ def run_ab(cfg: Any, ctx: Any, hooks: Any) -> Any:
                                                        "format": nm.format, "backend": spec.plugin,
                                                        "variant": spec.variant, "threads": threads})
         name, identity = key_label(key), describe_key(key)
-        base_cell, new_cell = cells
+        base_cell, new_cell = pairs[-1]
         if base_cell.status == "skipped":
             result.unmatched.append(Unmatched(name, identity, "not-comparable", base_cell.reason or "skipped"))
             continue
@@ -95,14 +108,14 @@ def run_ab(cfg: Any, ctx: Any, hooks: Any) -> Any:
             bad = new_cell if new_cell.status != "ok" else base_cell
             c.verdict, c.note = "failed", f"{'NEW' if bad is new_cell else 'BASE'} failed: {bad.reason}"
         else:
-            s = compare_interleaved(base_cell.extra["samples_ms"], base_cell.extra["rounds"],
-                                    new_cell.extra["samples_ms"], new_cell.extra["rounds"], limit / 100.0)
+            s = compare_ab([(b.extra["samples_ms"], b.extra["rounds"], n.extra["samples_ms"], n.extra["rounds"])
+                            for b, n in pairs], limit / 100.0)
             c.verdict, c.stats = s.verdict, s.to_dict()
             if s.verdict == "unknown" and s.runs_needed is not None:
-                c.note = ("the change sits at the threshold: many more rounds" if s.runs_needed >= MANY else
-                          f"about {s.runs_needed} more round(s) would decide: raise --min-seconds")
+                c.note = ("the change sits at the threshold: many more runs" if s.runs_needed >= MANY else
+                          f"about {s.runs_needed} more A/B run(s) would decide: raise --repeats")
         result.rows.append(c)
-        hooks.progress("compare", 1, 1, spec.label)
+        hooks.progress("compare", cfg.repeats, cfg.repeats, spec.label)
     if not result.rows:
         why = "; ".join(u.why for u in result.unmatched)
         raise FcbenchError(f"compare: no backend timed {bp.name} and {np_.name}: {why}; pass --backend with one "

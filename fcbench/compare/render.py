@@ -21,7 +21,8 @@ def _figures(c: Any) -> tuple[str, str, str, str]:
         p = "" if s["p_value"] is None else f"; p={s['p_value']:.2g}"
         return (f"{s['base_ms']:.4g} ms", f"{s['new_ms']:.4g} ms", f"{100 * (s['ratio'] - 1):+.1f} %",
                 f"[{100 * (s['ci_low'] - 1):+.1f}, {100 * (s['ci_high'] - 1):+.1f}] %{p}; "
-                + (f"A/B, {s['rounds']} rounds" if s.get("rounds") else f"runs {s['base_runs']}/{s['new_runs']}"))
+                + (f"A/B, {s['base_runs']} run(s), {s['rounds']} rounds" if s.get("rounds")
+                   else f"runs {s['base_runs']}/{s['new_runs']}"))
     return (f"{s['base']:.4g}", f"{s['new']:.4g}", f"{s['diff_points']:+.2f} pts", f"runs {s['base_runs']}/"
             f"{s['new_runs']}")
 

@@ -242,45 +242,67 @@ def hodges_lehmann(d: np.ndarray, confidence: float) -> tuple[float, float, floa
 def compare_interleaved(base: Any, base_rounds: Any, new: Any, new_rounds: Any,
                         threshold: float = LATENCY_THRESHOLD, *, ab_noise: float = AB_NOISE,
                         confidence: float = CONFIDENCE, equivalence: float = EQUIVALENCE) -> LatencyStats:
-    """BASE and NEW timed in turn in one run (``fcbench compare A B`` of two artifacts): round ``k`` timed both
-    within a fraction of a second, so what slowed the machine then slowed both, and ``d_k = log(NEW_k /
-    BASE_k)`` (the rounds' medians) cancels it. The change is the Hodges-Lehmann estimate of the ``d_k`` with
-    its Wilcoxon signed-rank interval (:func:`hodges_lehmann`), widened by :data:`AB_NOISE` (the residual
-    spread between A/B runs of the same files); the p value is the signed-rank test's. Verdicts as
-    :func:`compare_latency`'s; ``runs_needed`` counts more *rounds* here (intervals narrow as 1/sqrt(rounds))."""
-    from scipy.stats import wilcoxon
+    """One A/B run: :func:`compare_ab` of that run alone."""
+    return compare_ab([(base, base_rounds, new, new_rounds)], threshold, ab_noise=ab_noise,
+                      confidence=confidence, equivalence=equivalence)
 
-    d = round_ratios(base, base_rounds, new, new_rounds)
-    b, n = np.asarray(base, float), np.asarray(new, float)
-    if d.size < 6:
-        raise ValueError(f"an A/B comparison needs at least 6 rounds timed on both sides, got {d.size}")
-    k = d.size
 
-    def interval(conf: float) -> tuple[float, float, float]:
-        est, lo, hi = hodges_lehmann(d, conf)
-        z = NormalDist().inv_cdf(0.5 + conf / 2)
-        widen = lambda half: math.sqrt(half ** 2 + (z * ab_noise) ** 2)  # noqa: E731
-        return est, est - widen(est - lo), est + widen(hi - est)
+def compare_ab(runs: list[tuple[Any, Any, Any, Any]], threshold: float = LATENCY_THRESHOLD, *,
+               ab_noise: float = AB_NOISE, confidence: float = CONFIDENCE,
+               equivalence: float = EQUIVALENCE) -> LatencyStats:
+    """BASE and NEW timed in turn (``fcbench compare A B`` of two artifacts), in ``runs`` A/B runs, each
+    ``(base_samples, base_rounds, new_samples, new_rounds)`` from its own bench worker.
 
-    log_r, lo, hi = interval(confidence)
-    _, eq_lo, eq_hi = interval(2 * equivalence - 1)  # the 90 % two one-sided tests: a (2 x 0.9 - 1) interval
-    alpha = 1 - confidence
-    p = 1.0 if np.allclose(d, 0) else float(wilcoxon(d).pvalue)
-    significant = (lo > 0 or hi < 0) and p < alpha
+    Within a run, round ``k`` timed both sides within a fraction of a second, so what slowed the machine then
+    slowed both, and ``d_k = log(NEW_k / BASE_k)`` (the rounds' medians) cancels it: the run's change is the
+    Hodges-Lehmann estimate of the ``d_k``, with its Wilcoxon signed-rank interval (:func:`hodges_lehmann`).
+    Between runs, what one process's sessions happen to get (memory placement, which core) still moves that
+    estimate by a few per cent: :data:`AB_NOISE`, a floor measured on a quiet machine, added to each run's
+    variance. The change over all runs is the mean of the runs' estimates, its standard error
+    ``sqrt(sum(se_run^2) / K^2 + AB_NOISE^2 / K)`` for K runs -- so more runs (``--repeats``) narrow what one
+    run cannot. The p value is that normal test's. Verdicts as :func:`compare_latency`'s; ``runs_needed``
+    counts more *runs* (each a fresh worker) here."""
+    if not runs:
+        raise ValueError("an A/B comparison needs at least one run")
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    ests, se_lo, se_hi, rounds = [], [], [], 0
+    b_all, n_all = [], []
+    for base, base_rounds, new, new_rounds in runs:
+        d = round_ratios(base, base_rounds, new, new_rounds)
+        if d.size < 6:
+            raise ValueError(f"an A/B comparison needs at least 6 rounds timed on both sides, got {d.size}")
+        est, lo, hi = hodges_lehmann(d, confidence)
+        ests.append(est)
+        se_lo.append((est - lo) / z)
+        se_hi.append((hi - est) / z)
+        rounds += d.size
+        b_all.append(np.asarray(base, float))
+        n_all.append(np.asarray(new, float))
+    k = len(runs)
+    log_r = float(np.mean(ests))
+
+    def se(side: list[float]) -> float:
+        return math.sqrt(sum(s * s for s in side) / k ** 2 + ab_noise ** 2 / k)
+
+    lo_se, hi_se = max(se(se_lo), 1e-12), max(se(se_hi), 1e-12)
+    lo, hi = log_r - z * lo_se, log_r + z * hi_se
+    z_eq = NormalDist().inv_cdf(equivalence)  # the 90 % two one-sided tests: a (2 x 0.9 - 1) interval
+    eq_lo, eq_hi = log_r - z_eq * lo_se, log_r + z_eq * hi_se
+    sd = lo_se if log_r > 0 else hi_se  # the side towards 0
+    p = 2 * (1 - NormalDist().cdf(abs(log_r) / sd))
+    significant = lo > 0 or hi < 0
     up = math.log1p(threshold)
     needed = None
     verdict = _verdict(significant, log_r, up, -up < eq_lo and eq_hi < up)
     if verdict == "unknown":
-        z = NormalDist().inv_cdf(0.5 + confidence / 2)
-        se = max((hi - lo) / (2 * z), 1e-12)
         if abs(log_r) > up:
-            needed = runs_needed(log_r, se, z, 0.0, k)
+            needed = runs_needed(log_r, sd, z, 0.0, k)
         else:
-            z_eq = NormalDist().inv_cdf(equivalence)
-            needed = runs_needed(abs(log_r), (eq_hi - eq_lo) / (2 * z_eq), z_eq, up, k)
-    notes = [f"A/B: {k} rounds timed in turn in one run"]
+            needed = runs_needed(abs(log_r), max(lo_se, hi_se), z_eq, up, k)
+    notes = [f"A/B: {rounds} rounds timed in turn in {k} run{'s' if k > 1 else ''}"]
+    b, n = np.concatenate(b_all), np.concatenate(n_all)
     return LatencyStats(verdict, float(np.median(b)), float(np.median(n)), math.exp(log_r), math.exp(lo),
-                        math.exp(hi), p, 1, 1, int(b.size), int(n.size), ab_noise, needed, notes, rounds=k)
+                        math.exp(hi), p, k, k, int(b.size), int(n.size), ab_noise, needed, notes, rounds=rounds)
 
 
 # --- quality: absolute differences in points ------------------------------------------------------
