@@ -81,6 +81,8 @@ def check_parts(*, build: bool) -> None:
         raise Absent("qemu-user-static is not installed (apt-get install qemu-user-static)")
     if build and not shutil.which("mmdebstrap"):
         raise Absent("mmdebstrap is not installed (apt-get install mmdebstrap)")
+    if build and not shutil.which("arch-test"):  # mmdebstrap recommends it and refuses a foreign arch without it
+        raise Absent("arch-test is not installed (apt-get install arch-test; mmdebstrap needs it for arm64)")
     if not (BINFMT / "register").exists():
         proc = subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT)],
                               capture_output=True, text=True)
