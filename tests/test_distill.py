@@ -133,17 +133,22 @@ def test_teacher_by_name_is_trained_then_found_in_the_store(cli, tmp_path):
 
 
 def test_distilled_student_learns_and_beats_an_untrained_one(tmp_path, teacher):
-    """Its distillation term falls epoch by epoch and its verification accuracy on unseen identities is
-    above the same network before training."""
-    run = fcbench.distill(teacher=str(teacher), student="r18", model_options={"width": 0.125, "input_size": [32, 32]},
-                          method="embedding-mse", epochs=4, batch_size=16, lr=0.05,
-                          data_options={"num_classes": 8, "samples_per_class": 8}, out=str(tmp_path / "d"))
-    terms = [r.extra["loss_terms"]["embedding-mse"] for r in run.rows]
-    assert terms[-1] < terms[0], terms
+    """Its distillation term falls epoch by epoch, and its verification on unseen identities is above the same
+    network before training."""
+    common = dict(teacher=str(teacher), student="r18", model_options={"width": 0.125, "input_size": [32, 32]},
+                  method="embedding-mse", epochs=8, batch_size=16, lr=0.05, threads=2,
+                  data_options={"num_classes": 8, "samples_per_class": 8})
+    # at the paper's weight (100) the term is ~0.4 beside ArcFace's ~20 and drifts at this toy scale; weighted up
+    # so that it dominates, it must fall
+    heavy = fcbench.distill(**common, method_options={"weight": 2000.0}, out=str(tmp_path / "heavy"))
+    terms = [r.extra["loss_terms"]["embedding-mse"] for r in heavy.rows]
+    assert terms[-1] < 0.95 * terms[0], terms
+    run = fcbench.distill(**common, out=str(tmp_path / "d"))
     pairs = {"data": "synthetic:pairs", "data_options": {"num_pairs": 200}, "nfolds": 5}
-    after = dict(fcbench.evaluate(checkpoints=[str(run)], **pairs).metrics)["accuracy"]
-    before = dict(fcbench.evaluate(checkpoints=[str(run.init_checkpoint)], **pairs).metrics)["accuracy"]
-    assert after > before + 0.02, (before, after)
+    after = dict(fcbench.evaluate(checkpoints=[str(run)], **pairs).metrics)
+    before = dict(fcbench.evaluate(checkpoints=[str(run.init_checkpoint)], **pairs).metrics)
+    # AUC, not the best-threshold accuracy: on 200 pairs that moves in steps of 0.5 % and flipped with the CPU
+    assert after["auc"] > before["auc"] + 0.03, (before, after)
 
 
 def test_resume_continues_the_projection(cli, tmp_path, teacher):

@@ -23,8 +23,9 @@ import json
 import math
 import re
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol, overload
@@ -368,14 +369,32 @@ class Store:
         except sqlite3.DatabaseError as exc:
             raise self._not_sqlite(exc) from exc
         try:
-            db.execute("PRAGMA journal_mode=WAL")
-            self._upgrade()
+            self._open_sqlite(db)
         except sqlite3.DatabaseError as exc:
             db.close()
             raise self._not_sqlite(exc) from exc
         except BaseException:
             db.close()
             raise
+
+    def _open_sqlite(self, db: Any, patience: float = 30.0) -> None:
+        """WAL mode and the tables. Two processes opening a new store at once can get "database is locked" at
+        once, without SQLite's busy handler waiting (it refuses a lock upgrade that could deadlock): try again
+        for up to ``patience`` seconds."""
+        deadline = time.monotonic() + patience
+        delay = 0.01
+        while True:
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                self._upgrade()
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                with suppress(sqlite3.Error):
+                    db.db.rollback()
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
 
     def _not_sqlite(self, exc: Exception) -> FcbenchError:
         return FcbenchError(f"results store {self.path} cannot be opened as SQLite ({exc}); "
