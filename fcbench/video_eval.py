@@ -57,6 +57,8 @@ class ModeFigures:
     skipped: int
     frame_ms: np.ndarray  # every frame's milliseconds, all stages together, in play order
     stage_ms: dict[str, float]  # mean milliseconds per frame of each stage (a stage that did not run: 0)
+    head_ran: np.ndarray  # bool per frame, in play order (videos one after another): the back ran
+    detections: list[tuple] = field(default_factory=list)  # (boxes, scores, labels) of each scored frame, in order
     details: Any = None  # the DetectionResult
 
     @property
@@ -118,7 +120,9 @@ def _summary(runs: list[VideoRun], dets: list[tuple], gts: list[tuple], num_clas
     stage_ms = {s: float(np.concatenate([r.times[s] for r in runs]).mean() * 1e3) if frames else 0.0
                 for s in VIDEO_STAGES}
     return ModeFigures(metrics={k: float(v) for k, v in result.to_rows()}, frames=frames,
-                       skipped=sum(r.skipped for r in runs), frame_ms=frame_ms, stage_ms=stage_ms, details=result)
+                       skipped=sum(r.skipped for r in runs), frame_ms=frame_ms, stage_ms=stage_ms,
+                       head_ran=np.concatenate([r.run_head for r in runs]) if runs else np.zeros(0, bool),
+                       detections=list(dets), details=result)
 
 
 def compare_gating(front: ArrayFn, back: ArrayFn, decode: ArrayFn, dataset: Any, gate: GateOptions | Mapping | None,
