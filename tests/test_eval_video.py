@@ -324,3 +324,24 @@ def test_a_pair_that_does_not_fit_is_one_line(pair, cli, in_tmp) -> None:
     del d["extra"]["split"]
     m.write_text(json.dumps(d))
     _one_line(cli("eval", bad / "model.front.onnx", "--video", *VIDEO), "whole one", "--split-at")
+
+
+@pytest.mark.slow
+def test_a_trained_tiny_detector_gated_is_no_worse_on_moving_truth(cli, in_tmp) -> None:
+    """End to end with a real detector: ssd-mobilenetv2 (width 0.25, 64 x 64) trained 3 short epochs on
+    come-and-go synthetic video (every object marked), then eval --video against moving-object truth. Gating
+    skips the empty scenes and drops the boxes on still objects, so its mAP@0.5 is no lower (measured on the
+    2-core development VM: 0.056 ungated, 0.17 gated, 20 of 64 frames skipped; about 3 minutes there under
+    load). Scored on the training videos: this detector is too small and too briefly trained to find objects in
+    unseen ones (tests/test_detection_train_eval.py says why), and the point here is the gate."""
+    data = ["--data", "synthetic:video", "--data-opt", "height=64", "--data-opt", "width=64",
+            "--data-opt", "visits=true"]
+    res = cli("train", "--model", "ssd-mobilenetv2", "-o", "width=0.25", "-o", "input_size=64", "-o", "num_classes=3",
+              *data, "--data-opt", "videos=8", "--epochs", "3", "--batch-size", "16", "--lr", "0.005", "--optimizer",
+              "adamw", "--weight-decay", "0", "--threads", "2", "--out", "det", "--store", "s.sqlite")
+    assert res.code == 0, res.err
+    got = _json(cli("eval", "det/model.pt", "--video", "--gate", f"layer={LAYER}", *data, "--data-opt", "videos=2",
+                    "--data-opt", "truth=moving", "--threads", "2", "--store", "s.sqlite", "--format", "json"))
+    assert got["frames_skipped"] >= 8
+    assert got["gated"]["metrics"]["map50"] >= got["ungated"]["metrics"]["map50"] > 0.0
+    assert got["gated"]["ms_per_stage"]["back"] < got["ungated"]["ms_per_stage"]["back"]
