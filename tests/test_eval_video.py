@@ -345,3 +345,45 @@ def test_a_trained_tiny_detector_gated_is_no_worse_on_moving_truth(cli, in_tmp) 
     assert got["frames_skipped"] >= 8
     assert got["gated"]["metrics"]["map50"] >= got["ungated"]["metrics"]["map50"] > 0.0
     assert got["gated"]["ms_per_stage"]["back"] < got["ungated"]["ms_per_stage"]["back"]
+
+
+def test_the_python_api_returns_the_result_with_its_rows(det, in_tmp) -> None:
+    import fcbench
+    from fcbench.video_eval import VideoEvalResult
+
+    result = fcbench.evaluate(checkpoints=[str(det)], video=True, gate={"layer": int(LAYER), "lam": 0.4},
+                              data="synthetic:video", data_options={**SMALL, "visits": True, "truth": "moving"},
+                              threads=1)
+    assert isinstance(result, VideoEvalResult) and result.gate.layer == 6
+    rows = result.to_rows()
+    assert {r.kind for r in rows} == {"quality", "speed"}
+    gated = [r for r in rows if r.protocol.endswith("+gate")]
+    assert gated and all(r.extra["frames_skipped"] == result.comparison.gated.skipped > 0 for r in gated)
+    assert result.summary()["time_saved_fraction"] == pytest.approx(result.comparison.time_saved_fraction)
+    from fcbench.errors import FcbenchError
+
+    with pytest.raises(FcbenchError, match="alpha must be in"):
+        fcbench.evaluate(checkpoints=[str(det)], video=True, gate={"alpha": 1.5}, data="synthetic:video")
+
+
+def test_video_files_and_cdnet_folders_are_video_sets_too(det, cli, in_tmp) -> None:
+    """``video:FILE`` (with its boxes sidecar) and ``cdnet:DIR`` (frames outside the temporal ROI run, so the gate
+    warms up on them, but are not scored)."""
+    import torch
+
+    from fcbench.data import write_video
+    from fcbench.models import create
+    from fcbench.training.checkpoint import save_checkpoint
+    from tests.test_detection_data import write_cdnet
+
+    write_video(in_tmp / "clip.avi", video(visits=True, truth="moving"))
+    got = _json(cli("eval", det, "--video", "--gate", f"layer={LAYER}", "--data", f"video:{in_tmp / 'clip.avi'}",
+                    "--data-opt", "classes=face,square,disc", "--threads", "1", "--format", "json"))
+    assert got["frames"] == got["scored_frames"] == 24 and got["sequences"] == 1
+    torch.manual_seed(0)
+    one = create("ssd-mobilenetv2", width=0.25, input_size=64, num_classes=1)
+    save_checkpoint(in_tmp / "one.pt", one.eval())
+    write_cdnet(in_tmp / "cdnet" / "walk", frames=8, roi=(3, 8))
+    got = _json(cli("eval", in_tmp / "one.pt", "--video", "--gate", f"layer={LAYER}", "--data",
+                    f"cdnet:{in_tmp / 'cdnet' / 'walk'}", "--threads", "1", "--format", "json"))
+    assert got["frames"] == 8 and got["scored_frames"] == 6
