@@ -28,6 +28,7 @@ import numpy as np
 from fcbench.detection.gating import GateOptions
 from fcbench.detection.pipeline import VIDEO_STAGES, ArrayFn, VideoRun, run_video
 from fcbench.errors import FcbenchError, suggest
+from fcbench.threads import restores_torch_threads
 
 GATE_KEYS = tuple(f for f in GateOptions.__dataclass_fields__)  # layer, lam, alpha, alpha_moving
 PROTOCOL = "detection+video"  # the rows' protocol without the gate; with it: PROTOCOL + "+gate"
@@ -415,6 +416,7 @@ def check_video_config(cfg: Any) -> None:
         raise FcbenchError(f"eval --video scores detections; --protocol {cfg.protocol} does not apply: drop it")
 
 
+@restores_torch_threads
 def evaluate_video(cfg: Any, ctx: Any = None, hooks: Any = None) -> VideoEvalResult:
     """``fcbench eval DET --video``: see the module docstring. ``cfg`` is an :class:`~fcbench.options.EvalConfig`
     with ``video`` set; ``cfg.gate`` holds the gate's options (layer, lam, alpha, alpha_moving)."""
