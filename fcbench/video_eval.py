@@ -425,6 +425,7 @@ def evaluate_video(cfg: Any, ctx: Any = None, hooks: Any = None) -> VideoEvalRes
     import torch
 
     from fcbench.data import open_dataset
+    from fcbench.evaluation import _plugin_of
     from fcbench.formats import is_artifact
     from fcbench.hooks import or_default
     from fcbench.results.context import RunContext
@@ -438,7 +439,7 @@ def evaluate_video(cfg: Any, ctx: Any = None, hooks: Any = None) -> VideoEvalRes
     gate = gate_options(gate_values)  # every value checked before a model is loaded
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    runtime = is_artifact(cfg.checkpoint) or (cfg.backend and cfg.backend.split(":")[0] not in ("pytorch", ""))
+    runtime = is_artifact(cfg.checkpoint) or bool(cfg.backend and _plugin_of(cfg.backend) != "pytorch")
     if runtime:
         if not is_artifact(cfg.checkpoint):
             raise FcbenchError(f"eval --video --backend {cfg.backend} runs a split pair of artifacts; convert "
