@@ -86,7 +86,8 @@ def distill(options: DistillConfig | None = None, ctx: RunContext | None = None,
 
 def evaluate(options: EvalConfig | None = None, ctx: RunContext | None = None, hooks: Hooks | None = None,
              **kwargs: Any):
-    """Quality of checkpoints/artifacts on a dataset; returns an ``EvalResult`` (``.metrics`` for one)."""
+    """Quality of checkpoints/artifacts on a dataset; returns an ``EvalResult`` (``.metrics`` for one), or with
+    ``video=True`` a ``fcbench.video_eval.VideoEvalResult`` (a detector on video without and with motion gating)."""
     return _run("eval", EvalConfig, options, ctx, hooks, kwargs)
 
 

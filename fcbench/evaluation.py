@@ -389,6 +389,10 @@ def _evaluate_artifact(cfg: EvalConfig, ctx: RunContext) -> EvalReport:
     notes: list[str] = []
     path, manifest = load_artifact(path, BenchConfig(artifacts=[str(path)], infer_manifest=cfg.infer_manifest),
                                    lambda p, a: notes.append("assumed " + "; ".join(a)))
+    split = manifest.extra.get("split")
+    if isinstance(split, dict) and split.get("part"):
+        raise FcbenchError(f"eval: {path.name} is the {split['part']} of a detector split at layer "
+                           f"{split.get('layer')} for motion gating; evaluate the pair with --video (give the front)")
     label = cfg.backend or formats.default_backend(manifest)
     if label is None:
         raise FcbenchError(f"eval: no default backend for format {manifest.format}; pass --backend")
@@ -528,16 +532,28 @@ def drop_verdict(report: EvalReport, max_drop: float) -> tuple[bool, str]:
     return drop > max_drop, f"{metric} {drop:+.2f} points below the float parent (budget {max_drop:g})"
 
 
-def evaluate_all(cfg: EvalConfig, ctx: RunContext | None = None, hooks: Hooks | None = None) -> EvalResult:
+def evaluate_all(cfg: EvalConfig, ctx: RunContext | None = None, hooks: Hooks | None = None) -> Any:
     """The eval verb: every checkpoint x backend of ``cfg``. One pair gives every metric (and the ROC file
     when ``cfg.roc``); several give a matrix of the headline metric where a failing cell says why and the
-    rest go on. Each evaluation's rows go to ``hooks.on_rows`` when it finishes."""
+    rest go on. Each evaluation's rows go to ``hooks.on_rows`` when it finishes. With ``cfg.video`` (one
+    detector on video data, without and with motion gating) the result is a
+    :class:`fcbench.video_eval.VideoEvalResult` instead of an :class:`EvalResult`."""
     from dataclasses import replace
 
     from fcbench.artifact import artifacts_only
     from fcbench.render.rows import short_names
 
     cfg.validate()
+    if cfg.video:  # a detector on video, without and with motion gating (fcbench/video_eval.py)
+        from fcbench.video_eval import evaluate_video
+
+        video = evaluate_video(cfg, ctx, hooks)
+        hooks = or_default(hooks)
+        for note in video.notes:
+            hooks.log(note)
+        hooks.rows(video.rows)
+        hooks.event("eval", video)
+        return video
     if cfg.roc is not None:  # before any work: a ROC that cannot be written fails the run before it starts
         from fcbench.paths import output_file
 

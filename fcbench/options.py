@@ -71,6 +71,14 @@ def parse_kv(value: Any, what: str = "option") -> dict[str, Any]:
     return out
 
 
+def parse_gate(value: Any, what: str = "--gate") -> dict[str, Any]:
+    """``--gate layer=11,lam=0.4`` (comma-separated and/or repeated KEY=VALUE) or a mapping -> a dict; the keys
+    and values are checked by :func:`fcbench.video_eval.gate_options` (one place for CLI, recipe and library)."""
+    if isinstance(value, dict):
+        return dict(value)
+    return parse_kv([part for item in _strings(value, what) for part in item.split(",") if part.strip()], what)
+
+
 def parse_list(value: Any, what: str = "option") -> list[str]:
     """Comma-separated and/or repeated: ``'a,b'``, ``['a', 'b,c']`` -> ``['a', 'b', 'c']``."""
     return [part.strip() for item in _strings(value, what) for part in item.split(",") if part.strip()]
@@ -617,6 +625,12 @@ class EvalConfig(Checked):
                               "results --pivot then shows one line per artifact, a column per label and metric")
     device: str | None = opt(None, help="Run the artifact on this device of the inventory (fcbench devices list): "
                                         "the inputs go there, the outputs come back and are scored here")
+    video: bool = opt(False, help="Detector on video (synthetic:video, video:FILE, cdnet:DIR): mAP and ms per frame "
+                                  "without and with motion gating (--gate), frames skipped, time saved. A checkpoint "
+                                  "runs in PyTorch; the front of a pair from convert --split-at runs in --backend")
+    gate: dict[str, Any] = opt(default_factory=dict, parse=parse_gate, metavar="KEY=VALUE,...",
+                               help="With --video, the motion gate: layer (m, default 11), lam (0.4), alpha (0.9), "
+                                    "alpha_moving (1.0), e.g. --gate layer=11,lam=0.4,alpha=0.9")
     checkpoint: str = opt("", cli=False)
     backend: str | None = opt(None, cli=False)
 
@@ -640,6 +654,13 @@ class EvalConfig(Checked):
                 raise FcbenchError(f"--roc needs the verification protocol (pairs); --protocol is {self.protocol}")
             if not Path(self.roc).parent.exists():
                 raise FcbenchError(f"--roc: folder {Path(self.roc).parent} does not exist")
+        if self.gate and not self.video:
+            raise FcbenchError("--gate sets the motion gate of eval --video; add --video or drop --gate")
+        if self.video:
+            from fcbench.video_eval import check_video_config, gate_options
+
+            check_video_config(self)
+            gate_options(self.gate)
         if self.device:
             from fcbench.devices.inventory import load_device_profile
 
@@ -667,6 +688,10 @@ class ConvertConfig(Checked):
                                     help="Keras models: face, imagenet or cifar (default: by input size)")
     check: bool = opt(False, help="Write nothing: list, per format, every op it will not take, with where it "
                                   "comes from in the model")
+    split_at: int | None = opt(None, range=(0, 1000), metavar="M",
+                               help="A detector for motion gating: two artifacts per format, MODEL.front.FMT (image "
+                                    "-> layer M's feature map) and MODEL.back.FMT (feature map -> raw output), for "
+                                    "eval --video --backend")
 
     def validate(self) -> ConvertConfig:
         from fcbench.conversion import parse_formats

@@ -262,3 +262,31 @@ def test_croatian_cifar_quant_recipe_at_toy_scale(cli, in_tmp):
         "dynamic.ptl", "model.ptl", "qat.ptl", "static.ptl"]
     assert all(row["backend"] == "pytorch-mobile" and row["p50_ms"] > 0 for row in speed)
     assert "static.ptl" in r.out and "quantize(torch-qat)" in r.out
+
+
+@pytest.mark.slow
+def test_russian_detector_gating_recipe_at_toy_scale(cli, in_tmp):
+    """Seed 2, motion gating: a tiny detector trained on come-and-go synthetic video, eval --video on moving
+    truth in PyTorch and through ONNX Runtime (the front and back artifacts of convert --split-at): quality rows
+    without and with the gate, the gate's options and frames skipped in their extra, one speed row per mode."""
+    r, run_id = run_ok(cli, REPO / "recipes" / "russian-detector-gating.yaml", "--set", "out=runs/g",
+                       "--set", "epochs=1",
+                       "--set", "train_options={videos: 2, frames: 16, height: 64, width: 64, visits: true}",
+                       "--set", "eval_options={videos: 1, frames: 24, height: 64, width: 64, visits: true, "
+                                "truth: moving}")
+    with Store(in_tmp / "results" / "fcbench.sqlite") as s:
+        quality = s.query(run_id=run_id, kind="quality", metric="map50")
+        speed = s.query(run_id=run_id, kind="speed")
+    got = {(row["backend"], row["protocol"]): row for row in quality}
+    assert set(got) == {(b, p) for b in ("pytorch", "onnxruntime") for p in ("detection+video", "detection+video+gate")}
+    for backend in ("pytorch", "onnxruntime"):
+        gated = got[(backend, "detection+video+gate")]
+        assert gated["extra"]["gating"] == {"layer": 6, "lam": 0.4, "alpha": 0.9, "alpha_moving": 1.0}
+        assert gated["extra"]["frames_skipped"] > 0 and gated["extra"]["frames"] == 24
+        assert got[(backend, "detection+video")]["extra"]["frames_skipped"] == 0
+    assert (got[("pytorch", "detection+video+gate")]["extra"]["frames_skipped"]
+            == got[("onnxruntime", "detection+video+gate")]["extra"]["frames_skipped"])
+    assert got[("onnxruntime", "detection+video+gate")]["value"] == pytest.approx(
+        got[("pytorch", "detection+video+gate")]["value"], abs=2e-3)
+    assert len(speed) == 4 and all(len(row["samples_ms"]) == 24 for row in speed)
+    assert "frames skipped" in r.out and "model.front.onnx" in r.out

@@ -13,7 +13,8 @@ import click
 from fcbench.errors import FcbenchError
 from fcbench.options import Checked, OptionError, check_options, flag
 
-_MULTI_PARSERS = ("parse_kv", "parse_list", "parse_ints", "parse_format_options", "parse_model_options")
+_MULTI_PARSERS = ("parse_kv", "parse_list", "parse_ints", "parse_format_options", "parse_model_options",
+                  "parse_gate")
 
 
 def _base_type(hint: Any) -> Any:

@@ -128,8 +128,11 @@ def convert(
     checkpoint: str | Path, formats: list[str], out_dir: str | Path | None = None,
     options: dict[str, dict[str, Any]] | None = None,
     on_outcome: Callable[[ConvertOutcome], None] | None = None,
+    split_at: int | None = None,
 ) -> list[ConvertOutcome]:
-    """Export ``checkpoint`` to each format; every outcome is reported, none aborts the rest."""
+    """Export ``checkpoint`` to each format; every outcome is reported, none aborts the rest. With
+    ``split_at`` (a detector, for motion gating) each format gets two artifacts instead, the front and the
+    back of the model cut at that backbone layer (:func:`convert_split`)."""
     import torch
 
     from fcbench.benchmark.run import prepared_input
@@ -138,6 +141,8 @@ def convert(
     ckpt = load_checkpoint(checkpoint)
     if ckpt.manifest is None:
         raise FcbenchError(f"{checkpoint}: no manifest beside it; convert needs an fcbench checkpoint with one")
+    if split_at is not None:
+        return convert_split(checkpoint, ckpt, formats, split_at, out_dir, options, on_outcome)
     stem = Path(checkpoint).stem
     out = prepare_out(out_dir, Path(checkpoint).parent, [stem + _exportable(f).suffix for f in formats])
     model = ckpt.build_model()
@@ -153,6 +158,69 @@ def convert(
         outcomes.append(outcome)
         if on_outcome:
             on_outcome(outcome)
+    return outcomes
+
+
+SPLIT_PARTS = ("front", "back")
+
+
+def split_names(stem: str, suffix: str) -> dict[str, str]:
+    """The file names of a split pair: ``model.front.onnx`` and ``model.back.onnx``."""
+    return {part: f"{stem}.{part}{suffix}" for part in SPLIT_PARTS}
+
+
+def convert_split(checkpoint: str | Path, ckpt: Any, formats: list[str], split_at: int,
+                  out_dir: str | Path | None = None, options: dict[str, dict[str, Any]] | None = None,
+                  on_outcome: Callable[[ConvertOutcome], None] | None = None) -> list[ConvertOutcome]:
+    """A detector cut at backbone layer ``split_at`` into two artifacts per format, each with its manifest and
+    its own parity check: ``MODEL.front.FMT`` (image -> layer ``split_at``'s feature map) and ``MODEL.back.FMT``
+    (feature map -> the raw detector output). Two files, not one graph with two outputs, because motion
+    gating's saving is *not running* the back: a runtime runs a whole graph. Each manifest's ``extra.split``
+    says which half it is, the layer, the other half's file name, the feature map's shape and the checkpoint's
+    sha256 (so ``eval --video`` can check that a pair fits). The outcomes come front, back per format."""
+    import torch
+
+    from fcbench.benchmark.run import prepared_input
+
+    model = ckpt.build_model()
+    name = ckpt.manifest.model.get("name", "the model")
+    if not callable(getattr(model, "split_at", None)):
+        raise FcbenchError(f"convert --split-at cuts a detector in two for motion gating; '{name}' has no split "
+                           "(ssd-mobilenetv2 has): drop --split-at")
+    if isinstance(split_at, bool) or not isinstance(split_at, int):
+        raise FcbenchError(f"convert --split-at must be a backbone layer index, got {split_at!r}")
+    front, back = model.split_at(split_at)  # a layer it has not: one line naming the valid range
+    front.eval()
+    back.eval()
+    stem = Path(checkpoint).stem
+    names = {f: split_names(stem, _exportable(f).suffix) for f in formats}
+    out = prepare_out(out_dir, Path(checkpoint).parent, [n for pair in names.values() for n in pair.values()])
+    x = prepared_input(ckpt.manifest, batch=1)
+    example = torch.from_numpy(x)
+    with torch.inference_mode():
+        feature = front(example).float()
+        reference_back = back(feature).float().numpy()
+    feature_np = feature.numpy()
+    shape = [int(d) for d in feature_np.shape]
+    outcomes = []
+    for fmt in formats:
+        opts = (options or {}).get(fmt, {})
+        pair = names[fmt]
+        for part, module, ex, ref, arr in (("front", front, example, feature_np, x),
+                                           ("back", back, torch.from_numpy(feature_np.copy()), reference_back,
+                                            feature_np)):
+            other = pair["back" if part == "front" else "front"]
+            split = {"part": part, "layer": int(split_at), "pair": other, "feature_shape": shape,
+                     "source_sha256": ckpt.manifest.sha256}
+            parent = replace(ckpt.manifest, extra={**ckpt.manifest.extra, "split": split})
+            if part == "back":
+                parent = replace(parent, inputs=[TensorSpec(name="input", shape=shape, dtype="float32",
+                                                            layout="NCHW")])
+            outcome = _convert_one(fmt, module, ex, ref, arr, parent, out / f"{stem}.{part}", opts,
+                                   parent_file=Path(checkpoint))
+            outcomes.append(outcome)
+            if on_outcome:
+                on_outcome(outcome)
     return outcomes
 
 

@@ -16,11 +16,23 @@ runs of frames (evenly spaced, each about ``frames / (2 * (static_stretches + 1)
 moves at all: motion gating's case. Every frame adds fresh Gaussian sensor noise (``noise``, in
 [0, 1] pixel units), so even a static frame is never bit-identical to the previous one.
 
+``visits=true`` makes the moving objects come and go, as CDNet2014's pedestrians do: the video opens on a
+static stretch of the same length (from frame 0) and the moving objects are out of view during every static
+stretch, so those frames show the empty scene (the background and the still objects) and a motion gate that
+learnt it skips them; outside the stretches the moving objects are in view and move. Their paths go on in
+motion time, so an object comes back where it would have been.
+
+``truth=moving`` (default ``all``) keeps in each frame's ground truth only the objects that *moved*: in view
+and at another position than on the previous frame, or just come into view (on a video's first frame: the
+moving objects in view). That is what CDNet2014 marks (motion, not every object), the ground truth motion
+gating is scored against; ``truth=all`` marks every object at least half visible.
+
 Ground truth per frame: the box of every object at least half visible (an object covered by
 later-drawn ones for more than half of its pixels is left out), in pixels, ``x2``/``y2`` exclusive;
 :meth:`SyntheticVideo.identities` gives each box's identity (-1 for non-faces) and
 :meth:`SyntheticVideo.moving` whether any object moved since the previous frame (True for a video's
-first frame: there is nothing to compare it with). Moving objects pass in front of still ones.
+first frame: there is nothing to compare it with; an object coming into view or leaving it is a change).
+Moving objects pass in front of still ones.
 
 Everything is a pure function of (seed, split, video, frame): ``split`` train and test draw
 different videos (backgrounds, objects, paths) from the same identities.
@@ -42,6 +54,7 @@ from fcbench.data.synthetic import FACE_STYLE, _rng, identity_latent, world
 from fcbench.errors import FcbenchError
 
 CLASSES = ("face", "square", "disc")
+TRUTHS = ("all", "moving")  # every object in view, or only those that moved (as CDNet2014 marks motion)
 _T_VIDEO, _T_NOISE = 31, 32
 _SPLIT_CODE = {"train": 0, "test": 1}
 MIN_VISIBLE = 0.5  # an object covered for more than half of its pixels has no box
@@ -65,6 +78,8 @@ class _Video:
     background: np.ndarray  # float32 [H, W, 3]
     objects: list[_Object]  # in drawing order
     positions: np.ndarray  # int [frames, objects, 2] top-left x, y of each patch
+    visible: np.ndarray  # bool [frames, objects]: in view (False only for moving objects away, with visits)
+    moved: np.ndarray  # bool [frames, objects]: in view and moved (or came into view) since the previous frame
     moving: np.ndarray  # bool [frames]
     static: np.ndarray  # bool [frames]: inside a static stretch
 
@@ -78,12 +93,15 @@ def _bounce(x: np.ndarray, span: float) -> np.ndarray:
     return np.where(m > span, period - m, m)
 
 
-def static_frames(frames: int, stretches: int) -> np.ndarray:
-    """Which of ``frames`` frames lie in one of ``stretches`` evenly spaced runs where nothing moves."""
+def static_frames(frames: int, stretches: int, lead_in: bool = False) -> np.ndarray:
+    """Which of ``frames`` frames lie in one of ``stretches`` evenly spaced runs where nothing moves (and, with
+    ``lead_in``, in one more run of the same length from frame 0)."""
     out = np.zeros(frames, dtype=bool)
-    if stretches <= 0 or frames < 3:
+    if frames < 3 or (stretches <= 0 and not lead_in):
         return out
     length = max(2, frames // (2 * (stretches + 1)))
+    if lead_in:
+        out[:min(frames - 1, length)] = True  # at least one frame in view after it
     for j in range(stretches):
         centre = (j + 1) * frames / (stretches + 1)
         lo = max(1, int(round(centre - length / 2)))
@@ -157,12 +175,13 @@ class SyntheticVideo(DetectionImages):
     def __init__(self, *, seed: int, split: str, videos: int, frames: int, height: int, width: int, objects: int,
                  moving_fraction: float, static_stretches: int, noise: float, identities: int, difficulty: float,
                  latent_dim: int, min_size: float, max_size: float, preprocessing: Preprocessing,
-                 source: str) -> None:
+                 source: str, truth: str = "all", visits: bool = False) -> None:
         self.seed, self.split, self.videos, self.frames = seed, split, videos, frames
         self.height, self.width, self.objects = height, width, objects
         self.moving_fraction, self.static_stretches, self.noise = moving_fraction, static_stretches, noise
         self.num_identities, self.difficulty, self.latent_dim = identities, difficulty, latent_dim
         self.min_size, self.max_size = min_size, max_size
+        self.truth, self.visits = truth, visits
         self.preprocessing, self.source = preprocessing, source
         self.class_names = list(CLASSES)
         self.num_classes = len(CLASSES)
@@ -233,8 +252,8 @@ class SyntheticVideo(DetectionImages):
                     break
                 o.start = rng.uniform(0, 1, 2) * np.asarray([w - size, h - size], dtype=np.float64)
         objs = still + [o for o in objs if o.moving]
-        static = static_frames(self.frames, self.static_stretches)
-        steps = np.cumsum(np.where(static, 0, 1)) - 1  # motion time: frame 0 is time 0, held in static runs
+        static = static_frames(self.frames, self.static_stretches, lead_in=self.visits)
+        steps = np.maximum(np.cumsum(np.where(static, 0, 1)) - 1, 0)  # motion time: held in static runs
         steps[0] = 0
         positions = np.zeros((self.frames, len(objs), 2), dtype=np.int64)
         for k, o in enumerate(objs):
@@ -242,10 +261,18 @@ class SyntheticVideo(DetectionImages):
             for axis, span in ((0, w - size), (1, h - size)):
                 path = _bounce(o.start[axis] + o.velocity[axis] * steps, float(span))
                 positions[:, k, axis] = np.floor(path + 0.5).astype(np.int64)
-        moving = np.ones(self.frames, dtype=bool)
+        mover = np.asarray([o.moving for o in objs], dtype=bool)
+        visible = np.ones((self.frames, len(objs)), dtype=bool)
+        if self.visits:  # moving objects are away during static stretches (the lead-in among them)
+            visible[np.ix_(static, mover)] = False
+        moved = visible & mover[None, :]  # frame 0: the moving objects in view
         if self.frames > 1:
-            moving[1:] = np.any(positions[1:] != positions[:-1], axis=(1, 2))
-        return _Video(background, objs, positions, moving, static)
+            shifted = np.any(positions[1:] != positions[:-1], axis=2)
+            moved[1:] = visible[1:] & (shifted | ~visible[:-1])
+        moving = np.ones(self.frames, dtype=bool)  # something moved, came into view or left it
+        if self.frames > 1:
+            moving[1:] = np.any(moved[1:] | (visible[:-1] & ~visible[1:]), axis=1)
+        return _Video(background, objs, positions, visible, moved, moving, static)
 
     # --- frames -------------------------------------------------------------------------------------
 
@@ -255,6 +282,8 @@ class SyntheticVideo(DetectionImages):
         canvas = video.background.copy() if pixels else None
         owner = np.full((self.height, self.width), -1, dtype=np.int64)
         for k, o in enumerate(video.objects):
+            if not video.visible[f, k]:
+                continue
             x, y = (int(t) for t in video.positions[f, k])
             size = o.patch.shape[0]
             if canvas is not None:
@@ -264,6 +293,8 @@ class SyntheticVideo(DetectionImages):
             owner[y:y + size, x:x + size][o.alpha > 0.5] = k
         boxes, labels, ids = [], [], []
         for k, o in enumerate(video.objects):
+            if not video.visible[f, k] or (self.truth == "moving" and not video.moved[f, k]):
+                continue
             x, y = (int(t) for t in video.positions[f, k])
             if np.count_nonzero(owner == k) < MIN_VISIBLE * np.count_nonzero(o.alpha > 0.5):
                 continue
@@ -318,7 +349,7 @@ class SyntheticVideoDataset(DatasetPlugin):
     OPTIONS: ClassVar[dict[str, Any]] = {
         "kind": "video", "seed": 0, "split": "train", "videos": 4, "frames": 32, "height": 96, "width": 96,
         "objects": 4, "moving_fraction": 0.5, "static_stretches": 1, "noise": 0.02, "identities": 8,
-        "difficulty": 1.0, "latent_dim": 32, "min_size": 0.2, "max_size": 0.4,
+        "difficulty": 1.0, "latent_dim": 32, "min_size": 0.2, "max_size": 0.4, "truth": "all", "visits": False,
     }
 
     @classmethod
@@ -333,6 +364,9 @@ class SyntheticVideoDataset(DatasetPlugin):
         o = cls.check_options(options)
         check_choice("synthetic", "kind", o["kind"], ("video",))
         split = check_choice("synthetic:video", "split", o["split"], tuple(_SPLIT_CODE))
+        truth = check_choice("synthetic:video", "truth", o["truth"], TRUTHS)
+        if not isinstance(o["visits"], bool):
+            raise FcbenchError(f"dataset 'synthetic:video': option visits must be true or false, got {o['visits']!r}")
         for key, low, high in (("videos", 1, 100_000), ("frames", 1, 1_000_000), ("height", 16, 4096),
                                ("width", 16, 4096), ("objects", 0, 64), ("static_stretches", 0, 1000),
                                ("identities", 1, 1 << 30), ("latent_dim", 2, 1024)):
@@ -351,7 +385,7 @@ class SyntheticVideoDataset(DatasetPlugin):
         source = (f"synthetic:video seed={o['seed']} {o['videos']}x{o['frames']} frames "
                   f"{o['height']}x{o['width']}" + (" test" if split == "test" else ""))
         for key in ("objects", "moving_fraction", "static_stretches", "noise", "identities", "difficulty",
-                    "latent_dim", "min_size", "max_size"):
+                    "latent_dim", "min_size", "max_size", "truth", "visits"):
             if o[key] != cls.OPTIONS[key]:
                 source += f" {key}={o[key]}"
         return SyntheticVideo(seed=int(o["seed"]), split=split, videos=o["videos"], frames=o["frames"],
@@ -359,4 +393,5 @@ class SyntheticVideoDataset(DatasetPlugin):
                               moving_fraction=float(o["moving_fraction"]), static_stretches=o["static_stretches"],
                               noise=float(o["noise"]), identities=o["identities"], difficulty=float(o["difficulty"]),
                               latent_dim=o["latent_dim"], min_size=float(o["min_size"]),
-                              max_size=float(o["max_size"]), preprocessing=preprocessing, source=source)
+                              max_size=float(o["max_size"]), preprocessing=preprocessing, source=source,
+                              truth=truth, visits=o["visits"])

@@ -93,7 +93,38 @@ def report(rep, fmt: str) -> list[Any]:
     return _rows_view(rows, fmt, f"eval {rep.checkpoint}" + (" (flip test)" if rep.flip else ""))
 
 
+def video_eval(result, fmt: str) -> list[Any]:
+    """``eval --video``: one line per mode (gate off, gate on) and what gating saved."""
+    if fmt == "json":
+        return [json.dumps(result.summary(), indent=2) + "\n"]
+    c = result.comparison
+    title = (f"eval --video {result.checkpoint} on {result.dataset} ({result.backend}): "
+             f"{c.gated.skipped} of {c.gated.frames} frames skipped, "
+             f"{c.ms_saved_per_frame:.2f} ms/frame saved ({100 * c.time_saved_fraction:.0f} %)")
+    rows = result.table()
+    if fmt == "csv":
+        return _rows_view(rows, fmt, title)
+    from fcbench.render.rows import _fmt
+    from fcbench.ui import plain
+
+    cols = list(rows[0])
+    if fmt == "markdown":
+        lines = [f"**{title}**", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        lines += ["| " + " | ".join(_fmt(r[c]) for c in cols) + " |" for r in rows]
+        return ["\n".join(lines) + "\n"]
+    from rich.table import Table
+
+    table = Table(title=plain(title))
+    for c in cols:
+        table.add_column(plain(c), justify="left" if c == "gate" else "right")
+    for r in rows:
+        table.add_row(*(plain(_fmt(r[c])) for c in cols))
+    return [table]
+
+
 def eval_result(result, fmt: str) -> list[Any]:
+    if hasattr(result, "comparison"):  # eval --video
+        return video_eval(result, fmt)
     if not result.matrix:
         return report(result.report, fmt)
     if fmt == "json":

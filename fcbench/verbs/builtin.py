@@ -158,6 +158,8 @@ def run_convert(cfg: ConvertConfig, ctx=None, hooks=None) -> ConvertResult:
         result.checks = check_checkpoint(cfg.checkpoint, formats)
         return result
     if is_keras_source(cfg.checkpoint):
+        if cfg.split_at is not None:
+            raise FcbenchError("--split-at cuts an fcbench detector checkpoint; a Keras model has no split: drop it")
         outcome, assumed = convert_keras_source(cfg.checkpoint, formats, cfg.out, cfg.options, cfg.preprocessing)
         if assumed:
             hooks.log(f"{Path(cfg.checkpoint).name}: assumed " + "; ".join(assumed))
@@ -167,7 +169,7 @@ def run_convert(cfg: ConvertConfig, ctx=None, hooks=None) -> ConvertResult:
     if cfg.preprocessing:
         raise FcbenchError("--preprocessing is for Keras models; an fcbench checkpoint records its own")
     result.outcomes = convert(cfg.checkpoint, formats, cfg.out, cfg.options,
-                              on_outcome=lambda o: hooks.event("outcome", o))
+                              on_outcome=lambda o: hooks.event("outcome", o), split_at=cfg.split_at)
     if result.outcomes and all(o.status == "skipped" for o in result.outcomes):  # asked to convert, did nothing
         why = "; ".join(f"{o.format}: {o.reason}" for o in result.outcomes)
         raise FcbenchError(f"convert: nothing converted: {why}; install an exporter (fcbench plugins --kind "
