@@ -138,3 +138,10 @@ class _CheapTwins:
 
 def pytest_configure(config):
     config.pluginmanager.register(_CheapTwins(), "fcbench-cheap-twins")
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # two test workers on two cores: one thread of torch (and of OpenMP in the processes tests start) each,
+        # or the workers' thread pools fight over the cores; tests that need a count set their own
+        os.environ["OMP_NUM_THREADS"] = "1"
+        import torch
+
+        torch.set_num_threads(1)

@@ -255,7 +255,12 @@ def test_croatian_cifar_quant_recipe_at_toy_scale(cli, in_tmp):
         top1 = {row["artifact"]: row for row in s.query(run_id=run_id, kind="quality", metric="top1")}
         speed = s.query(run_id=run_id, kind="speed")
     assert set(sizes) == {"torch-dynamic", "torch-static", "torch-qat"}
-    assert all(row["value"] < row["extra"]["size_before_mb"] for row in sizes.values())
+    # static and QAT quantize every conv: smaller (0.64x at this toy width, where the container's bytes weigh).
+    # Dynamic quantizes Linear weights only, here one 64 -> 10 classifier, so its file is the float one give or
+    # take the container's bytes (3 bytes smaller in one process, a hair larger in a pytest-xdist worker): the
+    # size claim is the full-scale recipe's, not this toy's
+    assert all(sizes[t]["value"] < 0.8 * sizes[t]["extra"]["size_before_mb"] for t in ("torch-static", "torch-qat"))
+    assert sizes["torch-dynamic"]["value"] < 1.05 * sizes["torch-dynamic"]["extra"]["size_before_mb"]
     names = {f"runs/c/fp32/{n}" for n in ("model.pt", "model.ptl", "dynamic.ptl", "static.ptl", "qat.ptl")}
     assert set(top1) == names, set(top1)
     assert sorted(row["artifact"].rsplit("/", 1)[-1] for row in speed) == [
