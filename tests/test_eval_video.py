@@ -98,13 +98,16 @@ def _oracle(truth: str = "moving", lam: float = 0.1, **options):
         return torch.cat([p.clamp(min=0), (-p).clamp(min=0), torch.full_like(p[:, :1], 0.05)], 1).numpy()
 
     def back(feature: np.ndarray) -> np.ndarray:
+        now["back_calls"] = now.get("back_calls", 0) + 1
         return np.asarray([now["i"]])
 
     def decode(raw: np.ndarray):
         t = every.normalised_target(int(raw[0]))
         return t["boxes"].numpy(), np.full(len(t["labels"]), 0.9, np.float32), t["labels"].numpy()
 
-    return ds, compare_gating(front, back, decode, ds, {"layer": 3, "lam": lam}, inputs=inputs)
+    c = compare_gating(front, back, decode, ds, {"layer": 3, "lam": lam}, inputs=inputs)
+    c.back_calls = now["back_calls"]  # counted, not timed: what the gate saves, without a clock
+    return ds, c
 
 
 def test_gating_drops_what_did_not_move_and_skips_the_empty_scenes() -> None:
@@ -123,8 +126,8 @@ def test_gating_drops_what_did_not_move_and_skips_the_empty_scenes() -> None:
     assert c.gated.metrics["precision50"] > c.ungated.metrics["precision50"] + 0.2
     assert c.gated.metrics["recall50"] == 1.0
     assert c.gated.metrics["map50"] > c.ungated.metrics["map50"] + 0.1
-    # the skipped frames cost no back and no decode
-    assert c.gated.stage_ms["back"] < c.ungated.stage_ms["back"]
+    # the skipped frames never call the back: 2 warm-up calls, every ungated frame, the gated frames that ran
+    assert c.back_calls == 2 + c.ungated.frames + int(c.gated.head_ran.sum())
 
 
 def test_against_truth_of_every_object_gating_loses_the_still_ones() -> None:
@@ -189,7 +192,6 @@ def test_eval_video_skips_the_still_stretches_and_stores_rows(det, cli, in_tmp) 
     assert got["frames"] == 24 and got["sequences"] == 1
     # the empty scenes (all but the first frame) are skipped; the frames with motion run the head
     assert got["frames_skipped"] == sum(static) - 1
-    assert got["gated"]["ms_per_stage"]["back"] < got["ungated"]["ms_per_stage"]["back"]
     assert got["ungated"]["ms_per_stage"]["gate"] == 0.0
     assert set(got["ungated"]["metrics"]) == set(got["gated"]["metrics"]) >= {"map50", "map"}
     from fcbench.results.store import Store
@@ -344,7 +346,6 @@ def test_a_trained_tiny_detector_gated_is_no_worse_on_moving_truth(cli, in_tmp) 
                     "--data-opt", "truth=moving", "--threads", "2", "--store", "s.sqlite", "--format", "json"))
     assert got["frames_skipped"] >= 8
     assert got["gated"]["metrics"]["map50"] >= got["ungated"]["metrics"]["map50"] > 0.0
-    assert got["gated"]["ms_per_stage"]["back"] < got["ungated"]["ms_per_stage"]["back"]
 
 
 def test_the_python_api_returns_the_result_with_its_rows(det, in_tmp) -> None:
