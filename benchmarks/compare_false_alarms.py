@@ -88,6 +88,20 @@ def prepare(root: Path, model: str, options: dict, size: tuple[int, int]) -> dic
     return out
 
 
+def false_alarms(null: dict[str, int], trials: str) -> str:
+    """The false-alarm line: slower or faster verdicts among the same-artifact ``trials``."""
+    n = sum(null.values())
+    alarms = null.get("slower", 0) + null.get("faster", 0)
+    return (f"false alarms: {alarms} of {n} {trials} = {100 * alarms / max(n, 1):.2f} % (target <= 1 %); "
+            f"verdicts {json.dumps(null, sort_keys=True)}")
+
+
+def shares(counts: dict[str, int]) -> dict[str, float]:
+    """Per cent of the trials called slower / unknown / same."""
+    total = max(sum(counts.values()), 1)
+    return {f"{v} %": 100 * counts.get(v, 0) / total for v in ("slower", "unknown", "same")}
+
+
 def main() -> None:
     p = _common.parser(__doc__.split("\n")[0])
     p.add_argument("--models", default="r18,r34,mbf", help="models (default r18,r34,mbf)")
@@ -202,12 +216,9 @@ def main() -> None:
                 null[v] = null.get(v, 0) + 1
                 alarms += v in ("slower", "faster")
             per_cell.append(f"{model} {fmt} {backend}: {alarms}")
-        pairs = sum(null.values())
-        alarms = null.get("slower", 0) + null.get("faster", 0)
         print()
         print(f"## {what} a side")
-        print(f"false alarms: {alarms} of {pairs} pairs of the same artifact = {100 * alarms / max(pairs, 1):.2f} % "
-              f"(target <= 1 %); verdicts {json.dumps(null, sort_keys=True)}")
+        print(false_alarms(null, "pairs of the same artifact"))
         print("  alarms per cell: " + "; ".join(per_cell))
         table = []
         for s in slowdowns:
@@ -222,13 +233,10 @@ def main() -> None:
                     for n in chunks(rs, k):
                         v = verdict(b, n)
                         counts[v] = counts.get(v, 0) + 1
-            total = max(sum(counts.values()), 1)
             flops = np.median([sizes[(m, s)][2] for m in models])
             table.append({"asked +%": f"{s:g}", "FLOPs ratio": float(flops),
                           "measured ratio (median over cells)": float(np.median(ratios or [0])),
-                          "pairs": total, "slower %": 100 * counts.get("slower", 0) / total,
-                          "unknown %": 100 * counts.get("unknown", 0) / total,
-                          "same %": 100 * counts.get("same", 0) / total})
+                          "pairs": max(sum(counts.values()), 1), **shares(counts)})
         print(_common.markdown(table, list(table[0]) if table else []))
     print("targets: false alarms <= 1 %, slower >= 95 % at +10 %")
     run.end()
@@ -296,21 +304,15 @@ def ab(args, run, root: Path, models, backends, slowdowns, sizes, arts) -> None:
                     st = compare_ab([pair(r, 2 + j) for r in group], threshold)
                     found[s][st.verdict] = found[s].get(st.verdict, 0) + 1
                     ratios[s].append(st.ratio)
-        trials = sum(null.values())
-        alarms = null.get("slower", 0) + null.get("faster", 0)
         print()
         print(f"### {k} A/B run{'s' if k > 1 else ''} per compare (--repeats {k})")
-        print(f"false alarms: {alarms} of {trials} base-vs-copy compares = {100 * alarms / max(trials, 1):.2f} % "
-              f"(target <= 1 %); verdicts {json.dumps(null, sort_keys=True)}")
+        print(false_alarms(null, "base-vs-copy compares"))
         table = []
         for s in slowdowns:
-            total = max(sum(found[s].values()), 1)
             flops = np.median([sizes[(m, s)][2] for m in models])
             table.append({"asked +%": f"{s:g}", "FLOPs ratio": float(flops),
-                          "measured ratio (median)": float(np.median(ratios[s] or [0])), "compares": total,
-                          "slower %": 100 * found[s].get("slower", 0) / total,
-                          "unknown %": 100 * found[s].get("unknown", 0) / total,
-                          "same %": 100 * found[s].get("same", 0) / total})
+                          "measured ratio (median)": float(np.median(ratios[s] or [0])),
+                          "compares": max(sum(found[s].values()), 1), **shares(found[s])})
         print(_common.markdown(table, list(table[0])))
     print("targets: false alarms <= 1 %, slower >= 95 % at +10 %")
     run.end()
