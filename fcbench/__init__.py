@@ -25,6 +25,7 @@ _API = {
     "Hooks": "fcbench.hooks", "RunContext": "fcbench.results.context", "Store": "fcbench.results.store",
     "Row": "fcbench.results.store", "FcbenchError": "fcbench.errors", "Verb": "fcbench.verbs",
     "ReportConfig": "fcbench.options", "run_report": "fcbench.report",
+    "evaluate_pipeline": "fcbench.pipeline_eval", "PipelineEvalResult": "fcbench.pipeline_eval",
 }
 __all__ = sorted(_API)
 

@@ -544,6 +544,16 @@ def evaluate_all(cfg: EvalConfig, ctx: RunContext | None = None, hooks: Hooks | 
     from fcbench.render.rows import short_names
 
     cfg.validate()
+    if cfg.pipeline:  # detect -> embed -> identify (fcbench/pipeline_eval.py)
+        from fcbench.pipeline_eval import evaluate_pipeline
+
+        pipe = evaluate_pipeline(cfg, ctx, hooks)
+        hooks = or_default(hooks)
+        for note in pipe.notes:
+            hooks.log(note)
+        hooks.rows(pipe.rows)
+        hooks.event("eval", pipe)
+        return pipe
     if cfg.video:  # a detector on video, without and with motion gating (fcbench/video_eval.py)
         from fcbench.video_eval import evaluate_video
 

@@ -204,10 +204,11 @@ def opt(default: Any = MISSING, *, help: str = "", flags: tuple[str, ...] = (), 
         default_factory: Any = MISSING, metavar: str | None = None,
         min: float | None = None, max: float | None = None,  # noqa: A002
         gt: float | None = None, lt: float | None = None, range: tuple[float, float] | None = None,  # noqa: A002
-        choices: tuple[str, ...] | None = None, item_min: float | None = None) -> Any:
+        choices: tuple[str, ...] | None = None, item_min: float | None = None, required: bool = True) -> Any:
     """A verb option. ``flags`` are extra spellings on the command line (the field's own name with
     dashes always works: ``min_seconds`` is ``--min-seconds``); ``argument`` makes it positional;
-    ``cli=False`` keeps it out of the command line (library and recipes only).
+    ``cli=False`` keeps it out of the command line (library and recipes only); ``required=False`` lets the
+    command line leave a positional out (the verb's own check then says what is missing).
 
     What values it takes, checked by :func:`check_options` wherever options are made (command line,
     recipe, library): the field's type (``int``, ``float``, ``bool``, ``str``, lists, ``X | None``);
@@ -216,7 +217,8 @@ def opt(default: Any = MISSING, *, help: str = "", flags: tuple[str, ...] = (), 
     if range is not None:
         min, max = range  # noqa: A001
     meta = {"help": help, "flags": flags, "parse": parse, "argument": argument, "cli": cli, "metavar": metavar,
-            "min": min, "max": max, "gt": gt, "lt": lt, "choices": choices, "item_min": item_min}
+            "min": min, "max": max, "gt": gt, "lt": lt, "choices": choices, "item_min": item_min,
+            "required": required}
     if default_factory is not MISSING:
         return field(default_factory=default_factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -597,9 +599,9 @@ class EvalConfig(Checked):
     """``checkpoints`` x ``backends`` is the matrix ``fcbench eval`` runs; ``checkpoint``/``backend`` name
     one cell (what :func:`fcbench.evaluation.evaluate` runs) and fill the lists when those are empty."""
 
-    checkpoints: list[str] = opt(default_factory=list, argument=True, parse=parse_list,
+    checkpoints: list[str] = opt(default_factory=list, argument=True, parse=parse_list, required=False,
                                  help="fcbench checkpoint (.pt), a plain state_dict with --model, or converted "
-                                      "artifacts (.onnx .tflite .xml .ptl .pte)")
+                                      "artifacts (.onnx .tflite .xml .ptl .pte); none with --pipeline")
     model: str | None = opt(None, help="Architecture of a plain state_dict")  # e.g. insightface backbone.pth
     model_options: dict[str, Any] = opt(default_factory=dict, flags=("-o", "--model-opt"), parse=parse_model_options,
                                         help="Model option KEY=VALUE (with --model)")
@@ -631,6 +633,18 @@ class EvalConfig(Checked):
     gate: dict[str, Any] = opt(default_factory=dict, parse=parse_gate, metavar="KEY=VALUE,...",
                                help="With --video, the motion gate: layer (m, default 11), lam (0.4), alpha (0.9), "
                                     "alpha_moving (1.0), e.g. --gate layer=11,lam=0.4,alpha=0.9")
+    pipeline: list[str] = opt(default_factory=list, parse=parse_list, metavar="DET,EMB",
+                              help="Detect -> embed -> identify: a detector (checkpoint, or the front of a "
+                                   "convert --split-at pair) and a face embedder (checkpoint or artifact); with "
+                                   "--gallery and --probe. --backend DET_BACKEND,EMB_BACKEND: one runtime per stage")
+    gallery: str | None = opt(None, metavar="DIR",
+                              help="With --pipeline: one folder per identity holding its photo(s); a "
+                                   "distractors/ folder holds photos of people not enrolled")
+    probe: str | None = opt(None, metavar="VIDEO|DIR",
+                            help="With --pipeline: the video (synthetic:video, video:FILE, cdnet:DIR, with "
+                                 "--data-opt) or a folder of frames to identify the faces of")
+    min_score: float = opt(0.5, range=(0, 1), help="With --pipeline: the detections scoring at least this are "
+                                                     "faces to identify")
     checkpoint: str = opt("", cli=False)
     backend: str | None = opt(None, cli=False)
 
@@ -645,6 +659,13 @@ class EvalConfig(Checked):
         from pathlib import Path
 
         check_options(self)
+        if self.pipeline or self.gallery or self.probe:
+            if not self.pipeline:
+                raise FcbenchError("--gallery and --probe belong to eval --pipeline DET,EMB; add --pipeline")
+            from fcbench.pipeline_eval import check_pipeline_config
+
+            check_pipeline_config(self)
+            return self
         if not self.checkpoints and not self.checkpoint:
             raise FcbenchError("eval: give a checkpoint or artifact to evaluate")
         if self.roc is not None:

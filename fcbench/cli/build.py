@@ -38,7 +38,8 @@ def _params(config: type) -> list[click.Parameter]:
         multi = parse.__name__ in _MULTI_PARSERS if parse is not None else base in (list, dict)
         help_text = md.get("help", "")
         if md.get("argument"):
-            params.append(click.Argument([f.name], nargs=-1 if multi else 1, required=True))
+            params.append(click.Argument([f.name], nargs=-1 if multi else 1,
+                                         required=md.get("required", True)))
             continue
         decls = list(dict.fromkeys([f.name, "--" + f.name.replace("_", "-"), *md.get("flags", ())]))
         if base is bool:

@@ -101,7 +101,11 @@ def video_eval(result, fmt: str) -> list[Any]:
     title = (f"eval --video {result.checkpoint} on {result.dataset} ({result.backend}): "
              f"{c.gated.skipped} of {c.gated.frames} frames skipped, "
              f"{c.ms_saved_per_frame:.2f} ms/frame saved ({100 * c.time_saved_fraction:.0f} %)")
-    rows = result.table()
+    return _own_columns(result.table(), fmt, title, left=("gate",))
+
+
+def _own_columns(rows: list[dict[str, Any]], fmt: str, title: str, left: tuple[str, ...]) -> list[Any]:
+    """A table of the rows' own columns (not the results store's), ``left`` ones left-aligned."""
     if fmt == "csv":
         return _rows_view(rows, fmt, title)
     from fcbench.render.rows import _fmt
@@ -116,13 +120,30 @@ def video_eval(result, fmt: str) -> list[Any]:
 
     table = Table(title=plain(title))
     for c in cols:
-        table.add_column(plain(c), justify="left" if c == "gate" else "right")
+        table.add_column(plain(c), justify="left" if c in left else "right")
     for r in rows:
         table.add_row(*(plain(_fmt(r[c])) for c in cols))
     return [table]
 
 
+def pipeline_eval(result, fmt: str) -> list[Any]:
+    """``eval --pipeline``: the open-set metrics (or why they are n/a) and ms per frame by stage."""
+    if fmt == "json":
+        return [json.dumps(result.summary(), indent=2) + "\n"]
+    s = result.summary()
+    head = ", ".join(f"{k} {v:.4f}" for k, v in s["metrics"].items() if not k.startswith(("fpir_", "fmr_")))
+    title = (f"eval --pipeline ({result.backends}) on {result.probe}: {s['frames']} frames, {s['faces']} faces; "
+             f"gallery {s['identities']} identities, {s['probes']} probes ({s['distractors']} distractors)"
+             + (f"; {head}" if head else ""))
+    items = _own_columns(result.table(), fmt, title, left=("stage", "runs in"))
+    if fmt != "csv":
+        items += [f"{k}: n/a: {why}\n" for k, why in s["unavailable"].items()]
+    return items
+
+
 def eval_result(result, fmt: str) -> list[Any]:
+    if hasattr(result, "figures"):  # eval --pipeline
+        return pipeline_eval(result, fmt)
     if hasattr(result, "comparison"):  # eval --video
         return video_eval(result, fmt)
     if not result.matrix:
