@@ -213,6 +213,10 @@ def _video_words(exc: FcbenchError) -> FcbenchError:
     return out
 
 
+def _a(word: str) -> str:
+    return ("an " if word[:1] in "aeiou" else "a ") + word
+
+
 def _is_pt(path: str) -> bool:
     from fcbench.formats import is_artifact
 
@@ -244,8 +248,8 @@ def load_detector(path: str, backend: str | None, threads: int | None, infer_man
 
         model, _ = load_for_eval(cfg)
         if getattr(model, "fcbench_task", None) != "detection" or not hasattr(model, "split_at"):
-            raise FcbenchError(f"eval --pipeline: {Path(path).name} is a {getattr(model, 'fcbench_task', 'model')} "
-                               "model, not a detector: its output are no detections; give the detector first "
+            raise FcbenchError(f"eval --pipeline: {Path(path).name} is {_a(getattr(model, 'fcbench_task', 'model'))} "
+                               "model, not a detector: its output is no detections; give the detector first "
                                "(--pipeline DET,EMB)")
         try:
             d = _eager(cfg, GateOptions())
@@ -307,7 +311,7 @@ def load_embedder(path: str, backend: str | None, threads: int | None, infer_man
         model, manifest = load_for_eval(replace(EvalConfig(checkpoints=[path]), checkpoint=path))
         name = getattr(model, "fcbench_name", type(model).__name__)
         if getattr(model, "fcbench_task", None) != "embedding":
-            raise FcbenchError(f"eval --pipeline: {p.name} ({name}) is a {getattr(model, 'fcbench_task', 'model')} "
+            raise FcbenchError(f"eval --pipeline: {p.name} ({name}) is {_a(getattr(model, 'fcbench_task', 'model'))} "
                                "model, not a face embedder; give the embedder second (--pipeline DET,EMB)")
         pre = replace(model.preprocessing, layout="NCHW")
         model.eval()
@@ -487,7 +491,7 @@ class PipelineEvalResult:
     def table(self) -> list[dict[str, Any]]:
         """One line per stage and one for the whole frame: mean milliseconds per frame."""
         f = self.figures
-        rows = [{"stage": s, "runs in": (self.detector.label if s in ("preprocess", "front", "back", "decode")
+        rows = [{"stage": s, "runs in": (self.detector.label if s in ("front", "back")
                                           else self.embedder.label if s == "embed" else "numpy"),
                  "ms/frame": v} for s, v in f.stage_ms.items()]
         ms = f.frame_ms

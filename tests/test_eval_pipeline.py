@@ -133,6 +133,23 @@ def test_the_python_api_and_metrics_na_with_their_reason(models, in_tmp) -> None
     via_evaluate = fcbench.evaluate(pipeline=[str(models["det"]), str(models["emb"])], gallery=str(small),
                                     probe="synthetic:video", data_options=PROBE_OPTS, min_score=0.0, threads=1)
     assert via_evaluate.metrics == pytest.approx(result.metrics)
+    # a folder of frames: no ground truth, so both metrics are n/a and only the timings are rows
+    from PIL import Image
+
+    from fcbench.pipeline_eval import open_probe
+
+    video = open_probe("synthetic:video", PROBE_OPTS)
+    (in_tmp / "frames").mkdir()
+    for k, rgb in enumerate(video.frames()):
+        Image.fromarray(rgb).save(in_tmp / "frames" / f"{k:03d}.png")
+    frames = fcbench.evaluate_pipeline(EvalConfig(pipeline=[str(models["det"]), str(models["emb"])],
+                                                  gallery=str(small), probe=str(in_tmp / "frames"), min_score=0.0,
+                                                  threads=1))
+    assert frames.figures.run.frames == 3 and not frames.metrics
+    assert all("no ground-truth faces" in why for why in frames.unavailable.values()) and len(frames.unavailable) == 2
+    assert {r.kind for r in frames.to_rows()} == {"speed"}
+    for a, b in zip(frames.summary()["similarities"], result.summary()["similarities"], strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)  # the same frames (PNG is lossless), the same faces
 
 
 def test_an_oracle_detector_turns_faces_into_mated_and_distractor_probes(models) -> None:

@@ -131,7 +131,7 @@ def pipeline_eval(result, fmt: str) -> list[Any]:
     if fmt == "json":
         return [json.dumps(result.summary(), indent=2) + "\n"]
     s = result.summary()
-    head = ", ".join(f"{k} {v:.4f}" for k, v in s["metrics"].items() if not k.startswith(("fpir_", "fmr_")))
+    head = ", ".join(f"{k} {v:.4f}" for k, v in s["metrics"].items() if k.split("@")[0] in ("dir", "fnmr"))
     title = (f"eval --pipeline ({result.backends}) on {result.probe}: {s['frames']} frames, {s['faces']} faces; "
              f"gallery {s['identities']} identities, {s['probes']} probes ({s['distractors']} distractors)"
              + (f"; {head}" if head else ""))
