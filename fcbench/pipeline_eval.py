@@ -521,14 +521,79 @@ def check_pipeline_config(cfg: Any) -> None:
         raise FcbenchError(f"eval --pipeline scores open-set identification; --protocol {cfg.protocol} does not apply")
 
 
+@dataclass
+class PipelineBenchResult:
+    """``eval --pipeline`` over several backend combinations (``--backend all``, or ``all`` for one stage): one
+    :class:`PipelineEvalResult` per (detector backend, embedder backend) pair that ran, and why the others
+    did not; ``to_rows()`` all of their rows."""
+
+    results: list[PipelineEvalResult]
+    skipped: list[tuple[str, str, str]] = field(default_factory=list)  # (detector backend, embedder backend, why)
+
+    @property
+    def rows(self) -> list[Any]:
+        return [r for res in self.results for r in res.rows]
+
+    @property
+    def notes(self) -> list[str]:
+        return [f"{d} + {e}: skipped: {why}" for d, e, why in self.skipped]
+
+    def to_rows(self) -> list[Any]:
+        return self.rows
+
+    def failures(self) -> list[str]:
+        return []
+
+    def table(self) -> list[dict[str, Any]]:
+        """One line per combination: the backends, ms per frame in all and per stage, the metrics."""
+        out = []
+        for res in self.results:
+            s = res.summary()
+            out.append({"detector": res.detector.label, "embedder": res.embedder.label, "ms/frame": s["ms_per_frame"],
+                        **{f"ms {k}": v for k, v in s["ms_per_stage"].items()},
+                        **{k: s["metrics"].get(k) for k in (f"dir@fpir={_far(FPIR)}", f"fnmr@fmr={_far(FMR)}")}})
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        return {"combinations": [r.summary() for r in self.results],
+                "skipped": [{"detector": d, "embedder": e, "why": w} for d, e, w in self.skipped]}
+
+
+def _far(value: float) -> str:
+    from fcbench.metrics.identification import far_label
+
+    return far_label(value)
+
+
+def stage_backends(path: str, named: str | None, infer_manifest: bool = False) -> list[str | None]:
+    """The runtimes one stage runs in: ``named`` (None: the default), or with ``all`` every installed
+    backend and variant that can run the artifact here (a checkpoint: PyTorch only)."""
+    from fcbench.backends import expand, why_not
+    from fcbench.benchmark.run import BenchConfig, load_artifact
+
+    if named != "all":
+        return [named]
+    if _is_pt(path):
+        return [None]
+    if not Path(path).exists():
+        raise FcbenchError(f"eval --pipeline: {path} does not exist; check the path")
+    p, manifest = load_artifact(Path(path), BenchConfig(artifacts=[path], infer_manifest=infer_manifest))
+    ok = [spec.label for spec in expand(["all"]) if not why_not(spec, p, manifest)[1]]
+    if not ok:
+        raise FcbenchError(f"eval --pipeline: no installed backend runs {p.name} ({manifest.format}) here")
+    return list(ok)
+
+
 @restores_torch_threads
-def evaluate_pipeline(cfg: Any, ctx: Any = None, hooks: Any = None) -> PipelineEvalResult:
+def evaluate_pipeline(cfg: Any, ctx: Any = None, hooks: Any = None) -> PipelineEvalResult | PipelineBenchResult:
     """``fcbench eval --pipeline DET,EMB --gallery DIR --probe VIDEO|DIR``: see the module docstring. ``cfg`` is an
-    :class:`~fcbench.options.EvalConfig` with ``pipeline``, ``gallery`` and ``probe`` set."""
+    :class:`~fcbench.options.EvalConfig` with ``pipeline``, ``gallery`` and ``probe`` set. With ``all`` for a
+    stage's backend: a :class:`PipelineBenchResult`, one run per backend combination (a combination a
+    backend cannot run is skipped with its reason)."""
     import torch
 
+    from fcbench.errors import NotApplicable
     from fcbench.results.context import RunContext
-    from fcbench.results.store import options_hash
 
     check_pipeline_config(cfg)
     ctx = ctx or RunContext()
@@ -539,6 +604,28 @@ def evaluate_pipeline(cfg: Any, ctx: Any = None, hooks: Any = None) -> PipelineE
     det_backend, emb_backend = (backends * 2)[:2] if len(backends) == 1 else backends
     photos = read_gallery(cfg.gallery)
     probe = open_probe(cfg.probe, cfg.data_options)
+    if "all" not in (det_backend, emb_backend):
+        return _run_one(cfg, ctx, det_backend, emb_backend, photos, probe)
+    combos = [(d, e) for d in stage_backends(det_path, det_backend, cfg.infer_manifest)
+              for e in stage_backends(emb_path, emb_backend, cfg.infer_manifest)]
+    bench = PipelineBenchResult(results=[])
+    for d, e in combos:
+        try:
+            bench.results.append(_run_one(cfg, ctx, d, e, photos, probe))
+        except NotApplicable as exc:
+            bench.skipped.append((d or "pytorch:eager", e or "pytorch:eager", str(exc)))
+    if not bench.results:
+        raise FcbenchError("eval --pipeline: no backend combination ran: " + "; ".join(bench.notes))
+    return bench
+
+
+def _run_one(cfg: Any, ctx: Any, det_backend: str | None, emb_backend: str | None, photos: GalleryPhotos,
+             probe: Probe) -> PipelineEvalResult:
+    import torch
+
+    from fcbench.results.store import options_hash
+
+    det_path, emb_path = cfg.pipeline
     detector, dstage, _ = load_detector(det_path, det_backend, cfg.threads, cfg.infer_manifest)
     try:
         embedder, estage = load_embedder(emb_path, emb_backend, cfg.threads, cfg.infer_manifest)
@@ -584,5 +671,6 @@ def evaluate_pipeline(cfg: Any, ctx: Any = None, hooks: Any = None) -> PipelineE
     return result
 
 
-__all__ = ["PROTOCOL", "DISTRACTORS", "PipelineEvalResult", "evaluate_pipeline", "identify_and_score", "read_gallery",
-           "write_synthetic_gallery", "open_probe", "load_detector", "load_embedder", "ArrayFn"]
+__all__ = ["PROTOCOL", "DISTRACTORS", "PipelineEvalResult", "PipelineBenchResult", "evaluate_pipeline",
+           "identify_and_score", "read_gallery", "write_synthetic_gallery", "open_probe", "load_detector",
+           "load_embedder", "stage_backends", "ArrayFn"]

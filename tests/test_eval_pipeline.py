@@ -114,6 +114,31 @@ def test_two_runtimes_match_eager_and_rows_are_stored(models, cli, in_tmp) -> No
     assert table.code == 0 and "onnxruntime:cpu + openvino:CPU" in table.out and "embed" in table.out
 
 
+def test_backend_all_runs_every_combination_that_can(models, cli, in_tmp) -> None:
+    """``--backend all,openvino:CPU``: the detector on every installed runtime that runs its ONNX pair, the
+    embedder on OpenVINO; one line and one set of rows per combination, the same faces found in each."""
+    if "front" not in models:
+        pytest.skip("the onnx or openvino exporter is not installed")
+    from fcbench.pipeline_eval import stage_backends
+
+    m = models
+    expected = stage_backends(str(m["front"]), "all")
+    assert "onnxruntime:cpu" in expected and "openvino:CPU" in expected and "tflite:xnnpack" not in expected
+    got = _json(cli("eval", "--pipeline", f"{m['front']},{m['xml']}", "--backend", "all,openvino:CPU",
+                    "--gallery", m["gallery"], *PROBE, "--data-opt", "frames=1", "--store", "b.sqlite",
+                    "--format", "json"))
+    combos = got["combinations"]
+    ran = [c["detector"]["backend"] for c in combos] + [s["detector"] for s in got["skipped"]]
+    assert sorted(ran) == sorted(expected) and all(c["embedder"]["backend"] == "openvino:CPU" for c in combos)
+    assert len(combos) >= 2 and len({c["faces"] for c in combos}) == 1 and combos[0]["frames"] == 1
+    from fcbench.results.store import Store
+
+    with Store("b.sqlite") as s:
+        per_frame = [r for r in s.query() if r["kind"] == "speed" and r["metric"] == "ms_per_frame"]
+    assert sorted(r["extra"]["backends"]["detector"] for r in per_frame) == sorted(c["detector"]["backend"]
+                                                                                  for c in combos)
+
+
 def test_the_python_api_and_metrics_na_with_their_reason(models, in_tmp) -> None:
     import shutil
 

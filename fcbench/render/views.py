@@ -130,6 +130,12 @@ def pipeline_eval(result, fmt: str) -> list[Any]:
     """``eval --pipeline``: the open-set metrics (or why they are n/a) and ms per frame by stage."""
     if fmt == "json":
         return [json.dumps(result.summary(), indent=2) + "\n"]
+    if hasattr(result, "results"):  # one run per backend combination
+        title = f"eval --pipeline: {len(result.results)} backend combinations, ms per frame by stage"
+        items = _own_columns(result.table(), fmt, title, left=("detector", "embedder"))
+        if fmt != "csv":
+            items += [f"{n}\n" for n in result.notes]
+        return items
     s = result.summary()
     head = ", ".join(f"{k} {v:.4f}" for k, v in s["metrics"].items() if k.split("@")[0] in ("dir", "fnmr"))
     title = (f"eval --pipeline ({result.backends}) on {result.probe}: {s['frames']} frames, {s['faces']} faces; "
@@ -142,7 +148,7 @@ def pipeline_eval(result, fmt: str) -> list[Any]:
 
 
 def eval_result(result, fmt: str) -> list[Any]:
-    if hasattr(result, "figures"):  # eval --pipeline
+    if hasattr(result, "figures") or hasattr(result, "results"):  # eval --pipeline
         return pipeline_eval(result, fmt)
     if hasattr(result, "comparison"):  # eval --video
         return video_eval(result, fmt)
