@@ -87,7 +87,9 @@ def distill(options: DistillConfig | None = None, ctx: RunContext | None = None,
 def evaluate(options: EvalConfig | None = None, ctx: RunContext | None = None, hooks: Hooks | None = None,
              **kwargs: Any):
     """Quality of checkpoints/artifacts on a dataset; returns an ``EvalResult`` (``.metrics`` for one), or with
-    ``video=True`` a ``fcbench.video_eval.VideoEvalResult`` (a detector on video without and with motion gating)."""
+    ``video=True`` a ``fcbench.video_eval.VideoEvalResult`` (a detector on video without and with motion gating), or
+    with ``pipeline=[DET, EMB]`` a ``fcbench.pipeline_eval.PipelineEvalResult`` (detect -> embed -> identify; a
+    ``PipelineBenchResult`` with ``backends=["all"]``)."""
     return _run("eval", EvalConfig, options, ctx, hooks, kwargs)
 
 
