@@ -107,7 +107,6 @@ def write_synthetic_gallery(folder: str | Path, enrolled: int = 6, distractors: 
 
     from fcbench.data import open_dataset
     from fcbench.data.preprocess import Preprocessing
-    from fcbench.data.synthetic import identity_latent
 
     if enrolled < 1 or distractors < 0 or photos < 1:
         raise FcbenchError("write_synthetic_gallery: enrolled and photos must be >= 1, distractors >= 0")
@@ -120,11 +119,7 @@ def write_synthetic_gallery(folder: str | Path, enrolled: int = 6, distractors: 
         d.mkdir(parents=True, exist_ok=True)
         Image.fromarray(faces.rgb(i)).save(d / f"{i % photos}.png")
     if distractors:
-        others = open_dataset("synthetic:faces", preprocessing=pre, num_classes=2, samples_per_class=1, seed=seed,
-                              latent_dim=latent_dim, split="test")
-        others.samples_per_class = 1
-        others.num_classes = distractors
-        others.latents = np.stack([identity_latent(seed, (1 << 30) + j, latent_dim) for j in range(distractors)])
+        others = faces.with_identities([(1 << 30) + j for j in range(distractors)], samples_per_class=1)
         d = root / DISTRACTORS
         d.mkdir(parents=True, exist_ok=True)
         for j in range(distractors):
@@ -206,13 +201,6 @@ class Stage:
         return {"model": self.model, "artifact": self.artifact, "format": self.format, "backend": self.label}
 
 
-def _video_words(exc: FcbenchError) -> FcbenchError:
-    """video_eval's loaders speak of ``eval --video``; here they load the pipeline's detector."""
-    out = type(exc)(str(exc).replace("eval --video", "eval --pipeline"), exit_code=exc.exit_code)
-    out.__cause__ = exc
-    return out
-
-
 def _a(word: str) -> str:
     return ("an " if word[:1] in "aeiou" else "a ") + word
 
@@ -251,19 +239,13 @@ def load_detector(path: str, backend: str | None, threads: int | None, infer_man
             raise FcbenchError(f"eval --pipeline: {Path(path).name} is {_a(getattr(model, 'fcbench_task', 'model'))} "
                                "model, not a detector: its output is no detections; give the detector first "
                                "(--pipeline DET,EMB)")
-        try:
-            d = _eager(cfg, GateOptions())
-        except FcbenchError as exc:
-            raise _video_words(exc) from exc
+        d = _eager(cfg, GateOptions(), verb="eval --pipeline")
     else:
         _, manifest = load_artifact(Path(path), BenchConfig(artifacts=[path], infer_manifest=infer_manifest))
         if task_of(manifest.output_kind) != "detection":
             raise FcbenchError(f"eval --pipeline: {Path(path).name} gives {manifest.output_kind}, not detections: it "
                                "is no detector; give the detector first (--pipeline DET,EMB)")
-        try:
-            d, _ = _runtime(cfg, {})
-        except FcbenchError as exc:
-            raise _video_words(exc) from exc
+        d, _ = _runtime(cfg, {}, verb="eval --pipeline")
     names = [str(n) for n in (d.detection.get("class_names") or [])]
     if "face" in names:
         face = names.index("face")

@@ -268,7 +268,7 @@ class _Detector:
     close: Callable[[], None] = lambda: None
 
 
-def _eager(cfg: Any, gate: GateOptions) -> _Detector:
+def _eager(cfg: Any, gate: GateOptions, verb: str = "eval --video") -> _Detector:
     from fcbench.artifact import task_of
     from fcbench.detection.anchors import decode_config
     from fcbench.detection.pipeline import numpy_callable
@@ -278,10 +278,10 @@ def _eager(cfg: Any, gate: GateOptions) -> _Detector:
     model, manifest = load_for_eval(cfg)
     name = getattr(model, "fcbench_name", type(model).__name__)
     if getattr(model, "fcbench_task", None) != "detection" or not hasattr(model, "split_at"):
-        raise FcbenchError(f"eval --video needs a detector that splits for motion gating (ssd-mobilenetv2); "
+        raise FcbenchError(f"{verb} needs a detector that splits for motion gating (ssd-mobilenetv2); "
                            f"'{name}' is a {getattr(model, 'fcbench_task', 'model')} model")
     if manifest is not None and task_of(manifest.output_kind) != "detection":
-        raise FcbenchError(f"eval --video: {cfg.checkpoint} is not a detector")
+        raise FcbenchError(f"{verb}: {cfg.checkpoint} is not a detector")
     front, back = model.split_at(gate.layer)  # a layer the backbone has not: one line with the valid range
     det = decode_config(model.fcbench_options, getattr(model, "class_names", None))
     h, w = model.preprocessing.size
@@ -293,51 +293,52 @@ def _eager(cfg: Any, gate: GateOptions) -> _Detector:
                      artifacts=[str(cfg.checkpoint)])
 
 
-def split_pair(path: Path, manifest: Any, infer_manifest: bool = False) -> tuple[tuple[Path, Any], tuple[Path, Any]]:
+def split_pair(path: Path, manifest: Any, infer_manifest: bool = False, verb: str = "eval --video"
+               ) -> tuple[tuple[Path, Any], tuple[Path, Any]]:
     """The ((front, manifest), (back, manifest)) of the split pair ``path`` belongs to (either half may be
     given), each verified; a whole detector or a pair whose halves do not fit is one line."""
     from fcbench.benchmark.run import BenchConfig, load_artifact
 
     split = manifest.extra.get("split")
     if not isinstance(split, Mapping) or split.get("part") not in SPLIT_PARTS:
-        raise FcbenchError(f"eval --video through a runtime runs a detector split in two at the gating layer, and "
+        raise FcbenchError(f"{verb} through a runtime runs a detector split in two at the gating layer, and "
                            f"{path.name} is a whole one; convert the checkpoint with --split-at M (it writes "
                            f"MODEL.front{path.suffix} and MODEL.back{path.suffix}) and give the front")
     other = path.parent / str(split.get("pair", ""))
     if not split.get("pair") or not other.is_file():
-        raise FcbenchError(f"eval --video: {path.name} is the {split['part']} of a split pair, but its other half "
+        raise FcbenchError(f"{verb}: {path.name} is the {split['part']} of a split pair, but its other half "
                            f"{other.name} is not beside it; keep the two files (and manifests) together")
     other, other_manifest = load_artifact(other, BenchConfig(artifacts=[str(other)], infer_manifest=infer_manifest))
     halves = {split["part"]: (path, manifest)}
     o_split = other_manifest.extra.get("split") or {}
     halves[str(o_split.get("part"))] = (other, other_manifest)
     if set(halves) != set(SPLIT_PARTS):
-        raise FcbenchError(f"eval --video: {path.name} and {other.name} are not a front and a back (their manifests "
+        raise FcbenchError(f"{verb}: {path.name} and {other.name} are not a front and a back (their manifests "
                            f"say {split['part']} and {o_split.get('part')}); convert the checkpoint again with "
                            "--split-at")
     (fp, fm), (bp, bm) = halves["front"], halves["back"]
-    check_pair(fp, fm, bp, bm)
+    check_pair(fp, fm, bp, bm, verb)
     return (fp, fm), (bp, bm)
 
 
-def check_pair(front: Path, fm: Any, back: Path, bm: Any) -> None:
+def check_pair(front: Path, fm: Any, back: Path, bm: Any, verb: str = "eval --video") -> None:
     """The front's output (its manifest's ``extra.split.feature_shape``) must be the back's input, and both
     halves must be cut at one layer of one model."""
     fs, bs = fm.extra.get("split") or {}, bm.extra.get("split") or {}
     out_shape = [int(d) for d in fs.get("feature_shape") or []]
     in_shape = [int(d) for d in bm.inputs[0].shape]
     if out_shape != in_shape:
-        raise FcbenchError(f"eval --video: the split pair does not fit: {front.name} gives a feature map of "
+        raise FcbenchError(f"{verb}: the split pair does not fit: {front.name} gives a feature map of "
                            f"{'x'.join(map(str, out_shape)) or 'unknown shape'} but {back.name} takes "
                            f"{'x'.join(map(str, in_shape))}; convert both halves from one checkpoint with one "
                            "--split-at")
     if fs.get("layer") != bs.get("layer") or fs.get("source_sha256") != bs.get("source_sha256"):
-        raise FcbenchError(f"eval --video: {front.name} (layer {fs.get('layer')}) and {back.name} (layer "
+        raise FcbenchError(f"{verb}: {front.name} (layer {fs.get('layer')}) and {back.name} (layer "
                            f"{bs.get('layer')}) were not cut from one checkpoint at one layer; convert again with "
                            "one --split-at")
 
 
-def _runtime(cfg: Any, gate_values: Mapping[str, Any]) -> tuple[_Detector, GateOptions]:
+def _runtime(cfg: Any, gate_values: Mapping[str, Any], verb: str = "eval --video") -> tuple[_Detector, GateOptions]:
     from fcbench import formats
     from fcbench.backends import expand, why_not
     from fcbench.benchmark.run import BenchConfig, load_artifact
@@ -348,7 +349,7 @@ def _runtime(cfg: Any, gate_values: Mapping[str, Any]) -> tuple[_Detector, GateO
     if not path.exists():
         raise FcbenchError(f"eval: artifact {path} does not exist; check the path")
     path, manifest = load_artifact(path, BenchConfig(artifacts=[str(path)], infer_manifest=cfg.infer_manifest))
-    (fp, fm), (bp, bm) = split_pair(path, manifest, cfg.infer_manifest)
+    (fp, fm), (bp, bm) = split_pair(path, manifest, cfg.infer_manifest, verb)
     layer = int(fm.extra["split"]["layer"])
     if "layer" in gate_values and int(gate_values["layer"]) != layer:
         raise FcbenchError(f"--gate layer={gate_values['layer']}: the pair {fp.name} + {bp.name} is split at layer "
@@ -357,12 +358,12 @@ def _runtime(cfg: Any, gate_values: Mapping[str, Any]) -> tuple[_Detector, GateO
     gate = gate_options({**gate_values, "layer": layer})
     for p, m in ((fp, fm), (bp, bm)):
         if m.inputs[0].layout != "NCHW":
-            raise FcbenchError(f"eval --video: {p.name} takes {m.inputs[0].layout} input; split pairs run in NCHW "
+            raise FcbenchError(f"{verb}: {p.name} takes {m.inputs[0].layout} input; split pairs run in NCHW "
                                "(onnx, openvino): convert with --to onnx or openvino")
     try:
         det = decode_config(bm.extra)
     except ValueError as exc:
-        raise FcbenchError(f"eval --video: {bp.name}: {exc}; convert the detector's checkpoint again") from exc
+        raise FcbenchError(f"{verb}: {bp.name}: {exc}; convert the detector's checkpoint again") from exc
     label = cfg.backend or formats.default_backend(fm)
     if label is None:
         raise FcbenchError(f"eval: no default backend for format {fm.format}; pass --backend")

@@ -9,6 +9,12 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("COLUMNS", "200")
+# OpenMP threads spin while they wait for each other: when two xdist workers each start a command with two torch
+# threads on two cores, every parallel region waits out the other process's time slice. benchmarks/
+# omp_wait_policy.py: a tiny detector's forward pass, two such processes at once, 35 ms with the default policy,
+# 16 ms PASSIVE (9 ms alone). Set before torch loads, here in the controller, so the workers and the processes
+# tests start inherit it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 # the tiny models the technique tests train once per module (r18 and a depthwise mbf, 32x32, one epoch)

@@ -241,6 +241,19 @@ class SyntheticImages(_Synthetic, LabelledImages):
         latent = identity_latent if kind == "faces" else class_latent
         self.latents = np.stack([latent(self.seed, int(k), self.latent_dim) for k in self.identity_ids])
 
+    def with_identities(self, identities: Any, samples_per_class: int | None = None) -> SyntheticImages:
+        """A copy drawing the faces world's ``identities`` (any ids, e.g. ones no split uses: distractors),
+        label ``k`` being ``identities[k]``; same seed, style and preprocessing."""
+        import copy
+
+        out = copy.copy(self)
+        out.identity_ids = np.asarray(identities, dtype=np.int64).reshape(-1)
+        latent = identity_latent if self.kind == "faces" else class_latent
+        out.latents = np.stack([latent(self.seed, int(k), self.latent_dim) for k in out.identity_ids])
+        out.num_classes = len(out.identity_ids)
+        out.samples_per_class = self.samples_per_class if samples_per_class is None else int(samples_per_class)
+        return out
+
     def __len__(self) -> int:
         return self.num_classes * self.samples_per_class
 
