@@ -28,3 +28,20 @@ def restores_torch_threads(fn: F) -> F:
                 torch.set_num_threads(before)
 
     return wrapper  # type: ignore[return-value]
+
+
+class TorchThreads:
+    """For an object that holds torch for a while (a backend session): set the thread count now, put the one it
+    found back on :meth:`restore` (a session's ``close``)."""
+
+    def __init__(self, threads: int | None) -> None:
+        import torch
+
+        self._torch = torch
+        self.before = torch.get_num_threads()
+        if threads:
+            torch.set_num_threads(threads)
+
+    def restore(self) -> None:
+        if self._torch.get_num_threads() != self.before:
+            self._torch.set_num_threads(self.before)

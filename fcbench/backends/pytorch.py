@@ -10,6 +10,7 @@ import numpy as np
 from fcbench.artifact import Manifest
 from fcbench.backends.base import Backend, Session
 from fcbench.errors import FcbenchError, first_line
+from fcbench.threads import TorchThreads
 
 
 class _TorchSession(Session):
@@ -18,9 +19,7 @@ class _TorchSession(Session):
 
         self._torch = torch
         self.model = model
-        self._threads_before = torch.get_num_threads()
-        if threads:
-            torch.set_num_threads(threads)
+        self._threads = TorchThreads(threads)
 
     def run(self, x: np.ndarray) -> np.ndarray:
         with self._torch.inference_mode():
@@ -31,7 +30,7 @@ class _TorchSession(Session):
                                    exit_code=1) from exc
 
     def close(self) -> None:
-        self._torch.set_num_threads(self._threads_before)  # the thread count is process-wide: put it back
+        self._threads.restore()  # the thread count is process-wide: put it back
 
 
 class PytorchBackend(Backend):

@@ -19,6 +19,7 @@ import numpy as np
 from fcbench.artifact import Manifest
 from fcbench.backends.base import Backend, NodePlacement, Session
 from fcbench.errors import FcbenchError, first_line
+from fcbench.threads import TorchThreads
 
 
 class _Opaque:
@@ -79,9 +80,7 @@ class PytorchMobileSession(Session):
         spec = manifest.inputs[0] if manifest.inputs else None
         self._shape = list(spec.shape) if spec else None
         self._dtype = spec.dtype if spec else "float32"
-        self._threads_before = torch.get_num_threads()
-        if threads:
-            torch.set_num_threads(threads)
+        self._threads = TorchThreads(threads)
 
     def run(self, x: np.ndarray) -> np.ndarray:
         if x.dtype.name != self._dtype:
@@ -114,8 +113,7 @@ class PytorchMobileSession(Session):
         return rows
 
     def close(self) -> None:
-        if self._torch.get_num_threads() != self._threads_before:
-            self._torch.set_num_threads(self._threads_before)
+        self._threads.restore()
         if self._torch.backends.quantized.engine != self._engine_before:
             self._torch.backends.quantized.engine = self._engine_before
 
