@@ -314,6 +314,23 @@ def ab(args, run, root: Path, models, backends, slowdowns, sizes, arts) -> None:
                           "measured ratio (median)": float(np.median(ratios[s] or [0])),
                           "compares": max(sum(found[s].values()), 1), **shares(found[s])})
         print(_common.markdown(table, list(table[0])))
+        # the same compares split by backend, with the copy's mean change: a bias of one runtime shows here
+        per = []
+        for backend in backends:
+            cells = {c: rs for c, rs in runs.items() if c.endswith(" " + backend)}
+            row: dict = {"backend": backend}
+            for label, j in [("copy", 1)] + [(f"+{s:g} %", 2 + n) for n, s in enumerate(slowdowns)]:
+                verdicts: dict[str, int] = {}
+                for rs in cells.values():
+                    for g in range(0, len(rs) - k + 1, k):
+                        v = compare_ab([pair(r, j) for r in rs[g:g + k]], threshold).verdict
+                        verdicts[v] = verdicts.get(v, 0) + 1
+                row[f"{label} slower %"] = round(100 * verdicts.get("slower", 0) / max(sum(verdicts.values()), 1), 1)
+            copy = [hodges_lehmann(round_ratios(*pair(r, 1)), 0.99)[0] for rs in cells.values() for r in rs]
+            row["copy/base, mean of runs"] = round(float(np.exp(np.mean(copy))), 4)
+            row["sd of one run (log)"] = round(float(np.std(copy, ddof=1)), 4)
+            per.append(row)
+        print(_common.markdown(per, list(per[0])))
     print("targets: false alarms <= 1 %, slower >= 95 % at +10 %")
     run.end()
 
