@@ -136,3 +136,16 @@ def test_ab_bad_input_is_one_line_exit_2(cli, in_tmp, two_onnx, tmp_path):
     pt = two_onnx["base"].with_name("model.pt")
     res = cli("compare", two_onnx["base"], pt, *FAST)
     assert res.code == 2 and "is onnx and NEW" in res.err and "one format" in res.err, res.err
+
+
+def test_onnxruntime_sessions_timed_in_turn_do_not_spin():
+    """An idle ORT session's spinning threads slowed the session timed after it (a file against a copy of itself
+    read x1.058 slower): sessions timed in turn are made without spinning, unless the user's options say."""
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
+    from fcbench.backends.onnxruntime import OnnxRuntimeBackend
+
+    b = OnnxRuntimeBackend()
+    got = b.interleaved_options("cpu", {"graph_optimization": "all"})
+    assert got == {"graph_optimization": "all", "session_config": {"session.intra_op.allow_spinning": "0"}}
+    mine = {"session_config": {"session.intra_op.allow_spinning": "1", "x": "y"}}
+    assert b.interleaved_options("cpu", mine) == mine

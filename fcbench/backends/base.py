@@ -136,6 +136,11 @@ class Backend:
         """Backend options that ask for ``precision`` (one of ``precisions``)."""
         return {}
 
+    def interleaved_options(self, variant: str, options: dict[str, Any]) -> dict[str, Any]:
+        """The options for sessions timed *in turn* in one process (``compare A B``): by default ``options``
+        as given. A runtime whose idle sessions disturb the one being timed changes them here."""
+        return options
+
     def requested_placement(self, variant: str) -> str:
         """The placement label (as ``Session.placement`` reports it) that counts as "ran where the
         user asked" for this variant; matched case-insensitively as a substring."""

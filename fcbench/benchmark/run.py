@@ -202,6 +202,7 @@ def run_interleaved(items: list[tuple[Path, Manifest]], spec: BackendSpec, cfg: 
                 c.reason = f"{spec.label} cannot be asked for {cfg.precision}"
             return cells
         options.update(backend.precision_options(cfg.precision))
+    options = backend.interleaved_options(spec.variant, options)
     files: dict[str, Path] = {}
     parts = []
     for k, (path, manifest) in enumerate(items):
