@@ -544,26 +544,19 @@ def evaluate_all(cfg: EvalConfig, ctx: RunContext | None = None, hooks: Hooks | 
     from fcbench.render.rows import short_names
 
     cfg.validate()
-    if cfg.pipeline:  # detect -> embed -> identify (fcbench/pipeline_eval.py)
-        from fcbench.pipeline_eval import evaluate_pipeline
+    if cfg.pipeline or cfg.video:
+        if cfg.pipeline:  # detect -> embed -> identify (fcbench/pipeline_eval.py)
+            from fcbench.pipeline_eval import evaluate_pipeline as evaluate_special
+        else:  # a detector on video, without and with motion gating (fcbench/video_eval.py)
+            from fcbench.video_eval import evaluate_video as evaluate_special
 
-        pipe = evaluate_pipeline(cfg, ctx, hooks)
+        result = evaluate_special(cfg, ctx, hooks)
         hooks = or_default(hooks)
-        for note in pipe.notes:
+        for note in result.notes:
             hooks.log(note)
-        hooks.rows(pipe.rows)
-        hooks.event("eval", pipe)
-        return pipe
-    if cfg.video:  # a detector on video, without and with motion gating (fcbench/video_eval.py)
-        from fcbench.video_eval import evaluate_video
-
-        video = evaluate_video(cfg, ctx, hooks)
-        hooks = or_default(hooks)
-        for note in video.notes:
-            hooks.log(note)
-        hooks.rows(video.rows)
-        hooks.event("eval", video)
-        return video
+        hooks.rows(result.rows)
+        hooks.event("eval", result)
+        return result
     if cfg.roc is not None:  # before any work: a ROC that cannot be written fails the run before it starts
         from fcbench.paths import output_file
 
