@@ -109,14 +109,21 @@ def main() -> None:
     p.add_argument("--size", type=int, default=64, help="base input size (default 64)")
     p.add_argument("--backends", default="onnxruntime:cpu,openvino:CPU")
     p.add_argument("--reruns", type=int, default=20, help="reruns of every artifact (default 20)")
-    p.add_argument("--slowdowns", default="5,10,20", help="per cent more FLOPs (default 5,10,20)")
+    p.add_argument("--slowdowns", default=None, help="per cent more FLOPs (default 5,10,20; with --ab 5,10,14,20: "
+                                                      "FLOPs do not map one to one onto time)")
     p.add_argument("--ab", action="store_true", help="A/B: the files timed in turn in one worker (compare A B)")
-    p.add_argument("--pool", type=int, default=3, help="--ab: A/B runs pooled per compare, as compare --repeats "
-                                                       "(default 3); one run alone is judged too")
+    p.add_argument("--pool", default="3,5", help="--ab: A/B runs pooled per compare, as compare --repeats; a "
+                                                  "comma list (default 3,5); one run alone is judged too")
     p.add_argument("--analyse-only", action="store_true",
                    help="compare the reruns already in the workdir's store (of an earlier run) without benching")
-    p.set_defaults(seconds=1.0)
+    p.set_defaults(seconds=-1.0)  # not given: 1 s; with --ab, compare A B's default
     args = _common.parse(p)
+    if args.seconds < 0:
+        from fcbench.options import CompareConfig
+
+        args.seconds = 0.3 if args.quick else CompareConfig().min_seconds if args.ab else 1.0
+    if args.slowdowns is None:
+        args.slowdowns = "5,10,14,20" if args.ab else "5,10,20"
     if args.quick:
         args.reruns = min(args.reruns, 3)
         args.size, args.width = 32, 0.125
@@ -251,6 +258,7 @@ def ab(args, run, root: Path, models, backends, slowdowns, sizes, arts) -> None:
     from fcbench.options import COMPARE_THRESHOLDS, BenchConfig
 
     threshold = COMPARE_THRESHOLDS["latency"] / 100
+    pools = [int(k) for k in str(args.pool).split(",") if k.strip()]
     cfg = BenchConfig(artifacts=["x"], warmup=args.warmup, runs=args.runs, min_seconds=args.seconds)
     suffix = {"onnxruntime": "model.onnx", "openvino": "model.xml"}
     data_file = root / "ab-runs.json"  # every A/B run's samples and rounds: --analyse-only re-judges them
@@ -284,18 +292,37 @@ def ab(args, run, root: Path, models, backends, slowdowns, sizes, arts) -> None:
         (b, br), (n, nr) = rerun[0], rerun[k]
         return b, br, n, nr
 
-    spread = [hodges_lehmann(round_ratios(*pair(r, 1)), 0.99)[0] for rs in runs.values() for r in rs]
+    def est(r: list, j: int) -> tuple[float, float]:
+        """One run's estimate (log) and its within-run variance, as compare_ab computes them."""
+        from scipy.stats import t as student
+
+        d = round_ratios(*pair(r, j))
+        e, lo, hi = hodges_lehmann(d, 0.99)
+        return e, ((hi - lo) / 2 / float(student.ppf(0.995, d.size - 1))) ** 2
+
+    copies = [est(r, 1) for rs in runs.values() for r in rs]
     n_runs = len(next(iter(runs.values()), []))
+    total = float(np.var([e for e, _ in copies], ddof=1))
+    within = float(np.mean([v for _, v in copies]))
     print()
     print(f"## A/B (timed in turn in one worker), {args.seconds:g} s of timed calls per file, threshold "
           f"{100 * threshold:g} %, {n_runs} runs of each of {len(runs)} model/backend cells")
-    print(f"spread of one A/B run's estimate for the same file (sd of log ratio): {np.std(spread, ddof=1):.4f}; "
-          f"compare's floor AB_NOISE = {AB_NOISE}")
-    for k in sorted({1, args.pool}):
+    print(f"the same file against its copy, one A/B run's estimate (log): sd {total ** 0.5:.4f}; within-run se "
+          f"(rms) {within ** 0.5:.4f}; between runs beyond that {max(0.0, total - within) ** 0.5:.4f} "
+          f"(compare's floor AB_NOISE = {AB_NOISE})")
+    # a slowed file's genuine slowdown: the mean of all its runs' estimates in that cell (FLOPs are not time)
+    truth = {(c, j): float(np.exp(np.mean([est(r, 2 + j)[0] for r in rs])))
+             for c, rs in runs.items() for j in range(len(slowdowns))}
+    bands = [("~5 % (x1.03-1.07)", 1.03, 1.07), ("~10 % (x1.08-1.12)", 1.08, 1.12),
+             ("~15 % (x1.12-1.17)", 1.12, 1.17), ("~20 % (x1.17-1.25)", 1.17, 1.25)]
+    print("measured slowdown of each slowed file (mean of its runs): " + ", ".join(
+        f"{c} +{slowdowns[j]:g}: x{v:.3f}" for (c, j), v in truth.items()))
+    for k in sorted({1, *pools}):
         null: dict[str, int] = {}
         found: dict[float, dict[str, int]] = {s: {} for s in slowdowns}
         ratios: dict[float, list[float]] = {s: [] for s in slowdowns}
-        for rs in runs.values():
+        band: dict[str, dict[str, int]] = {b[0]: {} for b in bands}
+        for c, rs in runs.items():
             for g in range(0, len(rs) - k + 1, k):  # disjoint groups of k consecutive runs: one compare each
                 group = rs[g:g + k]
                 st = compare_ab([pair(r, 1) for r in group], threshold)
@@ -304,16 +331,23 @@ def ab(args, run, root: Path, models, backends, slowdowns, sizes, arts) -> None:
                     st = compare_ab([pair(r, 2 + j) for r in group], threshold)
                     found[s][st.verdict] = found[s].get(st.verdict, 0) + 1
                     ratios[s].append(st.ratio)
+                    for name, lo, hi in bands:
+                        if lo <= truth[(c, j)] < hi:
+                            band[name][st.verdict] = band[name].get(st.verdict, 0) + 1
         print()
         print(f"### {k} A/B run{'s' if k > 1 else ''} per compare (--repeats {k})")
         print(false_alarms(null, "base-vs-copy compares"))
         table = []
         for s in slowdowns:
             flops = np.median([sizes[(m, s)][2] for m in models])
-            table.append({"asked +%": f"{s:g}", "FLOPs ratio": float(flops),
+            table.append({"asked +% FLOPs": f"{s:g}", "FLOPs ratio": float(flops),
                           "measured ratio (median)": float(np.median(ratios[s] or [0])),
                           "compares": max(sum(found[s].values()), 1), **shares(found[s])})
         print(_common.markdown(table, list(table[0])))
+        print("by the slowed file's measured slowdown (mean of all its runs):")
+        print(_common.markdown([{"genuine slowdown": name, "compares": sum(v.values()), **shares(v)}
+                                for name, v in band.items() if v],
+                               ["genuine slowdown", "compares", "slower %", "unknown %", "same %"]))
         # the same compares split by backend, with the copy's mean change: a bias of one runtime shows here
         per = []
         for backend in backends:
@@ -326,7 +360,7 @@ def ab(args, run, root: Path, models, backends, slowdowns, sizes, arts) -> None:
                         v = compare_ab([pair(r, j) for r in rs[g:g + k]], threshold).verdict
                         verdicts[v] = verdicts.get(v, 0) + 1
                 row[f"{label} slower %"] = round(100 * verdicts.get("slower", 0) / max(sum(verdicts.values()), 1), 1)
-            copy = [hodges_lehmann(round_ratios(*pair(r, 1)), 0.99)[0] for rs in cells.values() for r in rs]
+            copy = [est(r, 1)[0] for rs in cells.values() for r in rs]
             row["copy/base, mean of runs"] = round(float(np.exp(np.mean(copy))), 4)
             row["sd of one run (log)"] = round(float(np.std(copy, ddof=1)), 4)
             per.append(row)
