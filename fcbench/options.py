@@ -1162,7 +1162,7 @@ class CompareConfig(Checked):
     runs: int = opt(50, min=1, help="BASE and NEW model files: minimum timed queries of each")
     min_seconds: float = opt(2.0, min=0, help="BASE and NEW model files: minimum timed seconds of each (longer "
                                               "narrows the interval)")
-    repeats: int = opt(3, range=(1, 100), help="BASE and NEW model files: A/B runs, each in a fresh bench "
+    repeats: int = opt(5, range=(1, 100), help="BASE and NEW model files: A/B runs, each in a fresh bench "
                                                "worker, pooled (each process's sessions land a few per cent apart; "
                                                "more runs average that out)")
     worker_timeout: float | None = opt(None, gt=0, help="BASE and NEW model files: fail if the bench worker runs "

@@ -66,7 +66,7 @@ def _ab_process(rng, ratio: float, offset: float = 0.03):
 
 def test_pooling_fresh_workers_averages_out_what_one_run_cannot():
     """Per-run offsets twice compare's pooled floor: one run (judged against the larger one-run floor) misses a
-    10 % slowdown a third of the time; three runs pooled (compare's default --repeats) catch it every time, and
+    10 % slowdown a third of the time; three runs pooled catch it every time, and
     do not cry wolf on equal files."""
     rng = np.random.default_rng(11)
     one = [compare_ab([_ab_process(rng, 1.10)]) for _ in range(60)]
