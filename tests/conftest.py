@@ -142,21 +142,6 @@ class _CheapTwins:
             items[:] = [i for i in items if i not in twins]
 
 
-# The modules that take longest (minutes each on 2 cores), longest first. `.ci/run` gives each worker whole files
-# (`--dist loadfile`: a module's fixtures -- tiny models trained and converted once -- are built on one worker, not
-# again on the other that stole half its tests) in collection order (`--no-loadscope-reorder`), so these start
-# first and the short files fill in at the end.
-HEAVY_FIRST = ["test_docs", "test_recipes", "test_detection_train_eval", "test_convert_bench_cli", "test_eval_video",
-               "test_quantize_tflite", "test_quantize_openvino", "test_backends_tflite_mobile", "test_quantize_torch",
-               "test_optimize", "test_prune", "test_quantize", "test_eval_backend", "test_backends_onnx_openvino",
-               "test_eval_pipeline", "test_distill"]
-
-
-def pytest_collection_modifyitems(config, items):
-    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
-    items.sort(key=lambda item: rank.get(Path(str(item.fspath)).stem, len(rank)))  # stable: the rest keep order
-
-
 def pytest_configure(config):
     config.pluginmanager.register(_CheapTwins(), "fcbench-cheap-twins")
     if os.environ.get("PYTEST_XDIST_WORKER"):
