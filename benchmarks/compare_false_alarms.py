@@ -258,7 +258,7 @@ def ab(args, run, root: Path, models, backends, slowdowns, sizes, arts) -> None:
 
     from fcbench.backends import expand
     from fcbench.benchmark.run import load_artifact, run_interleaved
-    from fcbench.compare.stats import AB_NOISE, compare_ab, hodges_lehmann, round_ratios
+    from fcbench.compare.stats import AB_NOISE, ab_run_estimate, compare_ab
     from fcbench.options import COMPARE_THRESHOLDS, BenchConfig
 
     threshold = COMPARE_THRESHOLDS["latency"] / 100
@@ -296,15 +296,16 @@ def ab(args, run, root: Path, models, backends, slowdowns, sizes, arts) -> None:
         (b, br), (n, nr) = rerun[0], rerun[k]
         return b, br, n, nr
 
-    def est(r: list, j: int) -> tuple[float, float]:
-        """One run's estimate (log) and its within-run variance, as compare_ab computes them."""
-        from scipy.stats import t as student
+    # every run's estimate and within-run variance per file, as compare_ab computes them: [cell][run][file]
+    ests = {c: [[(e, ((lo + hi) / 2) ** 2) for e, lo, hi, _ in (ab_run_estimate(*pair(r, j)) for j in
+                                                               range(1, len(r)))] for r in rs]
+            for c, rs in runs.items()}
 
-        d = round_ratios(*pair(r, j))
-        e, lo, hi = hodges_lehmann(d, 0.99)
-        return e, ((hi - lo) / 2 / float(student.ppf(0.995, d.size - 1))) ** 2
+    def est(c: str, i: int, j: int) -> tuple[float, float]:
+        """Run ``i`` of cell ``c``: file ``j``'s estimate against the base (log) and its within-run variance."""
+        return ests[c][i][j - 1]
 
-    copies = [est(r, 1) for rs in runs.values() for r in rs]
+    copies = [est(c, i, 1) for c, rs in runs.items() for i in range(len(rs))]
     n_runs = len(next(iter(runs.values()), []))
     total = float(np.var([e for e, _ in copies], ddof=1))
     within = float(np.mean([v for _, v in copies]))
@@ -315,10 +316,11 @@ def ab(args, run, root: Path, models, backends, slowdowns, sizes, arts) -> None:
           f"(rms) {within ** 0.5:.4f}; between runs beyond that {max(0.0, total - within) ** 0.5:.4f} "
           f"(compare's floor AB_NOISE = {AB_NOISE})")
     # a slowed file's genuine slowdown: the mean of all its runs' estimates in that cell (FLOPs are not time)
-    truth = {(c, j): float(np.exp(np.mean([est(r, 2 + j)[0] for r in rs])))
+    truth = {(c, j): float(np.exp(np.mean([est(c, i, 2 + j)[0] for i in range(len(rs))])))
              for c, rs in runs.items() for j in range(len(slowdowns))}
     bands = [("~5 % (x1.03-1.07)", 1.03, 1.07), ("~10 % (x1.08-1.12)", 1.08, 1.12),
              ("~15 % (x1.12-1.17)", 1.12, 1.17), ("~20 % (x1.17-1.25)", 1.17, 1.25)]
+    band_of = {key: name for key, v in truth.items() for name, lo, hi in bands if lo <= v < hi}
     print("measured slowdown of each slowed file (mean of its runs): " + ", ".join(
         f"{c} +{slowdowns[j]:g}: x{v:.3f}" for (c, j), v in truth.items()))
     for k in sorted({1, *pools}):
@@ -335,9 +337,9 @@ def ab(args, run, root: Path, models, backends, slowdowns, sizes, arts) -> None:
                     st = compare_ab([pair(r, 2 + j) for r in group], threshold)
                     found[s][st.verdict] = found[s].get(st.verdict, 0) + 1
                     ratios[s].append(st.ratio)
-                    for name, lo, hi in bands:
-                        if lo <= truth[(c, j)] < hi:
-                            band[name][st.verdict] = band[name].get(st.verdict, 0) + 1
+                    if (c, j) in band_of:
+                        name = band_of[(c, j)]
+                        band[name][st.verdict] = band[name].get(st.verdict, 0) + 1
         print()
         print(f"### {k} A/B run{'s' if k > 1 else ''} per compare (--repeats {k})")
         print(false_alarms(null, "base-vs-copy compares"))
@@ -364,7 +366,7 @@ def ab(args, run, root: Path, models, backends, slowdowns, sizes, arts) -> None:
                         v = compare_ab([pair(r, j) for r in rs[g:g + k]], threshold).verdict
                         verdicts[v] = verdicts.get(v, 0) + 1
                 row[f"{label} slower %"] = round(100 * verdicts.get("slower", 0) / max(sum(verdicts.values()), 1), 1)
-            copy = [est(r, 1)[0] for rs in cells.values() for r in rs]
+            copy = [est(c, i, 1)[0] for c, rs in cells.items() for i in range(len(rs))]
             row["copy/base, mean of runs"] = round(float(np.exp(np.mean(copy))), 4)
             row["sd of one run (log)"] = round(float(np.std(copy, ddof=1)), 4)
             per.append(row)
@@ -381,10 +383,10 @@ def ab(args, run, root: Path, models, backends, slowdowns, sizes, arts) -> None:
                 v = compare_ab([pair(r, 1) for r in group], threshold).verdict
                 null[v] = null.get(v, 0) + 1
                 for j in range(len(slowdowns)):
-                    for name, lo, hi in bands:
-                        if lo <= truth[(c, j)] < hi:
-                            v = compare_ab([pair(r, 2 + j) for r in group], threshold).verdict
-                            band[name][v] = band[name].get(v, 0) + 1
+                    if (c, j) in band_of:
+                        name = band_of[(c, j)]
+                        v = compare_ab([pair(r, 2 + j) for r in group], threshold).verdict
+                        band[name][v] = band[name].get(v, 0) + 1
         print()
         print(f"### resampled: {args.resample} draws of {k} runs per cell (with replacement)")
         print(false_alarms(null, "base-vs-copy compares"))

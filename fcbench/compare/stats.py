@@ -230,6 +230,22 @@ def round_ratios(base: Any, base_rounds: Any, new: Any, new_rounds: Any) -> np.n
     return np.asarray(out)
 
 
+def ab_run_estimate(base: Any, base_rounds: Any, new: Any, new_rounds: Any,
+                    confidence: float = CONFIDENCE) -> tuple[float, float, float, int]:
+    """One A/B run's change (log), the standard errors below and above it, and its rounds: the Hodges-Lehmann
+    estimate of the rounds' ratios (:func:`round_ratios`) with its interval's half-widths over Student's t
+    quantile for n - 1 rounds (the interval of a dozen rounds is as wide as t makes it; over z the error was
+    1.2 x too large at 12 rounds)."""
+    from scipy.stats import t as student
+
+    d = round_ratios(base, base_rounds, new, new_rounds)
+    if d.size < 6:
+        raise ValueError(f"an A/B comparison needs at least 6 rounds timed on both sides, got {d.size}")
+    est, lo, hi = hodges_lehmann(d, confidence)
+    q = float(student.ppf(0.5 + confidence / 2, d.size - 1))
+    return est, (est - lo) / q, (hi - est) / q, int(d.size)
+
+
 def hodges_lehmann(d: np.ndarray, confidence: float) -> tuple[float, float, float]:
     """The Hodges-Lehmann estimate of the centre of paired differences ``d`` (the median of the Walsh
     averages (d_i + d_j) / 2, i <= j) and its distribution-free interval from the Wilcoxon signed-rank
@@ -264,30 +280,22 @@ def compare_ab(runs: list[tuple[Any, Any, Any, Any]], threshold: float = LATENCY
     Between runs, what one process's sessions happen to get (memory placement, which core) still moves that
     estimate: ``tau^2``, the larger of a floor (:data:`AB_NOISE` squared) and what the K runs show (their
     estimates' variance less their mean ``se_run^2``), added to each run's variance; one run alone shows no such
-    spread and takes the larger floor :data:`AB_NOISE_ONE_RUN`. Each run's ``se_run`` is its
-    interval's half-width over Student's t quantile for its rounds. The change over all runs is the mean of the
+    spread and takes the larger floor :data:`AB_NOISE_ONE_RUN`. Each run's estimate and ``se_run`` are
+    :func:`ab_run_estimate`'s. The change over all runs is the mean of the
     runs' estimates, its standard error ``sqrt(sum(se_run^2) / K^2 + tau^2 / K)`` -- so more runs (``--repeats``)
     narrow what one run cannot. The p value is that normal test's. Verdicts as :func:`compare_latency`'s;
     ``runs_needed`` counts more *runs* (each a fresh worker) here."""
     if not runs:
         raise ValueError("an A/B comparison needs at least one run")
-    from scipy.stats import t as student
-
     z = NormalDist().inv_cdf(0.5 + confidence / 2)
     ests, se_lo, se_hi, rounds = [], [], [], 0
     b_all, n_all = [], []
     for base, base_rounds, new, new_rounds in runs:
-        d = round_ratios(base, base_rounds, new, new_rounds)
-        if d.size < 6:
-            raise ValueError(f"an A/B comparison needs at least 6 rounds timed on both sides, got {d.size}")
-        est, lo, hi = hodges_lehmann(d, confidence)
-        # the interval of a dozen rounds is as wide as Student's t with n - 1 degrees of freedom makes it, not z:
-        # its half-width over t's quantile is the run's standard error (over z it was 1.2 x too large at 12 rounds)
-        q = float(student.ppf(0.5 + confidence / 2, d.size - 1))
+        est, below, above, n_rounds = ab_run_estimate(base, base_rounds, new, new_rounds, confidence)
         ests.append(est)
-        se_lo.append((est - lo) / q)
-        se_hi.append((hi - est) / q)
-        rounds += d.size
+        se_lo.append(below)
+        se_hi.append(above)
+        rounds += n_rounds
         b_all.append(np.asarray(base, float))
         n_all.append(np.asarray(new, float))
     k = len(runs)
