@@ -38,10 +38,12 @@ def main() -> None:
     root = Path(args.workdir or tempfile.mkdtemp(prefix="fcbench-quant-"))
     size, width, epochs = (32, 0.125, 1) if args.quick else (112, args.width, args.epochs)
     seconds = 0.3 if args.quick else args.seconds
+    # the calibration images are the training distribution: torch-qat trains on them with the model's own head
+    train_data = {"num_classes": 32, "samples_per_class": 16}
     ckpt = root / f"r18-w{width:g}-{size}" / "model.pt"
     if not ckpt.exists():
         fcbench.train(model="r18", model_options={"width": width, "input_size": [size, size]},
-                      data="synthetic:faces", data_options={"num_classes": 32, "samples_per_class": 16},
+                      data="synthetic:faces", data_options=dict(train_data),
                       epochs=epochs, batch_size=32, lr=0.05, threads=args.threads, out=str(ckpt.parent))
     name, flags = cpu_flags()
     print(f"CPU: {name}; int8 dot-product: {', '.join(int8_dot(flags)) or 'none'}; threads {args.threads}")
@@ -56,6 +58,7 @@ def main() -> None:
         t0 = time.perf_counter()
         try:
             res = fcbench.quantize(input=str(ckpt), method=m, calib_data="synthetic:faces", calib_size=128,
+                                   calib_options=dict(train_data),
                                    bench=method.backend, bench_seconds=seconds, threads=args.threads,
                                    out=str(root / f"q-{m}{formats.get(method.format).suffix}"))
         except fcbench.FcbenchError as exc:
