@@ -71,15 +71,17 @@ def _one_line(res, *words) -> None:
 
 
 def test_two_runtimes_match_eager_and_rows_are_stored(models, cli, in_tmp) -> None:
-    """The detect -> embed -> identify pipeline through two runtimes: ONNX Runtime (detector) + OpenVINO (embedder)."""
+    """The detect -> embed -> identify pipeline through two runtimes: ONNX Runtime (detector) + OpenVINO (embedder)
+    at f32: the profile openvino-f32, since OpenVINO's default on a CPU with AMX is bf16, which moves the
+    similarities by more than these tolerances."""
     if "front" not in models:
         pytest.skip("the onnx or openvino exporter is not installed")
     m = models
     eager = _json(cli("eval", "--pipeline", f"{m['det']},{m['emb']}", "--gallery", m["gallery"], *PROBE,
                       "--format", "json"))
-    rt = _json(cli("eval", "--pipeline", f"{m['front']},{m['xml']}", "--backend", "onnxruntime:cpu,openvino:CPU",
+    rt = _json(cli("eval", "--pipeline", f"{m['front']},{m['xml']}", "--backend", "onnxruntime:cpu,openvino-f32",
                    "--gallery", m["gallery"], *PROBE, "--store", "s.sqlite", "--format", "json"))
-    assert (rt["detector"]["backend"], rt["embedder"]["backend"]) == ("onnxruntime:cpu", "openvino:CPU")
+    assert (rt["detector"]["backend"], rt["embedder"]["backend"]) == ("onnxruntime:cpu", "openvino-f32")
     assert eager["detector"]["backend"] == eager["embedder"]["backend"] == "pytorch:eager"
     assert rt["frames"] == eager["frames"] == 3 and rt["faces"] == eager["faces"] > 0
     for key in ("probes", "mated", "distractors", "identities", "distractor_photos"):
@@ -103,15 +105,15 @@ def test_two_runtimes_match_eager_and_rows_are_stored(models, cli, in_tmp) -> No
     assert {r["protocol"] for r in rows} == {"identification+pipeline"}
     assert quality["dir@fpir=1e-01"]["value"] == rt["metrics"]["dir@fpir=1e-01"]
     extra = quality["fnmr@fmr=1e-04"]["extra"]
-    assert extra["backends"] == {"detector": "onnxruntime:cpu", "embedder": "openvino:CPU"}
+    assert extra["backends"] == {"detector": "onnxruntime:cpu", "embedder": "openvino-f32"}
     assert (extra["gallery_identities"], extra["distractor_photos"], extra["probes"]) == (20, 500, rt["probes"])
     assert set(speed) == {"ms_per_frame", "ms_preprocess", "ms_front", "ms_back", "ms_decode", "ms_align",
                           "ms_embed", "ms_match"}
     assert all(len(r["samples_ms"]) == 3 for r in speed.values())
     assert speed["ms_per_frame"]["backend"] == "onnxruntime+openvino"
-    table = cli("eval", "--pipeline", f"{m['front']},{m['xml']}", "--backend", "onnxruntime:cpu,openvino:CPU",
+    table = cli("eval", "--pipeline", f"{m['front']},{m['xml']}", "--backend", "onnxruntime:cpu,openvino-f32",
                 "--gallery", m["gallery"], *PROBE)
-    assert table.code == 0 and "onnxruntime:cpu + openvino:CPU" in table.out and "embed" in table.out
+    assert table.code == 0 and "onnxruntime:cpu + openvino-f32" in table.out and "embed" in table.out
 
 
 def test_backend_all_runs_every_combination_that_can(models, cli, in_tmp) -> None:

@@ -263,6 +263,8 @@ def test_split_pair_through_onnxruntime_matches_eager(det, pair, cli, in_tmp) ->
 
 @pytest.mark.slow
 def test_split_pair_through_openvino_matches_eager(det, cli, in_tmp) -> None:
+    """At f32 (the profile openvino-f32): OpenVINO's default on a CPU with AMX is bf16, which moves boxes and
+    scores by more than these tolerances."""
     from fcbench.conversion import exporter_class
 
     if not exporter_class("openvino").available()[0]:
@@ -272,7 +274,7 @@ def test_split_pair_through_openvino_matches_eager(det, cli, in_tmp) -> None:
 
     assert res.code == 0 and [o["status"] for o in json.loads(res.out)] == ["ok", "ok"], res.out + res.err
     _check_runtime_matches_eager(cli, det, in_tmp / "conv" / "model.front.xml", in_tmp / "conv" / "model.back.xml",
-                                 "openvino:CPU")
+                                 "openvino-f32")
 
 
 def _one_line(res, *words):
@@ -333,10 +335,11 @@ def test_a_trained_tiny_detector_gated_is_no_worse_on_moving_truth(cli, in_tmp) 
     """End to end with a real detector: ssd-mobilenetv2 (width 0.25, 64 x 64) trained 3 short epochs on
     come-and-go synthetic video (every object marked), then eval --video against moving-object truth. Gating
     skips the empty scenes and drops the boxes on still objects, so its mAP@0.5 is no lower, and the trained
-    detector scores far above its untrained init (measured on the 2-core development VM: 0.056 ungated, 0.17
-    gated, 20 of 64 frames skipped; about 3 minutes there under
-    load). Scored on the training videos: this detector is too small and too briefly trained to find objects in
-    unseen ones (tests/test_detection_train_eval.py says why), and the point here is the gate."""
+    detector scores far above its untrained init (measured on one 2-core development VM: 0.056 ungated, 0.17
+    gated, 20 of 64 frames skipped; on another, an AVX-512 EPYC: 0.024 ungated, 0.127 gated, 11 skipped: the
+    trained weights differ with the CPU's kernels). Scored on the training videos: this detector is too small and
+    too briefly trained to find objects in unseen ones (tests/test_detection_train_eval.py says why), and the
+    point here is the gate."""
     data = ["--data", "synthetic:video", "--data-opt", "height=64", "--data-opt", "width=64",
             "--data-opt", "visits=true"]
     res = cli("train", "--model", "ssd-mobilenetv2", "-o", "width=0.25", "-o", "input_size=64", "-o", "num_classes=3",
@@ -347,10 +350,12 @@ def test_a_trained_tiny_detector_gated_is_no_worse_on_moving_truth(cli, in_tmp) 
                     "--data-opt", "truth=moving", "--threads", "2", "--store", "s.sqlite", "--format", "json"))
     assert got["frames_skipped"] >= 8
     assert got["gated"]["metrics"]["map50"] >= got["ungated"]["metrics"]["map50"] > 0.0
-    # and the training is what finds them: the untrained init on the same frames scores next to nothing
+    # and the training is what finds them: the untrained init on the same frames scores next to nothing. Gated,
+    # where the two lie far apart: over training seeds 0-5 on the AVX-512 EPYC, trained 0.094-0.207, init
+    # 0-0.013; ungated the trained ones spread 0.017-0.093 and one init scored 0.025, too close to test.
     init = _json(cli("eval", "det/init.pt", "--video", "--gate", f"layer={LAYER}", *data, "--data-opt", "videos=2",
                      "--data-opt", "truth=moving", "--threads", "2", "--store", "s.sqlite", "--format", "json"))
-    assert got["ungated"]["metrics"]["map50"] > max(0.02, 5 * init["ungated"]["metrics"]["map50"]), (got, init)
+    assert got["gated"]["metrics"]["map50"] > max(0.05, 3 * init["gated"]["metrics"]["map50"]), (got, init)
 
 
 def test_the_python_api_returns_the_result_with_its_rows(det, in_tmp) -> None:
