@@ -136,12 +136,19 @@ def test_executorch_int8_writes_pte_that_executorch_runs_benches_and_evals(model
     out = tmp_path / "r18-int8.pte"
     # 1 thread: the pool is resized before the program loads (resized under a loaded XNNPACK method, it
     # aborted or hung the int8 kernels in ExecuTorch 1.5.1)
-    res = _quantize(cli, models["r18"], "executorch-int8", out, *CALIB, "--threads", "1")
+    # --keep-float: the embedding layer stays fp32 (one weight fewer dequantized per channel)
+    res = _quantize(cli, models["r18"], "executorch-int8", out, *CALIB, "--threads", "1", "--keep-float", "fc")
     assert res["format"] == "pte" and res["fidelity"]["backend"].startswith("executorch:xnnpack")
     assert res["fidelity"]["cosine_mean"] > 0.95, res["fidelity"]
     m = read_manifest(out)
     q = m.extra["quantization"]
     assert q["ops_portable"] == 0 and q["delegated_ops"].get("quantized_decomposed.quantize_per_tensor.default")
+    from fcbench.training.checkpoint import load_checkpoint
+
+    layers = [n for n, x in load_checkpoint(models["r18"]).build_model().named_modules()
+              if type(x).__name__ in ("Conv2d", "Linear")]
+    assert "fc" in layers and res["kept_float"] == ["fc"] == m.lineage[-1].options["keep_float"]
+    assert q["delegated_ops"]["quantized_decomposed.dequantize_per_channel.default"] == len(layers) - 1
     assert m.lineage[-1].options["parent_file"].endswith("model.pt") and m.lineage[-1].options["per_channel"] is True
     _bench_and_eval(cli, out, "executorch", tmp_path, threads="1")
 

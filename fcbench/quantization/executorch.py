@@ -6,7 +6,9 @@ weights, per channel by default; int8 activations), calibrated on the calibratio
 (``torchao.quantization.pt2e.prepare_pt2e`` / ``convert_pt2e``) and lowered like ``convert --to pte``
 does (fcbench.conversion.pte): the quantize/dequantize pairs and the ops between them go into
 XNNPACK delegate blobs, which run int8 kernels. The ``.pte`` runs in the ``executorch`` backend
-(variant ``xnnpack``).
+(variant ``xnnpack``). ``--keep-float`` names Conv2d/Linear modules (``layer4.1.conv2``, ``fc``) that the
+quantizer leaves unannotated (a filter on the nodes' module stack): they stay fp32, in the delegate's float
+kernels.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ class ExecutorchInt8(QuantMethod):
     calibration = "required"
     min_calibration = 8
     per_channel_default = True
+    keeps_float = True
 
     @dataclass
     class Options:
@@ -85,6 +88,27 @@ class ExecutorchInt8(QuantMethod):
             return ok, why
         return module_available("torchao.quantization.pt2e.quantize_pt2e", "pip install torchao")
 
+    def layers(self, source: Source, options: Any) -> list[str]:
+        """The model's module paths of the Conv2d and Linear layers the quantizer annotates, in order."""
+        return [n for n, m in source.model().named_modules() if n and type(m).__name__ in ("Conv2d", "Linear")]
+
+    def _keep_filter(self, source: Source, options: Any, keep: list[str]) -> Any:
+        """A node filter for the quantizer that is False on the ``keep`` modules' nodes (None: keep nothing)."""
+        if not keep:
+            return None
+        names = self.layers(source, options)
+        unknown = [k for k in keep if k not in names]
+        if unknown:
+            from fcbench.errors import FcbenchError, suggest
+
+            raise FcbenchError(f"--keep-float: {unknown[0]} is not a layer {self.name} quantizes in "
+                               f"{source.path.name}{suggest(unknown[0], names)}; its layers: "
+                               f"{', '.join(names[:8])}{' ...' if len(names) > 8 else ''}")
+        from torchao.quantization.pt2e.quantizer.utils import get_module_name_filter
+
+        kept = [get_module_name_filter(k) for k in keep]
+        return lambda node: not any(f(node) for f in kept)
+
     def quantize(self, source: Source, options: Any, spec: Spec, out: Path, context: Any) -> Quantized:
         import torch
         from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
@@ -100,6 +124,9 @@ class ExecutorchInt8(QuantMethod):
         per_channel = bool(spec.per_channel)
         model, example = _without_batchnorm(source.model()), source.example()
         quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=per_channel))
+        keep = self._keep_filter(source, options, list(spec.keep_float))
+        if keep is not None:
+            quantizer.set_filter_function(keep)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with torch.no_grad():
