@@ -317,7 +317,9 @@ class _Search:
         tune = {}
         if self.cfg.finetune_epochs:
             tune = {"finetune_epochs": self.cfg.finetune_epochs, "lr": self.cfg.finetune_lr,
-                    "data": self.cfg.train_data, "data_options": dict(self.cfg.train_options)}
+                    "data": self.cfg.train_data, "data_options": dict(self.cfg.train_options),
+                    "finetune_distill": self.cfg.finetune_distill,
+                    "finetune_distill_options": dict(self.cfg.finetune_distill_options)}
         res = run_prune(PruneConfig(checkpoint=self.cfg.checkpoint, method="channel", ratio=ratio,
                                     round_to=self.cfg.round_to, out=str(folder / "pruned.pt"), threads=self.threads,
                                     seed=self.cfg.seed, **tune), self.ctx, self.hooks)

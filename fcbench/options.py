@@ -868,6 +868,12 @@ class PruneConfig(Checked):
                                       help="channel: epochs of fine-tuning on --data (the train loop) after each "
                                            "round")
     lr: float | None = opt(None, gt=0, help="Fine-tuning learning rate (default 0.01; used with --finetune-epochs)")
+    finetune_distill: str | None = opt(None, help="channel: fine-tune as a distillation student of the unpruned "
+                                                  "input (a distill method, e.g. embedding-mse), beside the "
+                                                  "training loss")
+    finetune_distill_options: dict[str, Any] = opt(default_factory=dict, flags=("--finetune-distill-opt",),
+                                                   parse=parse_kv, help="--finetune-distill's method option "
+                                                                        "KEY=VALUE, e.g. weight=1000")
     batch_size: int = opt(32, range=(1, MAX_BATCH), help="Batch size of fine-tuning")
     bench: str | None = opt(None, help="After pruning, convert the input and the result to this backend's format "
                                        "(a profile or plugin, e.g. ort-cpu, onnxruntime, openvino) and time both: "
@@ -882,6 +888,9 @@ class PruneConfig(Checked):
                  "batches": self.batches, "iterative": self.iterative, "finetune_epochs": self.finetune_epochs}
         if self.finetune_epochs:
             given["lr"] = self.lr_value
+            given["finetune_distill"] = self.finetune_distill
+            if self.finetune_distill and self.finetune_distill_options:
+                given["finetune_distill_options"] = dict(self.finetune_distill_options)
         return {k: v for k, v in given.items() if v is not None}
 
     @property
@@ -910,6 +919,18 @@ class PruneConfig(Checked):
         if self.finetune_epochs and not self.data:
             raise OptionError("finetune_epochs", "needs --data (the labelled images to fine-tune on, e.g. "
                                                  "--data synthetic:faces)")
+        if self.finetune_distill_options and not self.finetune_distill:
+            raise OptionError("finetune_distill_options", "are --finetune-distill's: name the method too")
+        if self.finetune_distill is not None:
+            if not self.finetune_epochs:
+                raise OptionError("finetune_distill", "distils during fine-tuning: give --finetune-epochs too")
+            from fcbench.techniques import names as technique_names
+
+            known = technique_names("distill")
+            for name in str(self.finetune_distill).split("+"):
+                if name not in known:
+                    raise OptionError("finetune_distill", f"'{name}' is not a distill method{suggest(name, known)}; "
+                                                          f"methods: {', '.join(known)}")
         if self.batches is not None and not taylor:
             raise OptionError("batches", "is for --importance taylor")
         # --data, --lr and --batch-size without taylor or fine-tuning are left unused (a recipe's defaults give
@@ -1012,6 +1033,11 @@ class OptimizeConfig(Checked):
     round_to: int | None = opt(8, min=1, help="Pruned channel counts a multiple of N")
     finetune_epochs: int = opt(0, min=0, help="Fine-tune each pruned model this many epochs on --train-data")
     finetune_lr: float = opt(0.01, gt=0)
+    finetune_distill: str | None = opt(None, help="Fine-tune each pruned model as a distillation student of the "
+                                                  "unpruned checkpoint (a distill method, e.g. embedding-mse)")
+    finetune_distill_options: dict[str, Any] = opt(default_factory=dict, flags=("--finetune-distill-opt",),
+                                                   parse=parse_kv, help="--finetune-distill's method option "
+                                                                        "KEY=VALUE, e.g. weight=1000")
     train_data: str | None = opt(None, help="Training data for --finetune-epochs (as train's --data)")
     train_options: dict[str, Any] = opt(default_factory=dict, flags=("--train-opt",), parse=parse_kv)
     budget_minutes: float = opt(60.0, gt=0, help="Stop starting candidates after this many minutes")
@@ -1041,6 +1067,10 @@ class OptimizeConfig(Checked):
             raise OptionError("train_data", "is needed for --finetune-epochs (the data to fine-tune on)")
         if self.finetune_epochs and not self.prune:
             raise OptionError("finetune_epochs", "fine-tunes pruned models: give --prune RATIOS too")
+        if self.finetune_distill and not self.finetune_epochs:
+            raise OptionError("finetune_distill", "distils during fine-tuning: give --finetune-epochs too")
+        if self.finetune_distill_options and not self.finetune_distill:
+            raise OptionError("finetune_distill_options", "are --finetune-distill's: name the method too")
         if self.methods:
             from fcbench.quantization import method_names
 

@@ -21,7 +21,7 @@ Both change the model they get from :meth:`Checkpoint.build_model` and return
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from fcbench.errors import FcbenchError
@@ -109,6 +109,10 @@ class ChannelPrune(Technique):
         iterative: int = 1  # rounds of pruning
         finetune_epochs: int = 0  # epochs of fine-tuning after each round (context.finetune)
         lr: float = 0.01  # the fine-tuning learning rate (recorded; context.finetune trains with it)
+        # distill method(s) the fine-tuning adds, the unpruned model as the teacher (recorded; context.finetune
+        # distils; "" when it does not)
+        finetune_distill: str = ""
+        finetune_distill_options: dict = field(default_factory=dict)  # its method options (recorded)
 
         def __post_init__(self) -> None:
             _check_ratio(self.ratio)

@@ -77,6 +77,8 @@ def test_choice_frontier_and_closest():
     (["--backend", "onnxruntime", "--max-drop", "1", "--prune", "1.5", *EVAL], "(0, 1)"),
     (["--backend", "onnxruntime", "--max-drop", "1", "--prune", "0.5", "--finetune-epochs", "1", *EVAL],
      "--train-data"),
+    (["--backend", "onnxruntime", "--max-drop", "1", "--prune", "0.5", "--finetune-distill", "embedding-mse", *EVAL],
+     "give --finetune-epochs too"),
     (["--backend", "onnxruntime", "--max-drop", "-1", *EVAL], "--max-drop"),
     (["--backend", "onnxruntime", "--max-drop", "1", "--methods", "ort-statik", *EVAL], "did you mean"),
 ])

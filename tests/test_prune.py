@@ -283,6 +283,46 @@ def test_iterative_prune_finetune(models, cli, tmp_path, monkeypatch):
     assert "accuracy" in json.loads(r.out)["delta"]  # against the dense model.pt
 
 
+def _cosine_to(dense: Path, pruned: Path) -> float:
+    """Mean cosine of the pruned model's embeddings to the dense model's on the fine-tuning images."""
+    from fcbench.data import open_dataset
+
+    teacher = load_checkpoint(dense).build_model().eval()
+    ds = open_dataset("synthetic:faces", preprocessing=teacher.preprocessing, num_classes=8, samples_per_class=8)
+    x = torch.stack([ds[i][0] for i in range(len(ds))])
+    with torch.no_grad():
+        student = load_checkpoint(pruned).build_model().eval()
+        return float(torch.nn.functional.cosine_similarity(student(x), teacher(x)).mean())
+
+
+def test_finetune_distilled_from_the_unpruned_model(models, cli, tmp_path):
+    """--finetune-distill embedding-mse: fine-tuning adds the distillation term with the dense input as the frozen
+    teacher, so the pruned model ends nearer the dense one's embeddings than plain fine-tuning leaves it; the
+    method and its options are in the lineage. Bad combinations are one line, exit 2."""
+    base, store = models["r18"], tmp_path / "s.sqlite"
+    common = ["--finetune-epochs", "1", *FACES, "--batch-size", "16", "--threads", "1", "--store", store]
+    r = cli("prune", base, *common, "--finetune-distill", "embedding-mse", "--finetune-distill-opt", "weight=10000",
+            "--out", tmp_path / "kd.pt", "--format", "json")
+    assert r.code == 0, r.err
+    r = cli("prune", base, *common, "--out", tmp_path / "plain.pt")
+    assert r.code == 0, r.err
+    step = read_manifest(tmp_path / "kd.pt").lineage[-1]
+    assert step.options["finetune_distill"] == "embedding-mse"
+    assert step.options["finetune_distill_options"] == {"weight": 10000}
+    assert read_manifest(tmp_path / "plain.pt").lineage[-1].options["finetune_distill"] == ""
+    assert _cosine_to(base, tmp_path / "kd.pt") > _cosine_to(base, tmp_path / "plain.pt")
+    out = tmp_path / "bad.pt"
+    for args, message in [(["--finetune-distill", "embedding-mze", "--finetune-epochs", "1", *FACES],
+                           "did you mean 'embedding-mse'"),
+                          (["--finetune-distill", "embedding-mse", *FACES], "give --finetune-epochs too"),
+                          (["--finetune-distill-opt", "weight=3", "--finetune-epochs", "1", *FACES],
+                           "name the method too"),
+                          (["--finetune-distill", "kd", "--finetune-epochs", "1", *FACES], "distils classifiers")]:
+        r = cli("prune", base, *args, "--out", out)
+        assert r.code == 2 and message in r.err and len(r.err.strip().splitlines()) == 1, (args, r.err)
+    assert not out.exists()
+
+
 def test_iterative_failure_leaves_nothing(models, cli, tmp_path, monkeypatch):
     import tempfile
 

@@ -286,9 +286,54 @@ class _KeepHead:
         return {}
 
 
-def _finetuner(cfg: PruneConfig, folder: Path, ctx: Any, hooks: Any, record: list[dict[str, Any]]) -> Any:
+class _DistilledFinetune(_KeepHead):
+    """Loss hook of prune's fine-tuning with ``--finetune-distill``: the pruned checkpoint's head, as
+    :class:`_KeepHead`, plus the distillation terms of the unpruned model as the teacher (fcbench.distillation's
+    :class:`~fcbench.distillation.Distiller`)."""
+
+    def __init__(self, head_state: dict[str, Any] | None, log: Any, distiller: Any) -> None:
+        super().__init__(head_state, log)
+        self.distiller = distiller
+        self.name = f"prune-finetune+{distiller.name}"
+        self.ce_weight = distiller.ce_weight
+        self.row_extra = dict(distiller.row_extra)
+
+    def setup(self, model: Any, head: Any, dataset: Any, device: Any) -> Any:
+        super().setup(model, head, dataset, device)
+        return self.distiller.setup(model, head, dataset, device)
+
+    def margin(self, x: Any, y: Any) -> Any:
+        return self.distiller.margin(x, y)
+
+    def __call__(self, inputs: Any) -> dict[str, Any]:
+        return self.distiller(inputs)
+
+
+def _prune_teacher(cfg: PruneConfig, src: Path, folder: Path) -> Any:
+    """``--finetune-distill``'s :class:`~fcbench.distillation.Distiller` factory: the unpruned ``src`` as the
+    frozen teacher and the named method(s), checked against the checkpoint before any pruning."""
+    from fcbench.artifact import sha256_file
+    from fcbench.distillation import Distiller, Plan, Teacher, _check_plan, parse_methods
+    from fcbench.options import DistillConfig
+    from fcbench.training.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(src)
+    model = ckpt.build_model().eval()
+    methods = parse_methods(DistillConfig(teacher=str(src), method=str(cfg.finetune_distill),
+                                          method_options=dict(cfg.finetune_distill_options)))
+    head = (ckpt.head or {}).get("name", "arcface")
+    _check_plan(methods, Plan(model.fcbench_task, model.fcbench_task, int(model.output_size),
+                              int(model.output_size), ckpt.head, head), f"(the unpruned {src.name})")
+    lineage = ckpt.manifest.lineage_summary() if ckpt.manifest else ""
+    teacher = Teacher(src, sha256_file(src), model, ckpt.head, "checkpoint", lineage)
+    return lambda: Distiller(teacher, methods, "+".join(m.name for m in methods), folder)
+
+
+def _finetuner(cfg: PruneConfig, folder: Path, ctx: Any, hooks: Any, record: list[dict[str, Any]],
+               distiller: Any = None) -> Any:
     """``finetune(checkpoint, round, rounds)`` for the channel technique: ``--finetune-epochs`` epochs of the train
-    loop (``train --weights``) in ``folder``; each round's epoch losses go to ``record``."""
+    loop (``train --weights``) in ``folder``; each round's epoch losses go to ``record``. ``distiller`` (a
+    factory, with ``--finetune-distill``) adds the unpruned model's distillation terms."""
     from fcbench.hooks import Hooks
     from fcbench.options import TrainConfig
     from fcbench.training.checkpoint import load_checkpoint, save_checkpoint
@@ -303,9 +348,10 @@ def _finetuner(cfg: PruneConfig, folder: Path, ctx: Any, hooks: Any, record: lis
                            data=cfg.data, data_options=dict(cfg.data_options), epochs=cfg.finetune_epochs,
                            batch_size=cfg.batch_size, lr=cfg.lr_value, threads=cfg.threads, seed=cfg.seed + round_,
                            out=str(folder / f"finetune-{round_}"))
-        hooks.log(f"fine-tuning round {round_}/{rounds}: {cfg.finetune_epochs} epoch(s) on {cfg.data}")
-        result = train(tcfg, ctx, Hooks(on_log=hooks.log, on_progress=hooks.on_progress),
-                       loss_hook=_KeepHead(ckpt.head, hooks.log))
+        how = f", distilled from the unpruned model ({cfg.finetune_distill})" if distiller else ""
+        hooks.log(f"fine-tuning round {round_}/{rounds}: {cfg.finetune_epochs} epoch(s) on {cfg.data}{how}")
+        hook = _DistilledFinetune(ckpt.head, hooks.log, distiller()) if distiller else _KeepHead(ckpt.head, hooks.log)
+        result = train(tcfg, ctx, Hooks(on_log=hooks.log, on_progress=hooks.on_progress), loss_hook=hook)
         record.append({"round": round_, "epochs": cfg.finetune_epochs,
                        "loss": [float(r.value) for r in result.rows]})
         return load_checkpoint(result.checkpoint)
@@ -400,9 +446,16 @@ def run_prune(cfg: PruneConfig, ctx=None, hooks=None) -> PruneResult:
     finetuned: list[dict[str, Any]] = []
     folder = Path(tempfile.mkdtemp(prefix="fcbench-prune-")) if cfg.finetune_epochs else None
     try:
+        teacher = _prune_teacher(cfg, src, folder) if folder and cfg.finetune_distill else None
+    except BaseException:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    try:
         context = TechniqueContext(threads=cfg.threads, seed=cfg.seed, data=data,
                                    progress=lambda msg, frac: hooks.log(msg),
-                                   finetune=_finetuner(cfg, folder, ctx, hooks, finetuned) if folder else None)
+                                   finetune=_finetuner(cfg, folder, ctx, hooks, finetuned, teacher)
+                                   if folder else None)
         result = apply_technique(src, cfg.method, cfg.technique_options(), out, context=context)
     finally:
         if folder is not None:
