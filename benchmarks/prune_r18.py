@@ -6,6 +6,10 @@ The dense r18 (112x112, trained 2 steps, as every script here) is pruned by ``fc
 (the ``ort-cpu`` and ``openvino-f32`` profiles), dense and pruned interleaved (A,B,B,A...). Reported: params
 and MACs ratios (from the checkpoints) and the latency ratio pruned/dense per backend (medians over
 repetitions of p50). Target (P3): at ratio 0.5, MACs <= 0.26x and latency <= 0.30x on both backends.
+
+``--prelu-relu-bn`` also converts every model with ``--opt onnx.prelu=relu-bn`` (each PReLU as Relu +
+BatchNormalization + Add, which ONNX Runtime keeps in its NCHWc layout) and times those on ort-cpu too
+(column ``ort-cpu relu-bn``).
 """
 
 from __future__ import annotations
@@ -16,22 +20,38 @@ from pathlib import Path
 
 from _common import Run, artifacts, busy_note, fcbench_cell, interleaved, markdown, median, parse, parser, workdir
 
-BACKENDS = {"ort-cpu": "onnx", "openvino-f32": "openvino"}
+# column -> (backend profile, format)
+BACKENDS = {"ort-cpu": ("ort-cpu", "onnx"), "openvino-f32": ("openvino-f32", "openvino")}
+RELU_BN = {"ort-cpu relu-bn": ("ort-cpu", "onnx-relu-bn")}
 SUFFIX = {"onnx": ".onnx", "openvino": ".xml"}
 
 
-def _prepare_pruned(dense: Path, out: Path, ratio: float, round_to: int) -> None:
+def _relu_bn(ckpt: Path) -> Path:
+    """Where the relu-bn ONNX of ``ckpt`` goes."""
+    return ckpt.parent / "relu-bn" / ckpt.with_suffix(".onnx").name
+
+
+def _convert(ckpt: Path, relu_bn: bool) -> None:
+    import fcbench
+
+    missing = [f for f, s in SUFFIX.items() if not ckpt.with_suffix(s).exists()]
+    jobs = [(missing, None, {})] if missing else []
+    if relu_bn and not _relu_bn(ckpt).exists():
+        jobs.append((["onnx"], str(_relu_bn(ckpt).parent), {"onnx": {"prelu": "relu-bn"}}))
+    for to, out, options in jobs:
+        result = fcbench.convert(checkpoint=str(ckpt), to=to, out=out, options=options)
+        bad = [f"{o.format}: {o.status} {o.reason}" for o in result.outcomes if o.status != "ok"]
+        if bad:
+            raise SystemExit("conversion failed: " + "; ".join(bad))
+
+
+def _prepare_pruned(dense: Path, out: Path, ratio: float, round_to: int, relu_bn: bool) -> None:
     """Child process: prune and convert (the measuring process never runs an exporter)."""
     import fcbench
 
     if not out.exists():
         fcbench.prune(checkpoint=str(dense), method="channel", ratio=ratio, round_to=round_to, out=str(out))
-    missing = [f for f, s in SUFFIX.items() if not out.with_suffix(s).exists()]
-    if missing:
-        result = fcbench.convert(checkpoint=str(out), to=missing)
-        bad = [f"{o.format}: {o.status} {o.reason}" for o in result.outcomes if o.status != "ok"]
-        if bad:
-            raise SystemExit("conversion failed: " + "; ".join(bad))
+    _convert(out, relu_bn)
 
 
 def _ratios(dense: Path, pruned: Path) -> tuple[float, float]:
@@ -50,41 +70,51 @@ def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--ratio", type=float, default=0.5, help="fraction of channels removed (default 0.5)")
     p.add_argument("--round-to", default="1,8,16", help="comma-separated --round-to values to try (default 1,8,16)")
+    p.add_argument("--prelu-relu-bn", action="store_true",
+                   help="also time ONNX files converted with --opt onnx.prelu=relu-bn on ort-cpu")
     args = parse(p)
     run = Run(args)
     root = workdir(args)
     dense = artifacts(root, args.quick)
-    models: dict[str, dict[str, Path]] = {"dense": {f: dense[f] for f in SUFFIX}}
+    backends = {**BACKENDS, **(RELU_BN if args.prelu_relu_bn else {})}
+    if args.prelu_relu_bn:
+        subprocess.run([sys.executable, __file__, "convert-relu-bn", str(dense["pytorch"])], check=True)
+    models: dict[str, dict[str, Path]] = {"dense": {**{f: dense[f] for f in SUFFIX},
+                                                    "onnx-relu-bn": _relu_bn(dense["pytorch"])}}
     ratios: dict[str, tuple[float, float]] = {"dense": (1.0, 1.0)}
     for n in [int(v) for v in args.round_to.split(",") if v.strip()]:
         name = f"pruned {args.ratio:g}, round-to {n}"
         ckpt = dense["pytorch"].with_name(f"pruned-{args.ratio:g}-r{n}.pt")
-        cmd = [sys.executable, __file__, "prepare", str(dense["pytorch"]), str(ckpt), str(args.ratio), str(n)]
+        cmd = [sys.executable, __file__, "prepare", str(dense["pytorch"]), str(ckpt), str(args.ratio), str(n),
+               "1" if args.prelu_relu_bn else "0"]
         subprocess.run(cmd, check=True)
-        models[name] = {f: ckpt.with_suffix(s) for f, s in SUFFIX.items()}
+        models[name] = {**{f: ckpt.with_suffix(s) for f, s in SUFFIX.items()}, "onnx-relu-bn": _relu_bn(ckpt)}
         ratios[name] = _ratios(dense["pytorch"], ckpt)
     store = root / "bench.sqlite"
     rows = []
     p50: dict[tuple[str, str], float] = {}
-    for backend, fmt in BACKENDS.items():
+    for column, (backend, fmt) in backends.items():
         fns = {name: (lambda f=files[fmt], b=backend: {"p50": fcbench_cell(f, b, args, store).stats.p50_ms})
                for name, files in models.items()}
         res = interleaved(fns, args)
-        print(f"{backend}: {busy_note(res)}")
+        print(f"{column}: {busy_note(res)}")
         for name in models:
-            p50[(name, backend)] = median([r["p50"] for r in res[name]])
+            p50[(name, column)] = median([r["p50"] for r in res[name]])
     for name in models:
         row = {"model": name, "params x": ratios[name][0], "MACs x": ratios[name][1]}
-        for backend in BACKENDS:
-            row[f"{backend} p50 ms"] = p50[(name, backend)]
-            row[f"{backend} x"] = p50[(name, backend)] / p50[("dense", backend)]
+        for column in backends:
+            row[f"{column} p50 ms"] = p50[(name, column)]
+            row[f"{column} x"] = p50[(name, column)] / p50[("dense", column)]
         rows.append(row)
-    cols = ["model", "params x", "MACs x"] + [c for b in BACKENDS for c in (f"{b} p50 ms", f"{b} x")]
+    cols = ["model", "params x", "MACs x"] + [c for b in backends for c in (f"{b} p50 ms", f"{b} x")]
     print()
     print(markdown(rows, cols))
+    if args.prelu_relu_bn:
+        print("\nrelu-bn / PRelu ONNX on ort-cpu, same model: " + ", ".join(
+            f"{name} {p50[(name, 'ort-cpu relu-bn')] / p50[(name, 'ort-cpu')]:.3f}x" for name in models))
     pruned = [r for r in rows if r["model"] != "dense"]
     if pruned:
-        best = {b: min(r[f"{b} x"] for r in pruned) for b in BACKENDS}
+        best = {b: min(r[f"{b} x"] for r in pruned) for b in backends}
         macs = min(r["MACs x"] for r in pruned)
         print(f"\ntarget (ratio 0.5): MACs <= 0.26x -> {macs:.3f}x {'met' if macs <= 0.26 else 'NOT met'}; "
               + "; ".join(f"{b} latency <= 0.30x -> best {x:.3f}x {'met' if x <= 0.30 else 'NOT met'}"
@@ -94,6 +124,9 @@ def main() -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["prepare"]:
-        _prepare_pruned(Path(sys.argv[2]), Path(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]))
+        _prepare_pruned(Path(sys.argv[2]), Path(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]),
+                        sys.argv[6] == "1")
+    elif sys.argv[1:2] == ["convert-relu-bn"]:
+        _convert(Path(sys.argv[2]), relu_bn=True)
     else:
         main()

@@ -20,6 +20,7 @@ have ``to_rows()`` and ``Store.add(result)`` writes them (``Store`` takes an SQL
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from fcbench.hooks import Hooks
@@ -42,6 +43,9 @@ from fcbench.results.context import RunContext
 
 
 def _options(cls: type, options: Any, kwargs: dict[str, Any], verb: str) -> Any:
+    if isinstance(options, dict) and "options" in {f.name for f in dataclasses.fields(cls)}:
+        # a verb whose options have a field called options (convert's per-format --opt): options={...} is that
+        kwargs, options = {**kwargs, "options": options}, None
     if options is not None and kwargs:
         raise TypeError(f"{verb}: pass an options object or keyword options, not both")
     if options is None:

@@ -10,6 +10,11 @@ Options:
   exporter       "auto" (dynamo, falling back to legacy if dynamo fails) | "dynamo" | "legacy"
   simplify       constant folding + dead-code elimination with onnxscript's optimizer (default true)
   dynamic_batch  make the batch dimension symbolic ("batch") instead of fixed to the example's (default false)
+  prelu          "keep" (default) | "relu-bn": write each per-channel PRelu as relu(x) - a * relu(-x), the
+                 negations and the slopes as BatchNormalization (scale -1, then -a) and the sum as Add. Same
+                 arithmetic (the scales are exact); ONNX Runtime's CPU provider has no NCHWc PRelu and puts
+                 a layout reorder out and back around each one, while it turns these BatchNormalizations into
+                 NCHWc depthwise convolutions and fuses the Add and Relu, so the graph stays in NCHWc
 
 The whole model is written into the one ``.onnx`` file (no external-data side file).
 """
@@ -39,6 +44,8 @@ OPTIONS = {
     "exporter": OptionSpec(str, "auto", "dynamo, legacy, or auto (dynamo, falling back to legacy)", choices=EXPORTERS),
     "simplify": OptionSpec(bool, True, "constant folding + dead-code elimination"),
     "dynamic_batch": OptionSpec(bool, False, "a symbolic batch dimension"),
+    "prelu": OptionSpec(str, "keep", "keep, or relu-bn: per-channel PRelu as Relu + BatchNormalization + Add "
+                                     "(ONNX Runtime keeps that in its NCHWc layout)", choices=("keep", "relu-bn")),
 }
 
 
@@ -86,12 +93,69 @@ def _one_line(exc: BaseException) -> str:
     return text.splitlines()[0][:300]
 
 
-def _finish(out: Path, simplify: bool, legacy: bool) -> dict[str, Any]:
-    """Optimise (legacy path), fold any external data into the file, and check the model."""
+def _bn(graph: Any, name: str, scale: Any, src: str, dst: str) -> Any:
+    """An eval-mode BatchNormalization multiplying channel c by ``scale[c]``: mean 0, bias 0 and var + eps
+    = 0.75 + 0.25 = 1 exactly, so it is the product alone."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    c = len(scale)
+    names = [f"{name}_{k}" for k in ("scale", "bias", "mean", "var")]
+    values = [scale, np.zeros(c), np.zeros(c), np.full(c, 0.75)]
+    graph.initializer.extend(numpy_helper.from_array(np.asarray(v, np.float32), n)
+                             for n, v in zip(names, values, strict=True))
+    return helper.make_node("BatchNormalization", [src, *names], [dst], name=name, epsilon=0.25)
+
+
+def _prelu_as_relu_bn(model: Any) -> tuple[int, int]:
+    """Rewrite, in place, every PRelu whose slope is a per-channel constant (shape [C], [C,1,1] or [1,C,1,1],
+    C > 1) as ``Relu(x) + BN_{-a}(Relu(BN_{-1}(x)))``; returns (rewritten, left as PRelu)."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    nodes, done, left = [], 0, 0
+    for n in graph.node:
+        if n.op_type != "PRelu":
+            nodes.append(n)
+            continue
+        slope = inits.get(n.input[1]) if len(n.input) == 2 else None
+        dims = list(slope.dims) if slope is not None else []
+        c = int(np.prod(dims)) if dims else 0
+        if c < 2 or dims not in ([c], [c, 1, 1], [1, c, 1, 1]):
+            left += 1
+            nodes.append(n)
+            continue
+        a = numpy_helper.to_array(slope).astype(np.float32).reshape(-1)
+        stem, x, y = f"{n.name or n.output[0]}_relubn", n.input[0], n.output[0]
+        nodes += [helper.make_node("Relu", [x], [f"{stem}_pos"], name=f"{stem}_relu_pos"),
+                  _bn(graph, f"{stem}_neg", -np.ones(c), x, f"{stem}_negx"),
+                  helper.make_node("Relu", [f"{stem}_negx"], [f"{stem}_negrelu"], name=f"{stem}_relu_neg"),
+                  _bn(graph, f"{stem}_slope", -a, f"{stem}_negrelu", f"{stem}_negpart"),
+                  helper.make_node("Add", [f"{stem}_pos", f"{stem}_negpart"], [y], name=f"{stem}_add")]
+        done += 1
+    del graph.node[:]
+    graph.node.extend(nodes)
+    used = {i for node in graph.node for i in node.input}
+    keep = [i for i in graph.initializer if i.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+    return done, left
+
+
+def _finish(out: Path, simplify: bool, legacy: bool, prelu: str = "keep") -> dict[str, Any]:
+    """Optimise (legacy path), rewrite PRelu when asked, fold any external data into the file, and check the
+    model."""
     import onnx
 
     model = onnx.load(str(out), load_external_data=True)
     changed = False
+    rewritten: dict[str, int] = {}
+    if prelu == "relu-bn":
+        done, left = _prelu_as_relu_bn(model)
+        rewritten = {"prelu_rewritten": done, "prelu_left": left}
+        changed = changed or done > 0
     simplified = "exporter" if simplify and not legacy else ""
     if simplify and legacy:
         try:
@@ -119,7 +183,7 @@ def _finish(out: Path, simplify: bool, legacy: bool) -> dict[str, Any]:
                            exit_code=1) from exc
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     return {"opset_written": opset, "ir_version": model.ir_version, "simplified_by": simplified,
-            "nodes": len(model.graph.node)}
+            "nodes": len(model.graph.node), **rewritten}
 
 
 class OnnxExporter(Exporter):
@@ -156,7 +220,7 @@ class OnnxExporter(Exporter):
             detail = "; ".join(f"{k}: {v}" for k, v in errors.items())
             hint = " (install onnxscript: pip install 'fcbench[onnx]')" if "onnxscript" in detail else ""
             raise FcbenchError(f"onnx export failed ({detail}){hint}", exit_code=1)
-        info = _finish(out, opts["simplify"], legacy=used == "legacy")
+        info = _finish(out, opts["simplify"], legacy=used == "legacy", prelu=opts["prelu"])
         used_options = dict(opts, exporter=used)
         extra = {"exporter": f"torch.onnx.export(dynamo={used == 'dynamo'})", "torch": torch.__version__, **info}
         if errors:
