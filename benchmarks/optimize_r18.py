@@ -1,12 +1,15 @@
 """P2: ``fcbench optimize`` on a trained IResNet-18 (112x112): speed-up of what it finds over eager PyTorch fp32
 and over the fastest uncompressed candidate, within 1 point of verification accuracy.
 
-r18 is trained on built-in synthetic faces (``--epochs``); ``fcbench optimize --backend openvino,onnxruntime
---max-drop 1 --prune 0.25,0.5 --finetune-epochs E`` then measures every candidate (each runtime's float model
-at each precision, every installed quantization method of those runtimes, the 25 % and 50 % channel-pruned
-models fine-tuned and quantized) on this machine in one run, and prints its table. Reported: the chosen candidate's
-speed-up over eager PyTorch (target >= 15x) and over the fastest uncompressed candidate (target >= 2.5x), its
-accuracy drop (<= 1 point), the frontier, and the search's duration, with the CPU.
+r18 is trained on built-in synthetic faces (``--epochs``, default 10: near where more epochs stop helping, so
+fine-tuning a pruned model does not simply go on training an unfinished parent); ``fcbench optimize --backend
+openvino,onnxruntime --max-drop 1 --prune 0.5 --finetune-epochs 2 --finetune-distill embedding-mse
+--finetune-distill-opt weight=1000`` then measures every candidate (each runtime's float model at each
+precision, every installed quantization method of those runtimes, the channel-pruned model fine-tuned as a
+distillation student of the parent, and quantized) on this machine in one run, and prints its table.
+Reported: the chosen candidate's speed-up over eager PyTorch (target >= 15x) and over the fastest uncompressed
+candidate (target >= 2.5x), its accuracy drop (<= 1 point), the frontier, and the search's duration, with the
+CPU.
 """
 
 from __future__ import annotations
@@ -21,10 +24,13 @@ from pathlib import Path
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--finetune-epochs", type=int, default=2)
-    p.add_argument("--prune", default="0.25,0.5", help="channel-pruning ratios to search (comma-separated)")
-    p.add_argument("--pairs", type=int, default=300)
+    p.add_argument("--finetune-distill", default="embedding-mse",
+                   help="distill method of the fine-tuning, the parent as teacher ('' for plain fine-tuning)")
+    p.add_argument("--distill-weight", type=float, default=1000.0, help="its weight (default 1000)")
+    p.add_argument("--prune", default="0.5", help="channel-pruning ratios to search (comma-separated)")
+    p.add_argument("--pairs", type=int, default=600, help="verification pairs (default 600)")
     p.add_argument("--max-drop", type=float, default=1.0)
     p.add_argument("--backends", default="openvino,onnxruntime")
     p.add_argument("--seconds", type=float, default=2.0, help="timed seconds per candidate (default 2)")
@@ -52,6 +58,8 @@ def main() -> None:
                            data="synthetic:pairs", data_options={"num_pairs": 50 if args.quick else args.pairs},
                            calib_data="synthetic:faces", prune=[float(r) for r in args.prune.split(",") if r],
                            finetune_epochs=args.finetune_epochs, train_data="synthetic:faces",
+                           finetune_distill=args.finetune_distill or None,
+                           finetune_distill_options={"weight": args.distill_weight} if args.finetune_distill else {},
                            train_options=train_data, bench_seconds=0.3 if args.quick else args.seconds,
                            threads=args.threads, out=str(root / "optimize"))
     from rich.console import Console
