@@ -3,16 +3,19 @@ that backend and its accuracy through that runtime, and keep the fastest within 
 
 Candidates, for each ``--backend``: the float model converted to the backend's format at each
 inference precision the backend can be asked for (OpenVINO: f32, bf16, f16 where the CPU has them)
-and at the runtime's default; every installed quantization method whose runtime is that backend
-(``ort-static``, ``openvino-ptq``, ...), calibrated on ``--calib-data``; a method that can keep layers
-in float is tried again with its most sensitive layers kept when it misses the budget; and, with
-``--prune R1,R2``, channel-pruned checkpoints (fine-tuned for ``--finetune-epochs`` on
-``--train-data``) going through the same float and quantized candidates. Every candidate is benched
-with ``bench``'s timer (p50, with an approximate 95 % interval of the median) and evaluated with
-``eval``'s metrics through its runtime; its rows go to the store with its lineage. The verb reports
-the Pareto frontier (no candidate both faster and more accurate), the choice (the fastest within
-``--max-drop`` points of the float parent in PyTorch) and, when none fits, the closest and by how much.
-``--budget-minutes`` bounds the search: candidates not started in time are listed as not tried.
+and at the runtime's default (for ONNX Runtime and a model with PReLU, also exported with
+``onnx.prelu=relu-bn``, the same arithmetic in ops ORT keeps in its NCHWc layout); every installed
+quantization method whose runtime is that backend (``ort-static``, ``openvino-ptq``, ...), calibrated
+on ``--calib-data``; a method that can keep layers in float is tried again with its most sensitive
+layers kept when it misses the budget; and, with ``--prune R1,R2``, channel-pruned checkpoints
+(fine-tuned for ``--finetune-epochs`` on ``--train-data``, as distillation students of the unpruned
+model with ``--finetune-distill``) going through the same float and quantized candidates. Every
+candidate is benched with ``bench``'s timer (p50, with an approximate 95 % interval of the median) and
+evaluated with ``eval``'s metrics through its runtime; its rows go to the store with its lineage. The
+verb reports the Pareto frontier (no candidate both faster and more accurate), the choice (the fastest
+within ``--max-drop`` points of the float parent in PyTorch) and, when none fits, the closest and by
+how much. ``--budget-minutes`` bounds the search: candidates not started in time are listed as not
+tried.
 """
 
 from __future__ import annotations
@@ -103,6 +106,15 @@ def pareto(cands: list[Candidate]) -> list[Candidate]:
     from fcbench.pareto import pareto_front
 
     return pareto_front([c for c in cands if c.status == "ok"], lambda c: c.p50_ms, lambda c: c.metric)
+
+
+def _has_prelu(ckpt: Path) -> bool:
+    """Whether the checkpoint's model has a PReLU (the ONNX relu-bn export changes nothing otherwise)."""
+    import torch
+
+    from fcbench.training.checkpoint import load_checkpoint
+
+    return any(isinstance(m, torch.nn.PReLU) for m in load_checkpoint(ckpt).build_model().modules())
 
 
 def _slug(prefix: str) -> str:
@@ -231,30 +243,35 @@ class _Search:
         (spec,) = expand([label])
         backend = get_backend(spec.plugin)
         fmt = self.format_for(backend, label)
-        name = f"{prefix}{fmt} float"
-        if self.over_budget():
-            self.skip(name, label)
-            return
-        t0 = time.perf_counter()
-        folder = self.out / _slug(prefix) / "float"
-        try:
-            (outcome,) = convert(ckpt, [fmt], folder)
-        except FcbenchError as exc:
-            self.candidates.append(Candidate(name, label, status="failed", reason=first_line(exc)))
-            return
-        if outcome.status != "ok":
-            self.candidates.append(Candidate(name, label, status="failed", reason=outcome.reason))
-            return
-        made = time.perf_counter() - t0
-        precisions: list[str | None] = [None]
-        if all_precisions:
-            precisions += list(backend.precisions(spec.variant))
-        for p in precisions:
+        # export variants: the plain one, and for ONNX Runtime a model with PReLU also with PReLU as Relu +
+        # BatchNormalization + Add (--opt onnx.prelu=relu-bn: the same arithmetic, kept in ORT's NCHWc layout)
+        variants: list[tuple[str, dict, str]] = [(fmt, {}, "float")]
+        if fmt == "onnx" and spec.plugin == "onnxruntime" and _has_prelu(ckpt):
+            variants.append(("onnx(prelu=relu-bn)", {"onnx": {"prelu": "relu-bn"}}, "float-relu-bn"))
+        for shown, options, sub in variants:
+            name = f"{prefix}{shown} float"
             if self.over_budget():
-                self.skip(f"{name} {p or 'default'}", label)
+                self.skip(name, label)
                 continue
-            cand = Candidate(f"{name} {p or 'default'}", label, precision=p, seconds=made)
-            self.measure(cand, outcome.file)
+            t0 = time.perf_counter()
+            try:
+                (outcome,) = convert(ckpt, [fmt], self.out / _slug(prefix) / sub, options=options)
+            except FcbenchError as exc:
+                self.candidates.append(Candidate(name, label, status="failed", reason=first_line(exc)))
+                continue
+            if outcome.status != "ok":
+                self.candidates.append(Candidate(name, label, status="failed", reason=outcome.reason))
+                continue
+            made = time.perf_counter() - t0
+            precisions: list[str | None] = [None]
+            if all_precisions:
+                precisions += list(backend.precisions(spec.variant))
+            for p in precisions:
+                if self.over_budget():
+                    self.skip(f"{name} {p or 'default'}", label)
+                    continue
+                cand = Candidate(f"{name} {p or 'default'}", label, precision=p, seconds=made)
+                self.measure(cand, outcome.file)
 
     def quant_candidates(self, ckpt: Path, label: str, prefix: str) -> None:
         from fcbench.backends import expand
