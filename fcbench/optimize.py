@@ -128,7 +128,9 @@ def choose(cands: list[Candidate], max_drop: float) -> tuple[Candidate | None, C
     for c in pareto(cands):
         c.pareto = True
     ok = [c for c in cands if c.status == "ok" and c.drop is not None and c.p50_ms is not None]
-    fits = [c for c in ok if c.drop <= max_drop]
+    from fcbench.evaluation import over_budget
+
+    fits = [c for c in ok if not over_budget(c.drop, max_drop)]
     if fits:
         return min(fits, key=lambda c: c.p50_ms), None
     return None, (min(ok, key=lambda c: (c.drop, c.p50_ms)) if ok else None)
@@ -310,7 +312,9 @@ class _Search:
                                                      seconds=time.perf_counter() - t0))
                     continue
                 cand = self.measure(Candidate(cname, label, seconds=time.perf_counter() - t0), Path(res.output))
-                if cand.status == "ok" and cand.drop is not None and cand.drop <= self.cfg.max_drop:
+                from fcbench.evaluation import over_budget
+
+                if cand.status == "ok" and cand.drop is not None and not over_budget(cand.drop, self.cfg.max_drop):
                     break  # within budget: keeping layers in float would only make it slower
 
     def format_for(self, backend, label: str) -> str:

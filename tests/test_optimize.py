@@ -62,6 +62,13 @@ def _c(name, p50, drop, status="ok"):
     return Candidate(name, "b", p50_ms=p50, metric=1 - drop / 100, drop=drop, status=status)
 
 
+def test_a_drop_equal_to_the_budget_fits():
+    """100 * (0.92 - 0.91) is 1.0000000000000009 in floating point; shown as 1.00, it is within --max-drop 1."""
+    at = Candidate("at", "b", p50_ms=1.0, metric=0.91, drop=100 * (0.92 - 0.91))
+    over = Candidate("over", "b", p50_ms=0.5, metric=0.909, drop=100 * (0.92 - 0.909))
+    assert at.drop > 1.0 and choose([at, over], 1.0) == (at, None)
+
+
 def test_choice_frontier_and_closest():
     cands = [_c("a", 1.0, 0.0), _c("b", 0.5, 0.8), _c("c", 0.4, 3.0), _c("d", 0.6, 1.0), _c("e", 0.1, 0, "failed")]
     chosen, closest = choose(cands, 1.0)
