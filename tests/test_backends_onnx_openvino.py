@@ -129,7 +129,8 @@ def test_onnx_export_is_one_checked_file_with_named_io(artifacts):
     res = artifacts["r18", "onnx"]
     assert res.file.suffix == ".onnx"
     assert sorted(p.name for p in res.file.parent.iterdir() if p.is_file()) == ["r18-legacy.onnx", "r18.onnx"]
-    assert res.options == {"opset": 18, "exporter": "dynamo", "simplify": True, "dynamic_batch": False}
+    assert res.options == {"opset": 18, "exporter": "dynamo", "simplify": True, "dynamic_batch": False,
+                           "prelu": "keep"}
     assert res.extra["opset_written"] == 18 and res.input_layout == "NCHW"
     model = onnx.load(str(res.file))
     onnx.checker.check_model(model)
