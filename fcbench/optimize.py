@@ -250,6 +250,7 @@ class _Search:
         variants: list[tuple[str, dict, str]] = [(fmt, {}, "float")]
         if fmt == "onnx" and spec.plugin == "onnxruntime" and _has_prelu(ckpt):
             variants.append(("onnx(prelu=relu-bn)", {"onnx": {"prelu": "relu-bn"}}, "float-relu-bn"))
+        precisions: list[str | None] = [None, *(backend.precisions(spec.variant) if all_precisions else ())]
         for shown, options, sub in variants:
             name = f"{prefix}{shown} float"
             if self.over_budget():
@@ -265,9 +266,6 @@ class _Search:
                 self.candidates.append(Candidate(name, label, status="failed", reason=outcome.reason))
                 continue
             made = time.perf_counter() - t0
-            precisions: list[str | None] = [None]
-            if all_precisions:
-                precisions += list(backend.precisions(spec.variant))
             for p in precisions:
                 if self.over_budget():
                     self.skip(f"{name} {p or 'default'}", label)
@@ -277,6 +275,7 @@ class _Search:
 
     def quant_candidates(self, ckpt: Path, label: str, prefix: str) -> None:
         from fcbench.backends import expand
+        from fcbench.evaluation import over_budget
         from fcbench.options import QuantizeConfig
         from fcbench.quantization import get_method, method_names, quantize
 
@@ -312,8 +311,6 @@ class _Search:
                                                      seconds=time.perf_counter() - t0))
                     continue
                 cand = self.measure(Candidate(cname, label, seconds=time.perf_counter() - t0), Path(res.output))
-                from fcbench.evaluation import over_budget
-
                 if cand.status == "ok" and cand.drop is not None and not over_budget(cand.drop, self.cfg.max_drop):
                     break  # within budget: keeping layers in float would only make it slower
 

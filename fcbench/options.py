@@ -919,23 +919,29 @@ class PruneConfig(Checked):
         if self.finetune_epochs and not self.data:
             raise OptionError("finetune_epochs", "needs --data (the labelled images to fine-tune on, e.g. "
                                                  "--data synthetic:faces)")
-        if self.finetune_distill_options and not self.finetune_distill:
-            raise OptionError("finetune_distill_options", "are --finetune-distill's: name the method too")
-        if self.finetune_distill is not None:
-            if not self.finetune_epochs:
-                raise OptionError("finetune_distill", "distils during fine-tuning: give --finetune-epochs too")
-            from fcbench.techniques import names as technique_names
-
-            known = technique_names("distill")
-            for name in str(self.finetune_distill).split("+"):
-                if name not in known:
-                    raise OptionError("finetune_distill", f"'{name}' is not a distill method{suggest(name, known)}; "
-                                                          f"methods: {', '.join(known)}")
+        _check_finetune_distill(self.finetune_distill, self.finetune_distill_options, self.finetune_epochs)
         if self.batches is not None and not taylor:
             raise OptionError("batches", "is for --importance taylor")
         # --data, --lr and --batch-size without taylor or fine-tuning are left unused (a recipe's defaults give
         # them to every step that takes them)
         return self
+
+
+def _check_finetune_distill(method: str | None, options: dict[str, Any], epochs: int | None) -> None:
+    """prune's and optimize's ``--finetune-distill`` (and its ``--finetune-distill-opt``), checked before any
+    work by distill's own parser: method names and their options."""
+    if options and not method:
+        raise OptionError("finetune_distill_options", "are --finetune-distill's: name the method too")
+    if method is None:
+        return
+    if not epochs:
+        raise OptionError("finetune_distill", "distils during fine-tuning: give --finetune-epochs too")
+    from fcbench.distillation import parse_methods
+
+    try:
+        parse_methods(DistillConfig(teacher="-", method=str(method), method_options=dict(options)))
+    except FcbenchError as exc:
+        raise OptionError("finetune_distill", f"is not valid: {str(exc).removeprefix('distill: ')}") from None
 
 
 @dataclass
@@ -1067,10 +1073,7 @@ class OptimizeConfig(Checked):
             raise OptionError("train_data", "is needed for --finetune-epochs (the data to fine-tune on)")
         if self.finetune_epochs and not self.prune:
             raise OptionError("finetune_epochs", "fine-tunes pruned models: give --prune RATIOS too")
-        if self.finetune_distill and not self.finetune_epochs:
-            raise OptionError("finetune_distill", "distils during fine-tuning: give --finetune-epochs too")
-        if self.finetune_distill_options and not self.finetune_distill:
-            raise OptionError("finetune_distill_options", "are --finetune-distill's: name the method too")
+        _check_finetune_distill(self.finetune_distill, self.finetune_distill_options, self.finetune_epochs)
         if self.methods:
             from fcbench.quantization import method_names
 

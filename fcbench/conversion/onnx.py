@@ -155,7 +155,7 @@ def _finish(out: Path, simplify: bool, legacy: bool, prelu: str = "keep") -> dic
     if prelu == "relu-bn":
         done, left = _prelu_as_relu_bn(model)
         rewritten = {"prelu_rewritten": done, "prelu_left": left}
-        changed = changed or done > 0
+        changed = done > 0
     simplified = "exporter" if simplify and not legacy else ""
     if simplify and legacy:
         try:

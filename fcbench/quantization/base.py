@@ -162,6 +162,23 @@ class Source:
         return self.path if self.manifest.format == fmt else self._converted.get(fmt)
 
 
+def module_layers(model: Any, types: tuple[str, ...] = ("Conv2d", "Linear")) -> list[str]:
+    """The module paths (``layer1.0.conv1``) of ``model``'s modules of these class names, in order: the names
+    ``--keep-float`` takes for the methods that quantize a PyTorch model."""
+    return [n for n, m in model.named_modules() if n and type(m).__name__ in types]
+
+
+def check_keep_float(method: str, keep: list[str], names: list[str], path: Path) -> None:
+    """One clear error for the first ``--keep-float`` name that is not one of the method's ``names``."""
+    unknown = [k for k in keep if k not in names]
+    if unknown:
+        from fcbench.errors import suggest
+
+        raise FcbenchError(f"--keep-float: {unknown[0]} is not a layer {method} quantizes in "
+                           f"{path.name}{suggest(unknown[0], names)}; its layers: "
+                           f"{', '.join(names[:8])}{' ...' if len(names) > 8 else ''}")
+
+
 class QuantMethod(Technique):
     """Base class of quantization methods (subclassing it is optional; keeping the contract is not)."""
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from fcbench.plugins import module_available
-from fcbench.quantization.base import Quantized, QuantMethod, Source, Spec
+from fcbench.quantization.base import Quantized, QuantMethod, Source, Spec, check_keep_float, module_layers
 
 
 def _without_batchnorm(model: Any) -> Any:
@@ -90,20 +90,13 @@ class ExecutorchInt8(QuantMethod):
 
     def layers(self, source: Source, options: Any) -> list[str]:
         """The model's module paths of the Conv2d and Linear layers the quantizer annotates, in order."""
-        return [n for n, m in source.model().named_modules() if n and type(m).__name__ in ("Conv2d", "Linear")]
+        return module_layers(source.model())
 
     def _keep_filter(self, source: Source, options: Any, keep: list[str]) -> Any:
         """A node filter for the quantizer that is False on the ``keep`` modules' nodes (None: keep nothing)."""
         if not keep:
             return None
-        names = self.layers(source, options)
-        unknown = [k for k in keep if k not in names]
-        if unknown:
-            from fcbench.errors import FcbenchError, suggest
-
-            raise FcbenchError(f"--keep-float: {unknown[0]} is not a layer {self.name} quantizes in "
-                               f"{source.path.name}{suggest(unknown[0], names)}; its layers: "
-                               f"{', '.join(names[:8])}{' ...' if len(names) > 8 else ''}")
+        check_keep_float(self.name, keep, self.layers(source, options), source.path)
         from torchao.quantization.pt2e.quantizer.utils import get_module_name_filter
 
         kept = [get_module_name_filter(k) for k in keep]

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fcbench.errors import FcbenchError
-from fcbench.quantization.base import Quantized, QuantMethod, Source, Spec
+from fcbench.quantization.base import Quantized, QuantMethod, Source, Spec, check_keep_float, module_layers
 
 ENGINES = ("auto", "x86", "fbgemm", "qnnpack")
 
@@ -207,19 +207,12 @@ class _TorchMethod(QuantMethod):
 
     def layers(self, source: Source, options: Any) -> list[str]:
         """The model's module paths (``layer1.0.conv1``) of the layers this method quantizes, in order."""
-        return [n for n, m in source.model().named_modules() if n and type(m).__name__ in self._layer_types]
+        return module_layers(source.model(), self._layer_types)
 
     def _common(self, source: Source, options: Any, spec: Spec | None = None) -> tuple[Any, str]:
         engine = resolve_engine(options.engine)
         if spec is not None and spec.keep_float:
-            names = self.layers(source, options)
-            unknown = [k for k in spec.keep_float if k not in names]
-            if unknown:
-                from fcbench.errors import suggest
-
-                raise FcbenchError(f"--keep-float: {unknown[0]} is not a layer {self.name} quantizes in "
-                                   f"{source.path.name}{suggest(unknown[0], names)}; its layers: "
-                                   f"{', '.join(names[:8])}{' ...' if len(names) > 8 else ''}")
+            check_keep_float(self.name, list(spec.keep_float), self.layers(source, options), source.path)
         source.float_artifact("ptl")  # the fp32 .ptl: the size the result is compared with
         return source.model(), engine
 

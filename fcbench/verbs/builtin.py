@@ -447,11 +447,6 @@ def run_prune(cfg: PruneConfig, ctx=None, hooks=None) -> PruneResult:
     folder = Path(tempfile.mkdtemp(prefix="fcbench-prune-")) if cfg.finetune_epochs else None
     try:
         teacher = _prune_teacher(cfg, src, folder) if folder and cfg.finetune_distill else None
-    except BaseException:
-        if folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)
-        raise
-    try:
         context = TechniqueContext(threads=cfg.threads, seed=cfg.seed, data=data,
                                    progress=lambda msg, frac: hooks.log(msg),
                                    finetune=_finetuner(cfg, folder, ctx, hooks, finetuned, teacher)
