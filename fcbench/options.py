@@ -876,8 +876,8 @@ class PruneConfig(Checked):
                                                                         "KEY=VALUE, e.g. weight=1000")
     batch_size: int = opt(32, range=(1, MAX_BATCH), help="Batch size of fine-tuning")
     bench: str | None = opt(None, help="After pruning, convert the input and the result to this backend's format "
-                                       "(a profile or plugin, e.g. ort-cpu, onnxruntime, openvino) and time both: "
-                                       "p50 latency before and after")
+                                       "(a profile or plugin, e.g. ort-cpu, onnxruntime, openvino) and time both in "
+                                       "turn: p50 latency before and after, the ratio with its 95 % interval")
     out: str | None = opt(None, help="Output checkpoint (default: <stem>-pruned.pt beside the input)")
     threads: int | None = opt(None, range=(1, MAX_THREADS))
     seed: int = opt(0, range=(0, MAX_SEED))

@@ -233,6 +233,8 @@ def prune(result, fmt: str) -> list[Any]:
     b = result.bench
     if b:
         ratio = "" if b.get("latency_ratio") is None else f"{b['latency_ratio']:.3f}"
+        if ratio and b.get("latency_ratio_ci"):
+            ratio += " [{:.3f}, {:.3f}]".format(*b["latency_ratio_ci"])
         table.add_row(plain(f"p50 ms, {b['backend']} ({b['format']})"), f"{b['p50_ms_before']:.3f}",
                       f"{b['p50_ms_after']:.3f}", ratio)
     for f in result.finetune:

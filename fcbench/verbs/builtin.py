@@ -380,16 +380,19 @@ def _bench_target(text: str) -> tuple[Any, str]:
 
 def _bench_before_after(cfg: PruneConfig, spec: Any, fmt: str, dense: Path, pruned: Path, ctx: Any,
                         hooks: Any) -> dict[str, Any]:
-    """Convert ``dense`` and ``pruned`` to ``fmt`` in a temporary folder and time both on ``spec`` with the bench
-    library (a short run each, in a bench worker): p50 before and after, and their ratio."""
+    """Convert ``dense`` and ``pruned`` to ``fmt`` in a temporary folder and time both *in turn* on ``spec`` in
+    one bench worker (A/B, as ``fcbench compare A B`` of two files): p50 before and after, and the ratio as the
+    rounds' estimate with its 95 % interval, so a slow moment of the machine slows both sides alike."""
     import shutil
     import tempfile
 
-    from fcbench.benchmark.run import bench
+    from fcbench.benchmark.run import load_artifact, run_interleaved
+    from fcbench.compare.stats import compare_ab
     from fcbench.conversion import convert
     from fcbench.quantization.why import why_not_faster
 
     folder = Path(tempfile.mkdtemp(prefix="fcbench-prune-bench-"))
+    threads = cfg.threads or os.cpu_count() or 1
     try:
         files = []
         for name, ckpt in (("before", dense), ("after", pruned)):
@@ -398,21 +401,23 @@ def _bench_before_after(cfg: PruneConfig, spec: Any, fmt: str, dense: Path, prun
                 raise FcbenchError(f"prune: wrote {pruned}; --bench {spec.label}: converting the {name} model to "
                                    f"{fmt}: {outcome.status}: {outcome.reason}", exit_code=1)
             files.append(str(outcome.file))
-        hooks.log(f"timing the dense and the pruned {fmt} on {spec.label}")
+        hooks.log(f"timing the dense and the pruned {fmt} in turn on {spec.label}")
         bcfg = BenchConfig(artifacts=files, backends=[spec.label], threads=cfg.threads, warmup=5, runs=20,
                            min_seconds=0.5)
-        cells = list(bench(bcfg, ctx))
+        cells = run_interleaved([load_artifact(f, bcfg) for f in files], spec, bcfg, threads)
         bad = [c for c in cells if c.status != "ok" or c.stats is None]
         if bad or len(cells) != 2:
             why = "; ".join(f"{Path(c.artifact).parent.name}: {c.status}: {c.reason}" for c in bad) or "no cells"
             raise FcbenchError(f"prune: wrote {pruned}; --bench {spec.label} failed: {why}", exit_code=1)
-        before, after = (c.stats.p50_ms for c in cells)
-        why_not = why_not_faster(Path(files[1]), Path(files[0]), spec.label, after, before,
-                                 cfg.threads or os.cpu_count() or 1)
+        b, a = cells
+        before, after = b.stats.p50_ms, a.stats.p50_ms
+        ab = compare_ab([(b.extra["samples_ms"], b.extra["rounds"], a.extra["samples_ms"], a.extra["rounds"])])
+        why_not = why_not_faster(Path(files[1]), Path(files[0]), spec.label, after, before, threads)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return {"backend": spec.label, "format": fmt, "threads": cfg.threads, "p50_ms_before": before,
-            "p50_ms_after": after, "latency_ratio": after / before if before else None, "why_not_faster": why_not}
+            "p50_ms_after": after, "latency_ratio": ab.ratio, "latency_ratio_ci": [ab.ci_low, ab.ci_high],
+            "rounds": ab.rounds, "why_not_faster": why_not}
 
 
 def run_prune(cfg: PruneConfig, ctx=None, hooks=None) -> PruneResult:
