@@ -325,6 +325,14 @@ def test_precision_is_what_the_runtime_ran(converted, cli, tmp_path):
     cells = {c["backend"]: c for c in json.loads(r.out)}
     assert "bf16" in cells["openvino:CPU"]["precision"]
     assert cells["onnxruntime:cpu"]["status"] == "skipped" and "it can: f32" in cells["onnxruntime:cpu"]["reason"]
+    # timed in turn (compare A B, prune --bench): the same refusal, for both files
+    from fcbench.backends import resolve
+    from fcbench.benchmark.run import load_artifact, run_interleaved
+    from fcbench.options import BenchConfig
+
+    bcfg = BenchConfig(artifacts=[onnx, onnx], backends=["onnxruntime:cpu"], precision="bf16")
+    both = run_interleaved([load_artifact(onnx, bcfg)] * 2, resolve("onnxruntime:cpu"), bcfg, 1)
+    assert [c.status for c in both] == ["skipped"] * 2 and all("it can: f32" in c.reason for c in both), both
     r = cli("bench", xml, "--backend", "openvino:CPU", "--precision", "fp64", *store)
     assert r.code == 2 and "--precision" in r.err
 

@@ -84,6 +84,18 @@ def _peak_gflops(threads: int, precision: str, at_least: float = 0.0) -> float |
     return entry["gflops"] if entry else None
 
 
+def cell_options(spec: BackendSpec, backend: Backend, cfg: BenchConfig) -> tuple[dict[str, Any], str]:
+    """The backend options a cell of ``spec`` runs with: the profile's, plus those of ``cfg.precision`` when
+    asked for; or ``({}, why)`` when the backend cannot be asked for that precision (naming those it can)."""
+    options = dict(spec.options)
+    if cfg.precision:
+        can = backend.precisions(spec.variant)
+        if cfg.precision not in can:
+            return {}, f"{spec.label} cannot be asked for {cfg.precision}; it can: {', '.join(can)}"
+        options.update(backend.precision_options(cfg.precision))
+    return options, ""
+
+
 def run_cell(path: Path, manifest: Manifest, spec: BackendSpec, cfg: BenchConfig, threads: int,
              device: Device | None = None) -> Cell:
     """One cell: checked here, measured in this process (``cfg.isolation == "inprocess"``, or
@@ -94,13 +106,10 @@ def run_cell(path: Path, manifest: Manifest, spec: BackendSpec, cfg: BenchConfig
     if why:
         cell.reason = why
         return cell
-    options = dict(spec.options)
-    if cfg.precision:
-        can = backend.precisions(spec.variant)
-        if cfg.precision not in can:
-            cell.reason = f"{spec.label} cannot be asked for {cfg.precision}; it can: {', '.join(can)}"
-            return cell
-        options.update(backend.precision_options(cfg.precision))
+    options, why = cell_options(spec, backend, cfg)
+    if why:
+        cell.reason = why
+        return cell
     cell.options = options
     cell.size_mb = artifact_size_mb(path, manifest)
     if cfg.pipeline or cfg.isolation == "inprocess":
@@ -195,13 +204,11 @@ def run_interleaved(items: list[tuple[Path, Manifest]], spec: BackendSpec, cfg: 
                 c.reason = why if c is cell else f"{Path(cell.artifact).name}: {why}"
             return cells
     assert backend is not None
-    options = dict(spec.options)
-    if cfg.precision:
-        if cfg.precision not in backend.precisions(spec.variant):
-            for c in cells:
-                c.reason = f"{spec.label} cannot be asked for {cfg.precision}"
-            return cells
-        options.update(backend.precision_options(cfg.precision))
+    options, why = cell_options(spec, backend, cfg)
+    if why:
+        for c in cells:
+            c.reason = why
+        return cells
     options = backend.interleaved_options(spec.variant, options)
     files: dict[str, Path] = {}
     parts = []

@@ -68,7 +68,7 @@ def device_cell(device: Any, profile: Any, info: dict[str, Any], path: Path, man
                 threads: int, hooks: Any) -> Any:
     """One cell on ``device`` (see the module doc); returns the filled ``Cell``."""
     from fcbench.backends import get_backend
-    from fcbench.benchmark.run import Cell, _cell_from_raw, _measure_on_device, artifact_size_mb
+    from fcbench.benchmark.run import Cell, _cell_from_raw, _measure_on_device, artifact_size_mb, cell_options
 
     cell = Cell(artifact=str(path), format=manifest.format, backend=spec.label, status="skipped")
     try:
@@ -83,13 +83,10 @@ def device_cell(device: Any, profile: Any, info: dict[str, Any], path: Path, man
         cell.reason = f"device {profile.name} does not offer {spec.label} (its profile's backends: " \
                       f"{', '.join(profile.backends)})"
         return cell
-    options = dict(spec.options)
-    if cfg.precision:
-        can = backend.precisions(spec.variant)
-        if cfg.precision not in can:
-            cell.reason = f"{spec.label} cannot be asked for {cfg.precision}; it can: {', '.join(can)}"
-            return cell
-        options.update(backend.precision_options(cfg.precision))
+    options, why = cell_options(spec, backend, cfg)
+    if why:
+        cell.reason = why
+        return cell
     cell.options = options
     cell.size_mb = artifact_size_mb(path, manifest)
     m = profile.measure
