@@ -200,6 +200,28 @@ def test_csv_and_json_exports_of_results_round_trip(cli, tmp_path):
         assert lat["stats"] == next(r for r in same["rows"] if r["metric"] == "latency")["stats"]
 
 
+def test_every_numeric_column_of_a_csv_export_reads_back_as_the_stored_number(cli, tmp_path):
+    """A CSV export holds text; read back (compare BASE.csv), each numeric column of the store is the number the
+    store holds, typed as the store types it, memory and size too."""
+    from fcbench.compare.sources import read_csv
+    from fcbench.results.store import NUMERIC_COLUMNS
+
+    row = speed("r1", times(5.0, seed=1))
+    row.init_ms, row.first_run_ms, row.peak_mem_mb, row.model_size_mb = 7.0, 9.5, 123.5, 4.25
+    row.gflops_per_s, row.peak_share = 11.0, 0.25
+    s = store_with(tmp_path / "s.sqlite", [row])
+    res = cli("results", "--store", s, "--run", "r1", "--format", "csv")
+    assert res.code == 0, res.err
+    (tmp_path / "b.csv").write_text(res.out)
+    (back,) = read_csv(tmp_path / "b.csv")
+    with Store(s) as st:
+        (held,) = st.query(run_id="r1")
+    for name, kind in NUMERIC_COLUMNS.items():
+        if name == "id":  # the store's own key: not in an export
+            continue
+        assert back[name] == held[name] and (back[name] is None or type(back[name]) is kind), (name, back[name])
+
+
 def test_a_whole_store_against_another(cli, tmp_path):
     a = store_with(tmp_path / "a.sqlite", [speed("r1", times(5.0, seed=1))], [speed("r2", times(5.0, seed=3))])
     b = store_with(tmp_path / "b.sqlite", [speed("r3", times(5.0, seed=2))])

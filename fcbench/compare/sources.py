@@ -14,13 +14,12 @@ from typing import Any
 from fcbench.compare.match import IDENTITY
 from fcbench.errors import FcbenchError
 from fcbench.results.store import _JSON_COLUMNS as _JSON
+from fcbench.results.store import NUMERIC_COLUMNS
 from fcbench.results.store import is_url as _is_url
 
 # what a CSV or JSON export must have for its rows to be compared
 REQUIRED = (*IDENTITY, "device_fingerprint")
 FIGURES = ("samples_ms", "p50_ms", "value")  # at least one
-_INTS = ("threads", "batch", "runs", "warmup", "id")
-_FLOATS = ("value", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms")
 
 
 @dataclass
@@ -50,12 +49,12 @@ def _typed(row: dict[str, Any], where: str) -> dict[str, Any]:
     for name in _JSON:
         if name in out and isinstance(out[name], str):
             out[name] = _json_value(out[name], name, where)
-    for name in _INTS + _FLOATS:
+    for name, kind in NUMERIC_COLUMNS.items():  # every numeric column of the store, as the store types it
         v = out.get(name)
         if isinstance(v, str):
             v = v.strip()
             try:
-                out[name] = None if v == "" else (int(float(v)) if name in _INTS else float(v))
+                out[name] = None if v == "" else kind(float(v))
             except ValueError:
                 raise FcbenchError(f"{where}: column {name} holds {v[:40]!r}, not a number") from None
     return out

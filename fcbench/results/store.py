@@ -112,6 +112,10 @@ def _sql_type(f) -> str:
 
 
 _TEXT_COLUMNS = {f.name for f in fields(Row) if _sql_type(f) == "TEXT"}
+# the numeric columns and the Python type each reads as (an export's text parses back with it); "id" is the
+# store's own key
+NUMERIC_COLUMNS: dict[str, type] = {"id": int, **{f.name: int if _sql_type(f) == "INTEGER" else float
+                                                  for f in fields(Row) if _sql_type(f) != "TEXT"}}
 _URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*):/(?P<rest>.*)$")  # also a URL that went through Path
 
 
