@@ -20,8 +20,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from fcbench.data.base import DatasetPlugin, read_image_file
-from fcbench.data.detection import DetectionImages, check_boxes
+from fcbench.data.base import DatasetPlugin
+from fcbench.data.detection import AnnotatedImages, check_boxes
 from fcbench.data.preprocess import Preprocessing
 from fcbench.errors import FcbenchError, suggest
 
@@ -62,33 +62,24 @@ def load_json(path: Path, what: str) -> Any:
         raise FcbenchError(f"{path}:{exc.lineno}:{exc.colno}: malformed JSON ({exc.msg}); fix the file") from exc
 
 
-class CocoDetection(DetectionImages):
-    """The images of one COCO annotation file with their boxes."""
+class CocoDetection(AnnotatedImages):
+    """The images of one COCO annotation file with their boxes; ``difficult(i)`` is COCO's ``iscrowd``, and each
+    image is checked against the width and height the annotation gives it."""
 
     def __init__(self, files: list[Path], sizes: list[tuple[int, int]], boxes: list[np.ndarray],
                  labels: list[np.ndarray], crowd: list[np.ndarray], class_names: list[str],
                  preprocessing: Preprocessing, source: str) -> None:
-        self.files, self.sizes, self._boxes, self._labels, self._crowd = files, sizes, boxes, labels, crowd
-        self.class_names, self.num_classes = class_names, len(class_names)
-        self.preprocessing, self.source = preprocessing, source
+        super().__init__(files, boxes, labels, crowd, class_names, preprocessing, source)
+        self.sizes = sizes
         self.empty_boxes = 0  # zero-width or zero-height boxes left out
 
-    def __len__(self) -> int:
-        return len(self.files)
-
     def rgb(self, i: int) -> np.ndarray:
-        img = read_image_file(self.files[i])
+        img = super().rgb(i)
         w, h = self.sizes[i]
         if img.shape[:2] != (h, w):
             raise FcbenchError(f"{self.files[i]}: is {img.shape[1]}x{img.shape[0]} but {self.source} says "
                                f"{w}x{h}; fix the annotation's width/height or the image")
         return img
-
-    def target(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        return self._boxes[i].copy(), self._labels[i].copy()
-
-    def difficult(self, i: int) -> np.ndarray:
-        return self._crowd[i].copy()
 
 
 class CocoDataset(DatasetPlugin):

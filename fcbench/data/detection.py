@@ -11,18 +11,20 @@ Readers implement ``__len__``, ``rgb(i)`` (RGB uint8 HWC, before preprocessing) 
 Video readers also override ``sequences()``: the frame indices of each video in play order, which
 motion gating walks frame by frame. ``difficult(i)`` (boxes evaluation ignores: VOC difficult, COCO
 crowd) and ``evaluated(i)`` (frames outside a CDNet temporal ROI are not scored) default to none ignored.
-:func:`collate` stacks a batch for a ``DataLoader``.
+Still-image readers that parse an annotation into per-image boxes (VOC, COCO) hold them in an
+:class:`AnnotatedImages`. :func:`collate` stacks a batch for a ``DataLoader``.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from fcbench.data.base import _check_index, to_tensor
+from fcbench.data.base import _check_index, read_image_file, to_tensor
 from fcbench.data.preprocess import Preprocessing
 from fcbench.errors import FcbenchError
 
@@ -76,6 +78,30 @@ class DetectionImages(Dataset):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.source!r}, n={len(self)}, classes={self.num_classes})"
+
+
+class AnnotatedImages(DetectionImages):
+    """Image files, each with its boxes, labels and ignored flags read from an annotation (VOC's XML, COCO's
+    JSON): what a still-image detection reader holds once it has parsed its annotation."""
+
+    def __init__(self, files: list[Path], boxes: list[np.ndarray], labels: list[np.ndarray],
+                 ignored: list[np.ndarray], class_names: list[str], preprocessing: Preprocessing,
+                 source: str) -> None:
+        self.files, self._boxes, self._labels, self._ignored = files, boxes, labels, ignored
+        self.class_names, self.num_classes = class_names, len(class_names)
+        self.preprocessing, self.source = preprocessing, source
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def rgb(self, i: int) -> np.ndarray:
+        return read_image_file(self.files[i])
+
+    def target(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        return self._boxes[i].copy(), self._labels[i].copy()
+
+    def difficult(self, i: int) -> np.ndarray:
+        return self._ignored[i].copy()
 
 
 def collate(batch: list[tuple[torch.Tensor, dict[str, torch.Tensor]]]) -> tuple[torch.Tensor, list[dict[str, Any]]]:

@@ -19,9 +19,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from fcbench.data.base import DatasetPlugin, read_image_file
+from fcbench.data.base import DatasetPlugin
 from fcbench.data.coco import parse_classes
-from fcbench.data.detection import DetectionImages, check_boxes
+from fcbench.data.detection import AnnotatedImages, check_boxes
 from fcbench.data.preprocess import Preprocessing
 from fcbench.errors import FcbenchError, suggest
 
@@ -64,27 +64,8 @@ def parse_xml(p: Path) -> ET.Element:
         raise FcbenchError(f"{p}:{line}:{col + 1}: malformed XML ({msg}); fix the file") from exc
 
 
-class VocDetection(DetectionImages):
-    """The images of a VOC folder (one split) with their boxes."""
-
-    def __init__(self, files: list[Path], boxes: list[np.ndarray], labels: list[np.ndarray],
-                 difficult: list[np.ndarray], class_names: list[str], preprocessing: Preprocessing,
-                 source: str) -> None:
-        self.files, self._boxes, self._labels, self._difficult = files, boxes, labels, difficult
-        self.class_names, self.num_classes = class_names, len(class_names)
-        self.preprocessing, self.source = preprocessing, source
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def rgb(self, i: int) -> np.ndarray:
-        return read_image_file(self.files[i])
-
-    def target(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        return self._boxes[i].copy(), self._labels[i].copy()
-
-    def difficult(self, i: int) -> np.ndarray:
-        return self._difficult[i].copy()
+class VocDetection(AnnotatedImages):
+    """The images of a VOC folder (one split) with their boxes; ``difficult(i)`` is VOC's ``<difficult>1``."""
 
 
 class VocDataset(DatasetPlugin):
