@@ -438,9 +438,6 @@ class PipelineEvalResult:
     def to_rows(self) -> list[Any]:
         return list(self.rows)
 
-    def failures(self) -> list[str]:
-        return []
-
     @property
     def metrics(self) -> dict[str, float]:
         return dict(self.figures.metrics)
@@ -522,9 +519,6 @@ class PipelineBenchResult:
 
     def to_rows(self) -> list[Any]:
         return self.rows
-
-    def failures(self) -> list[str]:
-        return []
 
     def table(self) -> list[dict[str, Any]]:
         """One line per combination: the backends, ms per frame in all and per stage, the metrics."""

@@ -207,9 +207,6 @@ class VideoEvalResult:
     def to_rows(self) -> list[Any]:
         return list(self.rows)
 
-    def failures(self) -> list[str]:
-        return []
-
     @property
     def gate(self) -> GateOptions:
         return self.comparison.gate
