@@ -117,6 +117,8 @@ def main() -> None:
     p.add_argument("--ab-reps", type=int, default=3,
                    help="bench workers timing all models in turn per backend, for the A/B ratios (default 3)")
     args = parse(p)
+    if args.ab_reps < 1:
+        p.error(f"--ab-reps is {args.ab_reps}; the A/B ratios need at least 1 worker per backend")
     run = Run(args)
     root = workdir(args)
     dense = artifacts(root, args.quick)
