@@ -77,7 +77,7 @@ def _ab(files: list[Path], backend: str, args, store: Path) -> list[dict]:
     """``--ab-reps`` workers timing every file in turn; per file after the first: its ratio to the first
     (A/B estimate over the workers) with the 95 % interval. The cells go into ``store`` as bench rows."""
     from fcbench.backends import expand
-    from fcbench.benchmark.run import cell_row, load_artifact, run_interleaved
+    from fcbench.benchmark.run import ab_run, cell_row, load_artifact, run_interleaved
     from fcbench.compare.stats import compare_ab
     from fcbench.options import BenchConfig
     from fcbench.results.context import RunContext
@@ -90,9 +90,10 @@ def _ab(files: list[Path], backend: str, args, store: Path) -> list[dict]:
     runs: list[list] = []
     ctx = RunContext()
     for rep in range(args.ab_reps):
-        order = list(range(len(items))) if rep % 2 == 0 else list(range(len(items)))[::-1]
-        cells = run_interleaved([items[k] for k in order], spec, cfg, args.threads)
-        cells = [cells[order.index(k)] for k in range(len(items))]
+        # the files loaded in the other order every other worker, the cells put back in the files' order
+        cells = run_interleaved(items if rep % 2 == 0 else items[::-1], spec, cfg, args.threads)
+        if rep % 2:
+            cells = cells[::-1]
         bad = [c for c in cells if c.status != "ok"]
         if bad:
             raise SystemExit(f"fcbench {backend} A/B: {bad[0].status}: {bad[0].reason}")
@@ -101,8 +102,7 @@ def _ab(files: list[Path], backend: str, args, store: Path) -> list[dict]:
         runs.append(cells)
     out = []
     for k in range(1, len(items)):
-        s = compare_ab([(r[0].extra["samples_ms"], r[0].extra["rounds"], r[k].extra["samples_ms"], r[k].extra["rounds"])
-                        for r in runs])
+        s = compare_ab([ab_run(r[0], r[k]) for r in runs])
         out.append({"ratio": s.ratio, "lo": s.ci_low, "hi": s.ci_high, "rounds": s.rounds,
                     "per_worker": [r[k].stats.p50_ms / r[0].stats.p50_ms for r in runs]})
     return out

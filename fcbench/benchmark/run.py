@@ -251,6 +251,12 @@ def run_interleaved(items: list[tuple[Path, Manifest]], spec: BackendSpec, cfg: 
     return cells
 
 
+def ab_run(base: Cell, new: Cell) -> tuple[list[float], list[int], list[float], list[int]]:
+    """Two cells of one :func:`run_interleaved` call as one A/B run for
+    :func:`fcbench.compare.stats.compare_ab`: each one's samples and the round each came from."""
+    return base.extra["samples_ms"], base.extra["rounds"], new.extra["samples_ms"], new.extra["rounds"]
+
+
 def _cell_from_raw(cell: Cell, raw: dict[str, Any], manifest: Manifest, spec: BackendSpec, backend: Backend,
                    cfg: BenchConfig, threads: int) -> Cell:
     """Fill a cell from a raw result (the worker's, or ``_measure_here``'s): statistics from the samples."""

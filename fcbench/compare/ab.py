@@ -42,7 +42,7 @@ def run_ab(cfg: Any, ctx: Any, hooks: Any) -> Any:
     """Measure BASE and NEW in turn on each of ``cfg.backend`` (default: the formats' default backend) and
     compare the pair per backend; see the module docstring."""
     from fcbench.backends import expand
-    from fcbench.benchmark.run import cell_row, load_artifact, run_interleaved
+    from fcbench.benchmark.run import ab_run, cell_row, load_artifact, run_interleaved
     from fcbench.compare import Compared, CompareResult, Unmatched, limit_for
     from fcbench.compare.match import LATENCY, describe_key, key_label, key_of
     from fcbench.compare.stats import MANY, compare_ab
@@ -108,8 +108,7 @@ def run_ab(cfg: Any, ctx: Any, hooks: Any) -> Any:
             bad = new_cell if new_cell.status != "ok" else base_cell
             c.verdict, c.note = "failed", f"{'NEW' if bad is new_cell else 'BASE'} failed: {bad.reason}"
         else:
-            s = compare_ab([(b.extra["samples_ms"], b.extra["rounds"], n.extra["samples_ms"], n.extra["rounds"])
-                            for b, n in pairs], limit / 100.0)
+            s = compare_ab([ab_run(b, n) for b, n in pairs], limit / 100.0)
             c.verdict, c.stats = s.verdict, s.to_dict()
             if s.verdict == "unknown" and s.runs_needed is not None:
                 c.note = ("the change sits at the threshold: many more runs" if s.runs_needed >= MANY else

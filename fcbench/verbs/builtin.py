@@ -378,15 +378,14 @@ def _bench_target(text: str) -> tuple[Any, str]:
     return spec, fmt
 
 
-def _bench_before_after(cfg: PruneConfig, spec: Any, fmt: str, dense: Path, pruned: Path, ctx: Any,
-                        hooks: Any) -> dict[str, Any]:
+def _bench_before_after(cfg: PruneConfig, spec: Any, fmt: str, dense: Path, pruned: Path, hooks: Any) -> dict[str, Any]:
     """Convert ``dense`` and ``pruned`` to ``fmt`` in a temporary folder and time both *in turn* on ``spec`` in
     one bench worker (A/B, as ``fcbench compare A B`` of two files): p50 before and after, and the ratio as the
     rounds' estimate with its 95 % interval, so a slow moment of the machine slows both sides alike."""
     import shutil
     import tempfile
 
-    from fcbench.benchmark.run import load_artifact, run_interleaved
+    from fcbench.benchmark.run import ab_run, load_artifact, run_interleaved
     from fcbench.compare.stats import compare_ab
     from fcbench.conversion import convert
     from fcbench.quantization.why import why_not_faster
@@ -411,7 +410,7 @@ def _bench_before_after(cfg: PruneConfig, spec: Any, fmt: str, dense: Path, prun
             raise FcbenchError(f"prune: wrote {pruned}; --bench {spec.label} failed: {why}", exit_code=1)
         b, a = cells
         before, after = b.stats.p50_ms, a.stats.p50_ms
-        ab = compare_ab([(b.extra["samples_ms"], b.extra["rounds"], a.extra["samples_ms"], a.extra["rounds"])])
+        ab = compare_ab([ab_run(b, a)])
         # judged on the ratio the result reports (the rounds' estimate), not on the two p50s
         why_not = why_not_faster(Path(files[1]), Path(files[0]), spec.label, before * ab.ratio, before, threads)
     finally:
@@ -470,7 +469,7 @@ def run_prune(cfg: PruneConfig, ctx=None, hooks=None) -> PruneResult:
                          finetune=finetuned)
     if target is not None:
         try:
-            pruned.bench = _bench_before_after(cfg, *target, src, result.output, ctx, hooks)
+            pruned.bench = _bench_before_after(cfg, *target, src, result.output, hooks)
         except FcbenchError:
             hooks.rows(pruned.to_rows())  # the pruned checkpoint is written: its row is kept
             raise
